@@ -1,0 +1,19 @@
+//! Pure core of the Liveshop engine.
+//!
+//! Everything here is deterministic and free of IO: no tokio, no sockets, no clock. Time comes in as a
+//! [`Timestamp`] argument, randomness (ids) comes in from the caller. The actor, storage and HTTP crates
+//! build on these types so that the rules of the product are tested once, here, without a runtime.
+
+pub mod chat;
+pub mod frames;
+pub mod ids;
+pub mod limits;
+pub mod records;
+pub mod rejection;
+pub mod storage;
+pub mod stream;
+pub mod timestamp;
+
+pub use ids::{ClaimId, DropId, ProductId, SessionId, Slug, StreamId, TenantId, UserId};
+pub use rejection::{ErrorCode, Rejection};
+pub use timestamp::Timestamp;

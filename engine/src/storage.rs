@@ -1,0 +1,122 @@
+//! The storage boundary: what the engine needs from a database, implemented by `liveshop-storage`
+//! for SQLite and Postgres (and by in-memory fakes inside unit tests).
+
+use async_trait::async_trait;
+
+use crate::ids::{ClaimId, DropId, ProductId, StreamId, TenantId, UserId};
+use crate::records::{
+    ChatMessage, Claim, Drop, DropStatus, Product, Stream, StreamStatus, Tenant, UserSeen,
+};
+use crate::timestamp::Timestamp;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A unique value is already taken; the text names which (e.g. `slug`, `sku`).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// A database constraint that guards an invariant refused the write (e.g. an oversell).
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+    /// The database failed or could not be reached.
+    #[error("storage unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Result of storage calls.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// A new reservation to write as part of a group commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClaim {
+    /// The claim as it will be stored (status `reserved`).
+    pub claim: Claim,
+}
+
+/// Everything the engine persists. Implementations must be cheap to clone behind an `Arc` and safe to
+/// call from many tasks at once.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Answers when the database answers (readiness).
+    async fn ping(&self) -> StorageResult<()>;
+
+    /// Creates a tenant; `Conflict("slug")` when the slug is taken.
+    async fn create_tenant(&self, tenant: &Tenant) -> StorageResult<()>;
+    /// Loads a tenant by id.
+    async fn tenant(&self, id: &TenantId) -> StorageResult<Option<Tenant>>;
+
+    /// Records (upserts) a user seen in an accepted token.
+    async fn record_user_seen(&self, user: &UserSeen) -> StorageResult<()>;
+
+    /// Creates a product; `Conflict("sku")` when the tenant already has that sku.
+    async fn create_product(&self, product: &Product) -> StorageResult<()>;
+    /// Lists a tenant's products, oldest first.
+    async fn products(&self, tenant: &TenantId) -> StorageResult<Vec<Product>>;
+    /// Loads one product of a tenant.
+    async fn product(&self, tenant: &TenantId, id: &ProductId) -> StorageResult<Option<Product>>;
+
+    /// Creates a stream.
+    async fn create_stream(&self, stream: &Stream) -> StorageResult<()>;
+    /// Loads a stream by id, whatever its tenant (callers check the tenant).
+    async fn stream(&self, id: &StreamId) -> StorageResult<Option<Stream>>;
+    /// Lists a tenant's streams, newest first, optionally only those with `status`.
+    async fn streams(
+        &self,
+        tenant: &TenantId,
+        status: Option<StreamStatus>,
+    ) -> StorageResult<Vec<Stream>>;
+    /// Writes a stream's status and its start/end times.
+    async fn update_stream_status(
+        &self,
+        id: &StreamId,
+        status: StreamStatus,
+        started_at: Option<Timestamp>,
+        ended_at: Option<Timestamp>,
+    ) -> StorageResult<()>;
+    /// Writes the pinned product of a stream.
+    async fn set_pinned(&self, id: &StreamId, product: Option<&ProductId>) -> StorageResult<()>;
+    /// Increments and returns the stream's epoch: each stream actor start gets a new one.
+    async fn next_epoch(&self, id: &StreamId) -> StorageResult<u64>;
+
+    /// Appends chat messages in one transaction (batched off the hot path).
+    async fn insert_chat(&self, messages: &[ChatMessage]) -> StorageResult<()>;
+    /// The `limit` most recent chat messages of a stream, oldest first.
+    async fn recent_chat(&self, stream: &StreamId, limit: u32) -> StorageResult<Vec<ChatMessage>>;
+
+    /// Creates a drop (status open, nothing reserved or sold).
+    async fn create_drop(&self, drop: &Drop) -> StorageResult<()>;
+    /// Loads a drop with its current counts.
+    async fn drop_by_id(&self, id: &DropId) -> StorageResult<Option<Drop>>;
+    /// The stream's drops, oldest first.
+    async fn drops_of_stream(&self, stream: &StreamId) -> StorageResult<Vec<Drop>>;
+    /// Writes a drop's status and closing reason.
+    async fn set_drop_status(
+        &self,
+        id: &DropId,
+        status: DropStatus,
+        closed_reason: Option<&str>,
+    ) -> StorageResult<()>;
+    /// Group commit: inserts all reservations and raises the drop's `reserved` count in ONE
+    /// transaction. The database refuses (`Constraint`) any batch that would make
+    /// `reserved + sold > quantity` or put a user over the per-user limit; then nothing is written.
+    async fn commit_claims(&self, drop: &DropId, claims: &[NewClaim]) -> StorageResult<()>;
+    /// Finds a claim by its idempotency scope (drop, user, key).
+    async fn claim_by_key(
+        &self,
+        drop: &DropId,
+        user: &UserId,
+        key: &str,
+    ) -> StorageResult<Option<Claim>>;
+    /// All claims of a drop (for rebuilding a drop actor's state).
+    async fn claims_of_drop(&self, drop: &DropId) -> StorageResult<Vec<Claim>>;
+    /// A user's claims within a tenant, newest first.
+    async fn claims_of_user(&self, tenant: &TenantId, user: &UserId) -> StorageResult<Vec<Claim>>;
+    /// Expires every `reserved` claim of the drop whose `expires_at <= now`, returning units to the
+    /// drop, in one transaction; returns the claims it expired (status now `expired`).
+    async fn expire_claims(&self, drop: &DropId, now: Timestamp) -> StorageResult<Vec<Claim>>;
+    /// Marks a reserved claim paid (reserved → sold); returns the updated claim, or `None` when it
+    /// does not exist or is not reserved.
+    async fn mark_claim_paid(&self, id: &ClaimId) -> StorageResult<Option<Claim>>;
+    /// Ids of drops that are open or sold out (to restart their actors after a crash).
+    async fn active_drops(&self) -> StorageResult<Vec<Drop>>;
+}
