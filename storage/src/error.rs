@@ -1,0 +1,79 @@
+//! Turning sqlx errors into the engine's [`StorageError`].
+
+use liveshop_engine::storage::StorageError;
+use sqlx::error::{DatabaseError, ErrorKind};
+
+/// Named constraints of the schema and what their refusal means, for readable `Constraint` texts.
+const KNOWN_CONSTRAINTS: &[(&str, &str)] = &[
+    (
+        "drops_no_oversell",
+        "drop would be oversold (reserved + sold > quantity)",
+    ),
+    (
+        "holdings_within_limit",
+        "a user would exceed the drop's per-user limit",
+    ),
+    (
+        "idempotency",
+        "duplicate idempotency key for this drop and user",
+    ),
+    (
+        "claims_quantity_positive",
+        "claim quantity must be positive",
+    ),
+    ("claims_status_known", "unknown claim status"),
+    (
+        "drops_quantity_valid",
+        "drop quantity, limit and hold must not be negative",
+    ),
+    ("drops_status_known", "unknown drop status"),
+    ("streams_status_known", "unknown stream status"),
+];
+
+/// The database failed or could not be reached.
+pub(crate) fn unavailable(err: sqlx::Error) -> StorageError {
+    StorageError::Unavailable(Box::new(err))
+}
+
+/// Constraint refusals become `Constraint` (with a readable text); everything else `Unavailable`.
+pub(crate) fn classify(err: sqlx::Error) -> StorageError {
+    match err.as_database_error() {
+        Some(db) if is_constraint(db) => StorageError::Constraint(describe(db)),
+        _ => unavailable(err),
+    }
+}
+
+/// Like [`classify`], but a unique violation whose constraint mentions `needle` becomes
+/// `Conflict(field)`.
+pub(crate) fn conflict_on(err: sqlx::Error, needle: &str, field: &'static str) -> StorageError {
+    if let Some(db) = err.as_database_error()
+        && db.kind() == ErrorKind::UniqueViolation
+        && names(db).contains(needle)
+    {
+        return StorageError::Conflict(field);
+    }
+    classify(err)
+}
+
+fn is_constraint(db: &dyn DatabaseError) -> bool {
+    matches!(
+        db.kind(),
+        ErrorKind::UniqueViolation
+            | ErrorKind::CheckViolation
+            | ErrorKind::ForeignKeyViolation
+            | ErrorKind::NotNullViolation
+    )
+}
+
+/// Constraint name (Postgres) and message (SQLite names the columns or the constraint there).
+fn names(db: &dyn DatabaseError) -> String {
+    format!("{} {}", db.constraint().unwrap_or_default(), db.message())
+}
+
+fn describe(db: &dyn DatabaseError) -> String {
+    let names = names(db);
+    KNOWN_CONSTRAINTS
+        .iter()
+        .find(|(needle, _)| names.contains(needle))
+        .map_or_else(|| db.message().to_owned(), |(_, text)| (*text).to_owned())
+}

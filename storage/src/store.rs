@@ -1,0 +1,144 @@
+//! The engine's [`Storage`] trait, delegating to the query modules.
+
+use async_trait::async_trait;
+use liveshop_engine::ids::{ClaimId, DropId, ProductId, StreamId, TenantId, UserId};
+use liveshop_engine::records::{
+    ChatMessage, Claim, Drop, DropStatus, Product, Stream, StreamStatus, Tenant, UserSeen,
+};
+use liveshop_engine::storage::{NewClaim, Storage, StorageResult};
+use liveshop_engine::timestamp::Timestamp;
+
+use crate::SqlStore;
+use crate::error::unavailable;
+
+#[async_trait]
+impl Storage for SqlStore {
+    async fn ping(&self) -> StorageResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, tenant: &Tenant) -> StorageResult<()> {
+        self.insert_tenant(tenant).await
+    }
+
+    async fn tenant(&self, id: &TenantId) -> StorageResult<Option<Tenant>> {
+        self.select_tenant(id).await
+    }
+
+    async fn record_user_seen(&self, user: &UserSeen) -> StorageResult<()> {
+        self.upsert_user_seen(user).await
+    }
+
+    async fn create_product(&self, product: &Product) -> StorageResult<()> {
+        self.insert_product(product).await
+    }
+
+    async fn products(&self, tenant: &TenantId) -> StorageResult<Vec<Product>> {
+        self.select_products(tenant).await
+    }
+
+    async fn product(&self, tenant: &TenantId, id: &ProductId) -> StorageResult<Option<Product>> {
+        self.select_product(tenant, id).await
+    }
+
+    async fn create_stream(&self, stream: &Stream) -> StorageResult<()> {
+        self.insert_stream(stream).await
+    }
+
+    async fn stream(&self, id: &StreamId) -> StorageResult<Option<Stream>> {
+        self.select_stream(id).await
+    }
+
+    async fn streams(
+        &self,
+        tenant: &TenantId,
+        status: Option<StreamStatus>,
+    ) -> StorageResult<Vec<Stream>> {
+        self.select_streams(tenant, status).await
+    }
+
+    async fn update_stream_status(
+        &self,
+        id: &StreamId,
+        status: StreamStatus,
+        started_at: Option<Timestamp>,
+        ended_at: Option<Timestamp>,
+    ) -> StorageResult<()> {
+        self.write_stream_status(id, status, started_at, ended_at)
+            .await
+    }
+
+    async fn set_pinned(&self, id: &StreamId, product: Option<&ProductId>) -> StorageResult<()> {
+        self.write_pinned(id, product).await
+    }
+
+    async fn next_epoch(&self, id: &StreamId) -> StorageResult<u64> {
+        self.bump_epoch(id).await
+    }
+
+    async fn insert_chat(&self, messages: &[ChatMessage]) -> StorageResult<()> {
+        self.append_chat(messages).await
+    }
+
+    async fn recent_chat(&self, stream: &StreamId, limit: u32) -> StorageResult<Vec<ChatMessage>> {
+        self.select_recent_chat(stream, limit).await
+    }
+
+    async fn create_drop(&self, drop: &Drop) -> StorageResult<()> {
+        self.insert_drop(drop).await
+    }
+
+    async fn drop_by_id(&self, id: &DropId) -> StorageResult<Option<Drop>> {
+        self.select_drop(id).await
+    }
+
+    async fn drops_of_stream(&self, stream: &StreamId) -> StorageResult<Vec<Drop>> {
+        self.select_drops_of_stream(stream).await
+    }
+
+    async fn set_drop_status(
+        &self,
+        id: &DropId,
+        status: DropStatus,
+        closed_reason: Option<&str>,
+    ) -> StorageResult<()> {
+        self.write_drop_status(id, status, closed_reason).await
+    }
+
+    async fn commit_claims(&self, drop: &DropId, claims: &[NewClaim]) -> StorageResult<()> {
+        self.write_claims(drop, claims).await
+    }
+
+    async fn claim_by_key(
+        &self,
+        drop: &DropId,
+        user: &UserId,
+        key: &str,
+    ) -> StorageResult<Option<Claim>> {
+        self.select_claim_by_key(drop, user, key).await
+    }
+
+    async fn claims_of_drop(&self, drop: &DropId) -> StorageResult<Vec<Claim>> {
+        self.select_claims_of_drop(drop).await
+    }
+
+    async fn claims_of_user(&self, tenant: &TenantId, user: &UserId) -> StorageResult<Vec<Claim>> {
+        self.select_claims_of_user(tenant, user).await
+    }
+
+    async fn expire_claims(&self, drop: &DropId, now: Timestamp) -> StorageResult<Vec<Claim>> {
+        self.expire_due_claims(drop, now.millis()).await
+    }
+
+    async fn mark_claim_paid(&self, id: &ClaimId) -> StorageResult<Option<Claim>> {
+        self.pay_claim(id).await
+    }
+
+    async fn active_drops(&self) -> StorageResult<Vec<Drop>> {
+        self.select_active_drops().await
+    }
+}
