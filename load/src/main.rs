@@ -1,0 +1,87 @@
+//! `liveshop-load`: a real client of the Liveshop contract v1 that measures HTTP throughput,
+//! WebSocket fan-out latency, soak stability and reconnect storms, and gates on SLOs.
+//!
+//! Exit codes: 0 success, 1 the run could not be done (bad flags, server unreachable, setup
+//! refused), 2 an `--slo` objective was breached.
+
+mod auth;
+mod backoff;
+mod cli;
+mod client;
+mod crowd;
+mod duration;
+mod latency;
+mod limits;
+mod payload;
+mod procstat;
+mod progress;
+mod publisher;
+mod report;
+mod scenarios;
+mod setup;
+mod slo;
+mod tracker;
+mod viewer;
+
+use clap::Parser as _;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Keep exit code 2 for SLO breaches: usage errors exit 1.
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let objectives = match cli.common.slo.as_deref().map(slo::parse).transpose() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = limits::raise_nofile() {
+        eprintln!("warning: could not raise the open-files limit: {e}");
+    }
+    payload::now_us();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(scenarios::run(&cli));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    let mut report = match outcome {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let passed = objectives
+        .as_deref()
+        .is_none_or(|objectives| report.apply_slo(objectives));
+    if cli.common.json {
+        eprint!("{}", report.human());
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.human());
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("SLO breached");
+        ExitCode::from(2)
+    }
+}

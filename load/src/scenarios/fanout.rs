@@ -1,0 +1,115 @@
+//! `fanout`: C viewers on one live stream while the seller publishes R chats/s of S bytes;
+//! measures end-to-end latency, deliveries/s, loss and ordering.
+
+use super::{bar, connect_crowd, crowd_stats, default_backoff, endpoint, plan, server_stats};
+use crate::cli::{Common, FanoutArgs};
+use crate::crowd::Crowd;
+use crate::latency::round3;
+use crate::procstat::Sampler;
+use crate::publisher::Publisher;
+use crate::report::Report;
+use crate::setup;
+use std::time::{Duration, Instant};
+
+/// Runs the scenario.
+pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
+    let target = setup::prepare(common).await?;
+    let endpoint = endpoint(common)?;
+    let plan = plan(endpoint.clone(), &target, default_backoff());
+    let crowd = Crowd::spawn(
+        &target,
+        plan,
+        args.connections,
+        0,
+        common.connect_concurrency,
+    )?;
+    let joined = match connect_crowd(common, &crowd).await {
+        Ok(joined) => joined,
+        Err(e) => {
+            crowd.stop().await;
+            return Err(e);
+        }
+    };
+    let sampler = common
+        .server_pid
+        .map(|pid| Sampler::start(pid, Duration::from_millis(500)));
+    let publisher = Publisher::start(
+        &endpoint,
+        &target.seller_token,
+        &target.stream,
+        args.rate,
+        args.size,
+    )
+    .await?;
+    let started = Instant::now();
+    let progress = bar(common, "publish", args.duration.as_secs().max(1));
+    while started.elapsed() < args.duration {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        progress.set(started.elapsed().as_secs());
+        let c = &crowd.fleet.counters;
+        progress.message(format!(
+            "sent {} delivered {}",
+            publisher.sent(),
+            c.chat_delivered.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    progress.finish();
+    let publish_s = started.elapsed().as_secs_f64();
+    let published = publisher.finish(args.drain).await;
+    let progress = bar(common, "drain", crowd.fleet.alive() as u64);
+    let caught_up = crowd
+        .wait_caught_up(published.last_seq, args.drain, &progress)
+        .await;
+    progress.finish();
+    let phase_s = started.elapsed().as_secs_f64();
+    let tail = crowd.fleet.missing_tail(published.last_seq);
+    let counters = crowd.fleet.counters.snapshot();
+    let series = match sampler {
+        Some(s) => Some(s.finish().await),
+        None => None,
+    };
+
+    let mut report = Report::new("fanout", &common.url);
+    report.config("connections", args.connections);
+    report.config("rate", args.rate);
+    report.config("size", args.size);
+    report.config("duration_s", args.duration.as_secs_f64());
+    report.config("drain_s", args.drain.as_secs_f64());
+    report.config("source_ips", endpoint.source_count());
+    report.config("stream", &target.stream);
+    report.duration_s = round3(phase_s);
+    report.latency_ms = crowd.fleet.latency.summary();
+    crowd_stats(&mut report, &crowd, &counters, &published, tail);
+    let per_s = counters.chat_delivered as f64 / phase_s.max(1e-9);
+    report.stat("publish_s", round3(publish_s));
+    report.stat("deliveries_per_s", round3(per_s));
+    report.stat(
+        "target_deliveries_per_s",
+        round3(args.rate * joined as f64),
+    );
+    report.stat("all_caught_up", caught_up);
+    server_stats(&mut report, series, 0);
+    if let Some(server) = report.stats.get("server")
+        && let Some(cpu) = server.get("cpu_s").and_then(|v| v.as_f64())
+        && counters.chat_delivered > 0
+    {
+        let us = cpu * 1e6 / counters.chat_delivered as f64;
+        report.stat("server_cpu_us_per_delivery", round3(us));
+    }
+    report.headline = vec![
+        format!(
+            "viewers {joined}/{} joined; seller published {} chats ({} rejected) at {}/s, {} B",
+            args.connections, published.acked, published.rejected, args.rate, args.size
+        ),
+        format!(
+            "delivered {} of {} expected ({:.0}/s); lost {}; out-of-order {}",
+            counters.chat_delivered,
+            published.acked * counters.ever_joined.saturating_sub(counters.gave_up),
+            per_s,
+            report.lost,
+            counters.out_of_order
+        ),
+    ];
+    crowd.stop().await;
+    Ok(report)
+}

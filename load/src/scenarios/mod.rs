@@ -1,0 +1,125 @@
+//! One module per subcommand; each turns its flags into a [`Report`]. Helpers shared by the
+//! WebSocket scenarios live here.
+
+pub mod fanout;
+pub mod http;
+pub mod soak;
+pub mod storm;
+
+use crate::backoff::Backoff;
+use crate::cli::{Cli, Common, Scenario};
+use crate::client::Endpoint;
+use crate::crowd::{CounterSnapshot, Crowd};
+use crate::procstat::Series;
+use crate::progress::Progress;
+use crate::publisher::Published;
+use crate::report::Report;
+use crate::setup::Target;
+use crate::viewer::Plan;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs the scenario selected on the command line.
+pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
+    match &cli.scenario {
+        Scenario::Http(args) => http::run(&cli.common, args).await,
+        Scenario::Fanout(args) => fanout::run(&cli.common, args).await,
+        Scenario::Soak(args) => soak::run(&cli.common, args).await,
+        Scenario::Storm(args) => storm::run(&cli.common, args).await,
+    }
+}
+
+/// Endpoint of the engine from the common flags.
+pub(crate) fn endpoint(common: &Common) -> anyhow::Result<Arc<Endpoint>> {
+    Ok(Arc::new(Endpoint::new(
+        &common.url,
+        common.source_ips,
+        common.connect_timeout,
+    )?))
+}
+
+/// Viewer behaviour with the given backoff; the other knobs have scenario defaults.
+pub(crate) fn plan(endpoint: Arc<Endpoint>, target: &Target, backoff: Backoff) -> Plan {
+    Plan {
+        endpoint,
+        stream: target.stream.clone(),
+        backoff,
+        storm_jitter: Duration::from_secs(1),
+        churn_mean: Duration::from_secs(10),
+        outage_limit: Duration::from_secs(60),
+        initial_attempts: 5,
+    }
+}
+
+/// Default reconnect backoff of scenarios without backoff flags.
+pub(crate) fn default_backoff() -> Backoff {
+    Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(5),
+    }
+}
+
+/// A progress bar unless `--no-progress`.
+pub(crate) fn bar(common: &Common, phase: &str, len: u64) -> Progress {
+    Progress::new(!common.no_progress, phase, len)
+}
+
+/// Opens the crowd's first connections with a progress bar; fails when nobody joined.
+pub(crate) async fn connect_crowd(common: &Common, crowd: &Crowd) -> anyhow::Result<usize> {
+    let progress = bar(common, "connect", crowd.size() as u64);
+    // Five attempts each, `connect_concurrency` at a time, plus slack for backoff.
+    let waves = crowd.size().div_ceil(common.connect_concurrency.max(1)) as u32;
+    let limit = common.connect_timeout * 5 * waves.max(1) + Duration::from_secs(30);
+    let joined = crowd.wait_connected(limit, &progress).await;
+    progress.finish();
+    if joined == 0 {
+        let errors = crowd.fleet.errors();
+        anyhow::bail!("no viewer could connect and join: {errors:?}");
+    }
+    Ok(joined)
+}
+
+/// Report fields common to the WebSocket scenarios.
+pub(crate) fn crowd_stats(
+    report: &mut Report,
+    crowd: &Crowd,
+    counters: &CounterSnapshot,
+    published: &Published,
+    tail: u64,
+) {
+    report.lost = counters.lost + tail;
+    report.errors = counters.initial_failed
+        + counters.gave_up
+        + counters.error_frames
+        + published.rejected
+        + u64::from(published.connection_lost);
+    let viewers = counters.ever_joined.saturating_sub(counters.gave_up);
+    report.stat("connected", counters.ever_joined);
+    report.stat("connect_failed", counters.initial_failed);
+    report.stat("published", published.acked);
+    report.stat("expected_deliveries", published.acked * viewers);
+    report.stat("delivered", counters.chat_delivered);
+    report.stat("lost_in_gaps", counters.lost);
+    report.stat("lost_at_tail", tail);
+    report.stat("out_of_order", counters.out_of_order);
+    report.stat("resyncs", counters.resyncs);
+    report.stat("resync_skipped", counters.resync_skipped);
+    report.stat("epoch_restarts", counters.epoch_restarts);
+    report.stat("unexpected_disconnects", counters.unexpected_closes);
+    report.stat("server_restart_closes", counters.server_restarts);
+    report.stat("publisher", published);
+    report.stat("viewers", counters);
+    report.stat("errors_by_kind", crowd.fleet.errors());
+}
+
+/// Adds the `server` object when `--server-pid` was sampled.
+pub(crate) fn server_stats(report: &mut Report, series: Option<Series>, keep_samples: usize) {
+    let Some(series) = series else { return };
+    if let Some(mut summary) = series.summary() {
+        if keep_samples > 0 {
+            summary["series"] = serde_json::to_value(series.thinned(keep_samples))
+                .unwrap_or(serde_json::Value::Null);
+        }
+        report.stat("server", summary);
+    }
+}

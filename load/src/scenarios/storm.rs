@@ -1,0 +1,155 @@
+//! `storm`: C viewers connected, all drop at once and come back with jittered backoff and
+//! resume; measures time until everyone is back, failed attempts, events missed and the
+//! server CPU the storm cost.
+
+use super::{bar, connect_crowd, crowd_stats, endpoint, plan, server_stats};
+use crate::backoff::Backoff;
+use crate::cli::{Common, StormArgs};
+use crate::crowd::{Crowd, SlotState};
+use crate::latency::round3;
+use crate::payload;
+use crate::procstat::{self, Sampler};
+use crate::publisher::Publisher;
+use crate::report::Report;
+use crate::setup;
+use crate::viewer::Command;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+/// Runs the scenario.
+pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
+    let target = setup::prepare(common).await?;
+    let endpoint = endpoint(common)?;
+    let backoff = Backoff {
+        base: args.backoff_base,
+        cap: args.backoff_cap,
+    };
+    let mut plan = plan(endpoint.clone(), &target, backoff);
+    plan.storm_jitter = args.jitter;
+    plan.outage_limit = args.timeout;
+    let crowd = Crowd::spawn(
+        &target,
+        plan,
+        args.connections,
+        0,
+        common.connect_concurrency,
+    )?;
+    let joined = match connect_crowd(common, &crowd).await {
+        Ok(joined) => joined,
+        Err(e) => {
+            crowd.stop().await;
+            return Err(e);
+        }
+    };
+    let publisher = Publisher::start(
+        &endpoint,
+        &target.seller_token,
+        &target.stream,
+        args.rate,
+        args.size,
+    )
+    .await?;
+    tokio::time::sleep(args.settle).await;
+
+    let sampler = common
+        .server_pid
+        .map(|pid| Sampler::start(pid, Duration::from_millis(100)));
+    let cpu_before = common.server_pid.and_then(procstat::read).map(|r| r.1);
+    let expected_back = crowd.fleet.count(SlotState::Joined) as u64;
+    let dropped_at_us = payload::now_us();
+    let started = Instant::now();
+    crowd.command(Command::Drop(1));
+
+    let progress = bar(common, "storm", expected_back);
+    let c = &crowd.fleet.counters;
+    let all_back = loop {
+        let back = c.storm_back.load(Relaxed);
+        let gave_up = c.gave_up.load(Relaxed);
+        progress.set(back);
+        progress.message(format!(
+            "failed attempts {}",
+            c.connect_failures.load(Relaxed)
+        ));
+        if back >= expected_back {
+            break true;
+        }
+        if back + gave_up >= expected_back || started.elapsed() > args.timeout {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    progress.finish();
+    let storm_s = started.elapsed().as_secs_f64();
+    let cpu_after = common.server_pid.and_then(procstat::read).map(|r| r.1);
+    let back_at = c.back_at_us.load(Relaxed);
+    let all_back_s = (back_at > dropped_at_us).then(|| (back_at - dropped_at_us) as f64 / 1e6);
+    let failures_during_storm = c.connect_failures.load(Relaxed);
+
+    if let Some(rest) = args.duration.checked_sub(started.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    crowd.command(Command::Settle);
+    let published = publisher.finish(args.drain).await;
+    let progress = bar(common, "drain", crowd.fleet.alive() as u64);
+    let caught_up = crowd
+        .wait_caught_up(published.last_seq, args.drain, &progress)
+        .await;
+    progress.finish();
+    let tail = crowd.fleet.missing_tail(published.last_seq);
+    let counters = crowd.fleet.counters.snapshot();
+    let series = match sampler {
+        Some(s) => Some(s.finish().await),
+        None => None,
+    };
+
+    let mut report = Report::new("storm", &common.url);
+    report.config("connections", args.connections);
+    report.config("jitter_ms", args.jitter.as_millis() as u64);
+    report.config("backoff_base_ms", args.backoff_base.as_millis() as u64);
+    report.config("backoff_cap_ms", args.backoff_cap.as_millis() as u64);
+    report.config("rate", args.rate);
+    report.config("size", args.size);
+    report.config("timeout_s", args.timeout.as_secs_f64());
+    report.config("source_ips", endpoint.source_count());
+    report.config("stream", &target.stream);
+    report.duration_s = round3(storm_s);
+    report.latency_ms = crowd.fleet.reconnect.summary();
+    crowd_stats(&mut report, &crowd, &counters, &published, tail);
+    report.stat("dropped", counters.storm_drops);
+    report.stat("back", counters.storm_back);
+    report.stat("never_back", expected_back.saturating_sub(counters.storm_back));
+    report.stat("all_back", all_back);
+    report.stat("all_back_s", all_back_s.map(round3));
+    report.stat("reconnect_failures", failures_during_storm);
+    report.stat("resumed", counters.resumed);
+    report.stat("events_missed", report.lost + counters.resync_skipped);
+    report.stat("all_caught_up", caught_up);
+    report.stat("live_latency_ms", crowd.fleet.latency.summary());
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        report.stat("server_cpu_storm_s", round3(after - before));
+    }
+    server_stats(&mut report, series, 0);
+    report.headline = vec![
+        format!(
+            "{} of {joined} viewers dropped at once; {} back{} ({} failed attempts, {} gave up)",
+            counters.storm_drops,
+            counters.storm_back,
+            all_back_s
+                .filter(|_| all_back)
+                .map(|s| format!(", all within {s:.2}s"))
+                .unwrap_or_default(),
+            failures_during_storm,
+            counters.gave_up
+        ),
+        format!(
+            "{} resumed, {} resyncs ({} events skipped); lost {}; out-of-order {}",
+            counters.resumed,
+            counters.resyncs,
+            counters.resync_skipped,
+            report.lost,
+            counters.out_of_order
+        ),
+    ];
+    crowd.stop().await;
+    Ok(report)
+}
