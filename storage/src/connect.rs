@@ -147,4 +147,29 @@ mod tests {
         );
         assert_eq!(sqlite_url_with_create("sqlite::memory:"), "sqlite::memory:");
     }
+
+    #[cfg(feature = "test-util")]
+    #[tokio::test]
+    async fn sqlite_connections_use_wal_and_the_configured_pragmas() {
+        use sqlx::Row;
+
+        let db = crate::testing::fresh_sqlite();
+        let store = SqlStore::connect(db.url()).await.unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+        for (pragma, expected) in [
+            ("PRAGMA journal_mode", "wal"),
+            ("PRAGMA synchronous", "1"),
+            ("PRAGMA busy_timeout", "5000"),
+            ("PRAGMA foreign_keys", "1"),
+        ] {
+            let row = sqlx::query(pragma).fetch_one(&mut *conn).await.unwrap();
+            let value = row
+                .try_get::<String, _>(0)
+                .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
+                .unwrap();
+            assert_eq!(value, expected, "{pragma}");
+        }
+        drop(conn);
+        store.close().await;
+    }
 }

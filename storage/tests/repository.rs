@@ -1,0 +1,860 @@
+//! One repository test suite, run against both SQLite and Postgres: each case is written once as
+//! `async fn case_x(store: &SqlStore)` and `both!` generates `x::on_sqlite` and `x::on_postgres`.
+
+use liveshop_engine::ids::{ChatId, ClaimId, DropId, ProductId, Slug, StreamId, TenantId, UserId};
+use liveshop_engine::records::{
+    ChatAuthor, ChatMessage, Claim, ClaimStatus, Drop, DropStatus, Product, Stream, StreamStatus,
+    Tenant, UserSeen,
+};
+use liveshop_engine::storage::{NewClaim, Storage, StorageError};
+use liveshop_engine::timestamp::Timestamp;
+use liveshop_storage::testing::fresh_store;
+use liveshop_storage::{Backend, SqlStore};
+
+macro_rules! both {
+    ($($name:ident => $case:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+
+                #[tokio::test]
+                async fn on_sqlite() {
+                    let (db, store) = fresh_store(Backend::Sqlite).await;
+                    assert_eq!(store.backend(), Backend::Sqlite);
+                    $case(&store).await;
+                    store.close().await;
+                    drop(db);
+                }
+
+                #[tokio::test]
+                async fn on_postgres() {
+                    let (db, store) = fresh_store(Backend::Postgres).await;
+                    assert_eq!(store.backend(), Backend::Postgres);
+                    $case(&store).await;
+                    store.close().await;
+                    drop(db);
+                }
+            }
+        )*
+    };
+}
+
+both! {
+    ping => case_ping,
+    migrate_twice => case_migrate_twice,
+    tenants => case_tenants,
+    users_seen => case_users_seen,
+    products => case_products,
+    streams => case_streams,
+    stream_status_pin_and_epoch => case_stream_status_pin_and_epoch,
+    chat => case_chat,
+    chat_large_batch => case_chat_large_batch,
+    drops => case_drops,
+    commit_claims => case_commit_claims,
+    commit_claims_large_batch => case_commit_claims_large_batch,
+    oversell_refused_whole => case_oversell_refused_whole,
+    per_user_limit_refused_whole => case_per_user_limit_refused_whole,
+    duplicate_idempotency_key => case_duplicate_idempotency_key,
+    claims_lookups => case_claims_lookups,
+    expire_claims => case_expire_claims,
+    mark_claim_paid => case_mark_claim_paid,
+    active_drops_and_status => case_active_drops_and_status,
+    concurrent_batches_never_oversell => case_concurrent_batches_never_oversell,
+}
+
+// ---- fixtures -------------------------------------------------------------------------------
+
+const T0: i64 = 1_795_770_000_000;
+
+fn tenant(id: &str, slug: &str) -> Tenant {
+    Tenant {
+        id: TenantId::from_trusted(id),
+        slug: Slug::parse(slug).expect("valid slug"),
+        name: format!("Shop {slug}"),
+        created_at: Timestamp(T0),
+    }
+}
+
+fn product(tenant: &str, id: &str, sku: &str) -> Product {
+    Product {
+        id: ProductId::from_trusted(id),
+        tenant: TenantId::from_trusted(tenant),
+        sku: sku.to_owned(),
+        title: format!("Product {sku}"),
+        price_cents: 1999,
+        currency: "EUR".to_owned(),
+        image_url: None,
+    }
+}
+
+fn stream(tenant: &str, id: &str) -> Stream {
+    Stream {
+        id: StreamId::from_trusted(id),
+        tenant: TenantId::from_trusted(tenant),
+        seller: UserId::from_trusted("seller-1"),
+        title: format!("Show {id}"),
+        status: StreamStatus::Scheduled,
+        scheduled_at: Some(Timestamp(T0 + 60_000)),
+        started_at: None,
+        ended_at: None,
+        pinned: None,
+        viewers: 0,
+    }
+}
+
+fn drop_record(id: &str, quantity: i64, per_user_limit: i64) -> Drop {
+    Drop {
+        id: DropId::from_trusted(id),
+        tenant: TenantId::from_trusted("ten_a"),
+        stream: StreamId::from_trusted("str_1"),
+        product: ProductId::from_trusted("prd_1"),
+        quantity,
+        remaining: quantity,
+        reserved: 0,
+        sold: 0,
+        per_user_limit,
+        hold_seconds: 300,
+        status: DropStatus::Open,
+        opened_at: Timestamp(T0),
+        ends_at: Some(Timestamp(T0 + 600_000)),
+        closed_reason: None,
+    }
+}
+
+fn claim(id: &str, drop: &str, user: &str, quantity: i64, key: &str, expires_at: i64) -> NewClaim {
+    NewClaim {
+        claim: Claim {
+            id: ClaimId::from_trusted(id),
+            tenant: TenantId::from_trusted("ten_a"),
+            drop: DropId::from_trusted(drop),
+            user: UserId::from_trusted(user),
+            quantity,
+            status: ClaimStatus::Reserved,
+            idempotency_key: key.to_owned(),
+            created_at: Timestamp(T0),
+            expires_at: Timestamp(expires_at),
+        },
+    }
+}
+
+fn chat(id: &str, stream: &str, text: &str, at: i64) -> ChatMessage {
+    ChatMessage {
+        id: ChatId::from_trusted(id),
+        stream: StreamId::from_trusted(stream),
+        tenant: TenantId::from_trusted("ten_a"),
+        user: ChatAuthor {
+            id: UserId::from_trusted("viewer-1"),
+            name: "Viewer One".to_owned(),
+        },
+        text: text.to_owned(),
+        at: Timestamp(at),
+    }
+}
+
+/// Tenant `ten_a` with product `prd_1` and live stream `str_1`.
+async fn seed(store: &SqlStore) {
+    store
+        .create_tenant(&tenant("ten_a", "shop-a"))
+        .await
+        .unwrap();
+    store
+        .create_product(&product("ten_a", "prd_1", "SKU-1"))
+        .await
+        .unwrap();
+    store
+        .create_stream(&stream("ten_a", "str_1"))
+        .await
+        .unwrap();
+}
+
+/// `seed` plus drop `id`.
+async fn seed_drop(store: &SqlStore, id: &str, quantity: i64, per_user_limit: i64) -> DropId {
+    seed(store).await;
+    store
+        .create_drop(&drop_record(id, quantity, per_user_limit))
+        .await
+        .unwrap();
+    DropId::from_trusted(id)
+}
+
+async fn counts(store: &SqlStore, drop: &DropId) -> (i64, i64, i64) {
+    let d = store.drop_by_id(drop).await.unwrap().expect("drop exists");
+    assert_eq!(d.remaining, d.quantity - d.reserved - d.sold);
+    (d.reserved, d.sold, d.remaining)
+}
+
+fn assert_constraint(result: Result<(), StorageError>, needle: &str) {
+    match result {
+        Err(StorageError::Constraint(message)) => {
+            assert!(
+                message.contains(needle),
+                "{message:?} should mention {needle:?}"
+            );
+        }
+        other => panic!("expected a constraint error mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+// ---- cases ----------------------------------------------------------------------------------
+
+async fn case_ping(store: &SqlStore) {
+    store.ping().await.unwrap();
+}
+
+async fn case_migrate_twice(store: &SqlStore) {
+    store.migrate().await.unwrap();
+    seed(store).await;
+}
+
+async fn case_tenants(store: &SqlStore) {
+    let a = tenant("ten_a", "shop-a");
+    store.create_tenant(&a).await.unwrap();
+    assert_eq!(store.tenant(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store
+            .tenant(&TenantId::from_trusted("ten_none"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let taken = tenant("ten_b", "shop-a");
+    assert!(matches!(
+        store.create_tenant(&taken).await,
+        Err(StorageError::Conflict("slug"))
+    ));
+    assert_eq!(store.tenant(&taken.id).await.unwrap(), None);
+}
+
+async fn case_users_seen(store: &SqlStore) {
+    store
+        .create_tenant(&tenant("ten_a", "shop-a"))
+        .await
+        .unwrap();
+    let mut user = UserSeen {
+        tenant: TenantId::from_trusted("ten_a"),
+        id: UserId::from_trusted("alice"),
+        name: "Alice".to_owned(),
+        role: "viewer".to_owned(),
+        last_seen_at: Timestamp(T0),
+    };
+    store.record_user_seen(&user).await.unwrap();
+    user.name = "Alice B.".to_owned();
+    user.role = "seller".to_owned();
+    user.last_seen_at = Timestamp(T0 + 1000);
+    store.record_user_seen(&user).await.unwrap();
+}
+
+async fn case_products(store: &SqlStore) {
+    store
+        .create_tenant(&tenant("ten_a", "shop-a"))
+        .await
+        .unwrap();
+    store
+        .create_tenant(&tenant("ten_b", "shop-b"))
+        .await
+        .unwrap();
+    let p1 = product("ten_a", "prd_1", "SKU-1");
+    let mut p2 = product("ten_a", "prd_2", "SKU-2");
+    p2.image_url = Some("https://img.example/2.png".to_owned());
+    store.create_product(&p1).await.unwrap();
+    store.create_product(&p2).await.unwrap();
+
+    assert!(matches!(
+        store
+            .create_product(&product("ten_a", "prd_3", "SKU-1"))
+            .await,
+        Err(StorageError::Conflict("sku"))
+    ));
+    // The same sku in another tenant is fine.
+    let other = product("ten_b", "prd_4", "SKU-1");
+    store.create_product(&other).await.unwrap();
+
+    let tenant_a = TenantId::from_trusted("ten_a");
+    assert_eq!(
+        store.products(&tenant_a).await.unwrap(),
+        vec![p1.clone(), p2.clone()]
+    );
+    assert_eq!(
+        store
+            .products(&TenantId::from_trusted("ten_b"))
+            .await
+            .unwrap(),
+        vec![other.clone()]
+    );
+    assert_eq!(store.product(&tenant_a, &p2.id).await.unwrap(), Some(p2));
+    // A product of another tenant is not found through this tenant.
+    assert_eq!(store.product(&tenant_a, &other.id).await.unwrap(), None);
+}
+
+async fn case_streams(store: &SqlStore) {
+    store
+        .create_tenant(&tenant("ten_a", "shop-a"))
+        .await
+        .unwrap();
+    store
+        .create_tenant(&tenant("ten_b", "shop-b"))
+        .await
+        .unwrap();
+    let s1 = stream("ten_a", "str_1");
+    let s2 = stream("ten_a", "str_2");
+    let s3 = stream("ten_a", "str_3");
+    let other = stream("ten_b", "str_4");
+    for s in [&s1, &s2, &s3, &other] {
+        store.create_stream(s).await.unwrap();
+    }
+    assert_eq!(store.stream(&s2.id).await.unwrap(), Some(s2.clone()));
+    assert_eq!(
+        store.stream(&StreamId::from_trusted("nope")).await.unwrap(),
+        None
+    );
+
+    let tenant_a = TenantId::from_trusted("ten_a");
+    let ids = |list: Vec<Stream>| list.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.streams(&tenant_a, None).await.unwrap()),
+        vec![s3.id.clone(), s2.id.clone(), s1.id.clone()],
+        "newest first, own tenant only"
+    );
+
+    store
+        .update_stream_status(&s1.id, StreamStatus::Live, Some(Timestamp(T0 + 5)), None)
+        .await
+        .unwrap();
+    store
+        .update_stream_status(&s3.id, StreamStatus::Live, Some(Timestamp(T0 + 6)), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store
+            .streams(&tenant_a, Some(StreamStatus::Live))
+            .await
+            .unwrap()),
+        vec![s3.id.clone(), s1.id.clone()]
+    );
+    assert_eq!(
+        ids(store
+            .streams(&tenant_a, Some(StreamStatus::Scheduled))
+            .await
+            .unwrap()),
+        vec![s2.id.clone()]
+    );
+    assert!(
+        store
+            .streams(&tenant_a, Some(StreamStatus::Ended))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn case_stream_status_pin_and_epoch(store: &SqlStore) {
+    seed(store).await;
+    let id = StreamId::from_trusted("str_1");
+    store
+        .update_stream_status(&id, StreamStatus::Live, Some(Timestamp(T0 + 1)), None)
+        .await
+        .unwrap();
+    store
+        .update_stream_status(
+            &id,
+            StreamStatus::Ended,
+            Some(Timestamp(T0 + 1)),
+            Some(Timestamp(T0 + 2)),
+        )
+        .await
+        .unwrap();
+    let s = store.stream(&id).await.unwrap().unwrap();
+    assert_eq!(s.status, StreamStatus::Ended);
+    assert_eq!(s.started_at, Some(Timestamp(T0 + 1)));
+    assert_eq!(s.ended_at, Some(Timestamp(T0 + 2)));
+
+    let product = ProductId::from_trusted("prd_1");
+    store.set_pinned(&id, Some(&product)).await.unwrap();
+    assert_eq!(
+        store.stream(&id).await.unwrap().unwrap().pinned,
+        Some(product)
+    );
+    store.set_pinned(&id, None).await.unwrap();
+    assert_eq!(store.stream(&id).await.unwrap().unwrap().pinned, None);
+
+    assert_eq!(store.next_epoch(&id).await.unwrap(), 1);
+    assert_eq!(store.next_epoch(&id).await.unwrap(), 2);
+    assert_eq!(store.next_epoch(&id).await.unwrap(), 3);
+    assert!(
+        store
+            .next_epoch(&StreamId::from_trusted("nope"))
+            .await
+            .is_err()
+    );
+}
+
+async fn case_chat(store: &SqlStore) {
+    seed(store).await;
+    store
+        .create_stream(&stream("ten_a", "str_2"))
+        .await
+        .unwrap();
+    let s1 = StreamId::from_trusted("str_1");
+    store.insert_chat(&[]).await.unwrap();
+    let batch: Vec<_> = (0..5)
+        .map(|i| chat(&format!("msg_{i}"), "str_1", &format!("hello {i}"), T0 + i))
+        .collect();
+    store.insert_chat(&batch).await.unwrap();
+    store
+        .insert_chat(&[chat("msg_other", "str_2", "elsewhere", T0 + 100)])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.recent_chat(&s1, 10).await.unwrap(),
+        batch,
+        "all, oldest first"
+    );
+    assert_eq!(
+        store.recent_chat(&s1, 3).await.unwrap(),
+        batch[2..].to_vec(),
+        "the most recent 3, oldest first"
+    );
+    assert!(store.recent_chat(&s1, 0).await.unwrap().is_empty());
+}
+
+async fn case_chat_large_batch(store: &SqlStore) {
+    seed(store).await;
+    let batch: Vec<_> = (0..1200)
+        .map(|i| chat(&format!("msg_{i}"), "str_1", "x", T0 + i))
+        .collect();
+    store.insert_chat(&batch).await.unwrap();
+    let recent = store
+        .recent_chat(&StreamId::from_trusted("str_1"), 2000)
+        .await
+        .unwrap();
+    assert_eq!(recent, batch);
+}
+
+async fn case_drops(store: &SqlStore) {
+    let id = seed_drop(store, "drp_1", 10, 2).await;
+    let loaded = store.drop_by_id(&id).await.unwrap().unwrap();
+    assert_eq!(loaded, drop_record("drp_1", 10, 2));
+    assert_eq!(loaded.remaining, 10);
+    assert_eq!(
+        store
+            .drop_by_id(&DropId::from_trusted("nope"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let mut second = drop_record("drp_2", 3, 1);
+    second.ends_at = None;
+    store.create_drop(&second).await.unwrap();
+    let of_stream = store
+        .drops_of_stream(&StreamId::from_trusted("str_1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        of_stream.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["drp_1", "drp_2"]
+    );
+    assert_eq!(of_stream[1].ends_at, None);
+}
+
+async fn case_commit_claims(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 10, 3).await;
+    store.commit_claims(&drop, &[]).await.unwrap();
+    let batch = vec![
+        claim("clm_1", "drp_1", "alice", 2, "k1", T0 + 300_000),
+        claim("clm_2", "drp_1", "bob", 1, "k1", T0 + 300_000),
+        claim("clm_3", "drp_1", "alice", 1, "k2", T0 + 300_000),
+    ];
+    store.commit_claims(&drop, &batch).await.unwrap();
+    assert_eq!(counts(store, &drop).await, (4, 0, 6));
+    let stored = store.claims_of_drop(&drop).await.unwrap();
+    assert_eq!(
+        stored,
+        batch.iter().map(|c| c.claim.clone()).collect::<Vec<_>>()
+    );
+
+    // A second batch adds to what is there.
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_4", "drp_1", "bob", 2, "k2", T0 + 300_000)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts(store, &drop).await, (6, 0, 4));
+}
+
+async fn case_commit_claims_large_batch(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 5000, 2).await;
+    let batch: Vec<_> = (0..1500)
+        .map(|i| {
+            claim(
+                &format!("clm_{i}"),
+                "drp_1",
+                &format!("user-{}", i % 750),
+                1,
+                &format!("k{i}"),
+                T0,
+            )
+        })
+        .collect();
+    store.commit_claims(&drop, &batch).await.unwrap();
+    assert_eq!(counts(store, &drop).await, (1500, 0, 3500));
+    assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 1500);
+}
+
+async fn case_oversell_refused_whole(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 3, 5).await;
+    store
+        .commit_claims(&drop, &[claim("clm_1", "drp_1", "alice", 2, "k1", T0)])
+        .await
+        .unwrap();
+    let batch = vec![
+        claim("clm_2", "drp_1", "bob", 1, "k1", T0),
+        claim("clm_3", "drp_1", "carol", 1, "k1", T0),
+    ];
+    assert_constraint(store.commit_claims(&drop, &batch).await, "oversold");
+    assert_eq!(
+        counts(store, &drop).await,
+        (2, 0, 1),
+        "nothing of the batch written"
+    );
+    assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 1);
+    let bob = UserId::from_trusted("bob");
+    assert_eq!(store.claim_by_key(&drop, &bob, "k1").await.unwrap(), None);
+
+    // The remaining unit can still be taken, by a user with no refused holdings left behind.
+    store
+        .commit_claims(&drop, &[claim("clm_4", "drp_1", "bob", 1, "k1", T0)])
+        .await
+        .unwrap();
+    assert_eq!(counts(store, &drop).await, (3, 0, 0));
+}
+
+async fn case_per_user_limit_refused_whole(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 100, 2).await;
+    store
+        .commit_claims(&drop, &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)])
+        .await
+        .unwrap();
+    // Bob's claim is fine on its own, but alice would hold 3 > 2: the whole batch is refused.
+    let batch = vec![
+        claim("clm_2", "drp_1", "bob", 1, "k1", T0),
+        claim("clm_3", "drp_1", "alice", 1, "k2", T0),
+        claim("clm_4", "drp_1", "alice", 1, "k3", T0),
+    ];
+    assert_constraint(store.commit_claims(&drop, &batch).await, "per-user limit");
+    assert_eq!(counts(store, &drop).await, (1, 0, 99));
+    assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 1);
+
+    // A single claim over the limit is refused too.
+    assert_constraint(
+        store
+            .commit_claims(&drop, &[claim("clm_5", "drp_1", "carol", 3, "k1", T0)])
+            .await,
+        "per-user limit",
+    );
+    // Up to the limit is fine.
+    store
+        .commit_claims(
+            &drop,
+            &[
+                claim("clm_6", "drp_1", "alice", 1, "k2", T0),
+                claim("clm_7", "drp_1", "carol", 2, "k1", T0),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts(store, &drop).await, (4, 0, 96));
+}
+
+async fn case_duplicate_idempotency_key(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 10, 5).await;
+    store
+        .commit_claims(&drop, &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)])
+        .await
+        .unwrap();
+    let batch = vec![
+        claim("clm_2", "drp_1", "bob", 1, "k1", T0),
+        claim("clm_3", "drp_1", "alice", 1, "k1", T0),
+    ];
+    assert_constraint(store.commit_claims(&drop, &batch).await, "idempotency key");
+    assert_eq!(counts(store, &drop).await, (1, 0, 9));
+    assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 1);
+}
+
+async fn case_claims_lookups(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 10, 5).await;
+    store
+        .create_drop(&drop_record("drp_2", 10, 5))
+        .await
+        .unwrap();
+    let d2 = DropId::from_trusted("drp_2");
+    let first = claim("clm_1", "drp_1", "alice", 1, "k1", T0);
+    let second = claim("clm_2", "drp_2", "alice", 2, "k1", T0);
+    store
+        .commit_claims(&drop, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    store
+        .commit_claims(&d2, std::slice::from_ref(&second))
+        .await
+        .unwrap();
+    store
+        .commit_claims(&drop, &[claim("clm_3", "drp_1", "bob", 1, "k1", T0)])
+        .await
+        .unwrap();
+
+    let alice = UserId::from_trusted("alice");
+    assert_eq!(
+        store.claim_by_key(&drop, &alice, "k1").await.unwrap(),
+        Some(first.claim.clone())
+    );
+    assert_eq!(store.claim_by_key(&drop, &alice, "k2").await.unwrap(), None);
+    assert_eq!(
+        store.claim_by_key(&d2, &alice, "k1").await.unwrap(),
+        Some(second.claim.clone())
+    );
+
+    let mine = store
+        .claims_of_user(&TenantId::from_trusted("ten_a"), &alice)
+        .await
+        .unwrap();
+    assert_eq!(
+        mine,
+        vec![second.claim, first.claim],
+        "newest first, own claims only"
+    );
+    assert!(
+        store
+            .claims_of_user(&TenantId::from_trusted("ten_other"), &alice)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A claim for another drop in the batch is refused before anything is written.
+    assert_constraint(
+        store
+            .commit_claims(&drop, &[claim("clm_9", "drp_2", "carol", 1, "k1", T0)])
+            .await,
+        "drp_2",
+    );
+}
+
+async fn case_expire_claims(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 5, 2).await;
+    store
+        .commit_claims(
+            &drop,
+            &[
+                claim("clm_1", "drp_1", "alice", 2, "k1", T0 + 100),
+                claim("clm_2", "drp_1", "bob", 1, "k1", T0 + 200),
+                claim("clm_3", "drp_1", "carol", 1, "k1", T0 + 300),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts(store, &drop).await, (4, 0, 1));
+    assert!(
+        store
+            .expire_claims(&drop, Timestamp(T0 + 99))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let expired = store
+        .expire_claims(&drop, Timestamp(T0 + 200))
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = expired.iter().map(|c| c.id.as_str().to_owned()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["clm_1", "clm_2"],
+        "only claims due at `now` (inclusive)"
+    );
+    assert!(expired.iter().all(|c| c.status == ClaimStatus::Expired));
+    assert_eq!(counts(store, &drop).await, (1, 0, 4), "units returned");
+    let carol = store
+        .claim_by_key(&drop, &UserId::from_trusted("carol"), "k1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(carol.status, ClaimStatus::Reserved);
+    // Expiring again finds nothing new.
+    assert!(
+        store
+            .expire_claims(&drop, Timestamp(T0 + 200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Expired units no longer count toward alice's limit: she may claim 2 again.
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_4", "drp_1", "alice", 2, "k2", T0 + 1000)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts(store, &drop).await, (3, 0, 2));
+}
+
+async fn case_mark_claim_paid(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 5, 2).await;
+    store
+        .commit_claims(
+            &drop,
+            &[
+                claim("clm_1", "drp_1", "alice", 2, "k1", T0 + 100),
+                claim("clm_2", "drp_1", "bob", 1, "k1", T0 + 100),
+            ],
+        )
+        .await
+        .unwrap();
+    let paid = store
+        .mark_claim_paid(&ClaimId::from_trusted("clm_1"))
+        .await
+        .unwrap()
+        .expect("reserved claim gets paid");
+    assert_eq!(paid.status, ClaimStatus::Paid);
+    assert_eq!(paid.quantity, 2);
+    assert_eq!(counts(store, &drop).await, (1, 2, 2));
+
+    // Paying twice, or paying an unknown claim, does nothing.
+    assert_eq!(
+        store
+            .mark_claim_paid(&ClaimId::from_trusted("clm_1"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .mark_claim_paid(&ClaimId::from_trusted("nope"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Paid claims never expire, and still count toward the limit.
+    let expired = store
+        .expire_claims(&drop, Timestamp(T0 + 1000))
+        .await
+        .unwrap();
+    assert_eq!(
+        expired.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["clm_2"]
+    );
+    assert_eq!(counts(store, &drop).await, (0, 2, 3));
+    assert_eq!(
+        store
+            .mark_claim_paid(&ClaimId::from_trusted("clm_2"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_constraint(
+        store
+            .commit_claims(
+                &drop,
+                &[claim("clm_3", "drp_1", "alice", 1, "k2", T0 + 2000)],
+            )
+            .await,
+        "per-user limit",
+    );
+}
+
+async fn case_active_drops_and_status(store: &SqlStore) {
+    seed_drop(store, "drp_1", 5, 1).await;
+    store
+        .create_drop(&drop_record("drp_2", 5, 1))
+        .await
+        .unwrap();
+    store
+        .create_drop(&drop_record("drp_3", 5, 1))
+        .await
+        .unwrap();
+    let active = |list: Vec<Drop>| {
+        list.into_iter()
+            .map(|d| d.id.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        active(store.active_drops().await.unwrap()),
+        ["drp_1", "drp_2", "drp_3"]
+    );
+
+    store
+        .set_drop_status(&DropId::from_trusted("drp_2"), DropStatus::SoldOut, None)
+        .await
+        .unwrap();
+    store
+        .set_drop_status(
+            &DropId::from_trusted("drp_3"),
+            DropStatus::Closed,
+            Some("seller"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        active(store.active_drops().await.unwrap()),
+        ["drp_1", "drp_2"]
+    );
+    let closed = store
+        .drop_by_id(&DropId::from_trusted("drp_3"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(closed.status, DropStatus::Closed);
+    assert_eq!(closed.closed_reason.as_deref(), Some("seller"));
+    let sold_out = store
+        .drop_by_id(&DropId::from_trusted("drp_2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sold_out.status, DropStatus::SoldOut);
+    assert_eq!(sold_out.closed_reason, None);
+}
+
+async fn case_concurrent_batches_never_oversell(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 20, 1).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..10 {
+        let store = store.clone();
+        let drop = drop.clone();
+        tasks.spawn(async move {
+            let batch: Vec<_> = (0..5)
+                .map(|i| {
+                    claim(
+                        &format!("clm_{task}_{i}"),
+                        "drp_1",
+                        &format!("user-{task}-{i}"),
+                        1,
+                        "k",
+                        T0,
+                    )
+                })
+                .collect();
+            store.commit_claims(&drop, &batch).await
+        });
+    }
+    let mut committed = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("task ran") {
+            Ok(()) => committed += 1,
+            Err(StorageError::Constraint(message)) => {
+                assert!(message.contains("oversold"), "{message}")
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(committed, 4, "exactly 20 units worth of batches fit");
+    assert_eq!(counts(store, &drop).await, (20, 0, 0));
+    assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 20);
+}
