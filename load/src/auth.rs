@@ -77,8 +77,12 @@ mod tests {
     fn read(token: &str, secret: &str) -> jsonwebtoken::errors::Result<Claims> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation)
-            .map(|d| d.claims)
+        decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(secret.as_bytes()),
+            &validation,
+        )
+        .map(|d| d.claims)
     }
 
     #[test]
@@ -115,7 +119,9 @@ mod tests {
 
     #[test]
     fn wrong_secret_is_refused() {
-        let token = Minter::new(SECRET, 60).token("a", "seller", Some("t")).unwrap();
+        let token = Minter::new(SECRET, 60)
+            .token("a", "seller", Some("t"))
+            .unwrap();
         assert!(read(&token, "another-secret-another-secret-xx").is_err());
     }
 }

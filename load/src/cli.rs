@@ -21,10 +21,20 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Common {
     /// Base URL of the engine; the WebSocket URL is derived (ws://HOST/v1/ws?token=...).
-    #[arg(long, global = true, env = "LIVESHOP_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "LIVESHOP_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
     /// HS256 secret of the engine: the tool mints operator, seller and viewer tokens itself.
-    #[arg(long, global = true, env = "LIVESHOP_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "LIVESHOP_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub secret: Option<String>,
     /// Operator token, used to create the tenant when no --secret is given.
     #[arg(long, global = true, env = "LIVESHOP_TOKEN", hide_env_values = true)]

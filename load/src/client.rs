@@ -50,9 +50,9 @@ impl Endpoint {
             .next()
             .ok_or_else(|| anyhow!("{host_port} resolves to nothing"))?;
         let sources = match addr.ip() {
-            IpAddr::V4(ip) if ip.is_loopback() && source_ips > 1 => {
-                (1..=source_ips).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect()
-            }
+            IpAddr::V4(ip) if ip.is_loopback() && source_ips > 1 => (1..=source_ips)
+                .map(|i| Ipv4Addr::new(127, 0, 0, i))
+                .collect(),
             _ => Vec::new(),
         };
         Ok(Self {
@@ -366,7 +366,8 @@ mod tests {
         assert_eq!(f.kind, "event");
         assert_eq!(f.seq, Some(7));
         assert_eq!(f.chat_text(), Some("hi"));
-        let v = Frame::parse(r#"{"type":"event","stream":"s1","kind":"viewers","data":{"count":3}}"#);
+        let v =
+            Frame::parse(r#"{"type":"event","stream":"s1","kind":"viewers","data":{"count":3}}"#);
         assert_eq!(v.seq, None);
         assert_eq!(v.chat_text(), None);
         let j = Frame::parse(

@@ -181,7 +181,10 @@ impl Fleet {
 
     /// Failures by label.
     pub fn errors(&self) -> BTreeMap<String, u64> {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Number of viewers in `state`.

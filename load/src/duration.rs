@@ -21,7 +21,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         other => return Err(format!("invalid duration unit {other:?} in {text:?}")),
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 1.0e7 {
+    if !seconds.is_finite() || !(0.0..=1.0e7).contains(&seconds) {
         return Err(format!("duration {text:?} out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))

@@ -2,7 +2,7 @@
 //! would cap a run long before the server does.
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the resulting soft limit.
-pub fn raise_nofile() -> std::io::Result<u64> {
+pub fn raise_nofile() -> std::io::Result<libc::rlim_t> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -22,7 +22,7 @@ pub fn raise_nofile() -> std::io::Result<u64> {
         }
         limit = raised;
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }
 
 #[cfg(test)]

@@ -19,7 +19,10 @@ pub struct Sample {
 pub fn read(pid: u32) -> Option<(u64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some((parse_rss_kib(&status)?, parse_cpu_s(&stat, ticks_per_second())?))
+    Some((
+        parse_rss_kib(&status)?,
+        parse_cpu_s(&stat, ticks_per_second())?,
+    ))
 }
 
 /// `VmRSS` in KiB from the text of `/proc/<pid>/status`.

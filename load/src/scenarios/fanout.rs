@@ -83,10 +83,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
     let per_s = counters.chat_delivered as f64 / phase_s.max(1e-9);
     report.stat("publish_s", round3(publish_s));
     report.stat("deliveries_per_s", round3(per_s));
-    report.stat(
-        "target_deliveries_per_s",
-        round3(args.rate * joined as f64),
-    );
+    report.stat("target_deliveries_per_s", round3(args.rate * joined as f64));
     report.stat("all_caught_up", caught_up);
     server_stats(&mut report, series, 0);
     if let Some(server) = report.stats.get("server")

@@ -166,9 +166,9 @@ async fn build_request(common: &Common, args: &HttpArgs) -> anyhow::Result<Reque
         );
     }
     let body = match args.body.as_deref() {
-        Some(file) if file.starts_with('@') => Some(
-            std::fs::read_to_string(&file[1..]).with_context(|| format!("reading {file}"))?,
-        ),
+        Some(file) if file.starts_with('@') => {
+            Some(std::fs::read_to_string(&file[1..]).with_context(|| format!("reading {file}"))?)
+        }
         other => other.map(str::to_string),
     };
     if body.is_some() {

@@ -104,7 +104,10 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
     let expected = published.acked * viewers;
     let accounted = counters.chat_delivered + counters.resync_skipped;
     let exactly_once = report.lost == 0 && counters.out_of_order == 0 && accounted == expected;
-    report.stat("delivered_live", counters.chat_delivered - counters.replayed);
+    report.stat(
+        "delivered_live",
+        counters.chat_delivered - counters.replayed,
+    );
     report.stat("delivered_replayed", counters.replayed);
     report.stat("churn_disconnects", counters.churn_drops);
     report.stat("reconnects", counters.reconnects);

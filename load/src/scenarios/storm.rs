@@ -117,7 +117,10 @@ pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
     crowd_stats(&mut report, &crowd, &counters, &published, tail);
     report.stat("dropped", counters.storm_drops);
     report.stat("back", counters.storm_back);
-    report.stat("never_back", expected_back.saturating_sub(counters.storm_back));
+    report.stat(
+        "never_back",
+        expected_back.saturating_sub(counters.storm_back),
+    );
     report.stat("all_back", all_back);
     report.stat("all_back_s", all_back_s.map(round3));
     report.stat("reconnect_failures", failures_during_storm);

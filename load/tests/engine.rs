@@ -1,0 +1,193 @@
+//! End-to-end runs of every scenario against the real engine binary (started on port 0 with
+//! a fresh SQLite database). Skipped with a message when the engine is not built, except
+//! under CI. Assertions are on counts, never on timings.
+
+mod common;
+
+use common::{Engine, num};
+
+#[test]
+fn http_hammers_health_and_an_authenticated_route() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let (code, report) = engine.load(&["http", "-c", "4", "--duration", "2s", "--slo", "errors=0"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["scenario"], "http");
+    assert!(num(&report, "requests") > 0);
+    assert!(num(&report, "status_counts.200") > 0);
+    assert_eq!(num(&report, "errors"), 0);
+    assert!(report["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+
+    // A tenant-scoped read with a minted viewer token (the tool creates the tenant).
+    let (code, report) = engine.load(&[
+        "http",
+        "-c",
+        "2",
+        "--duration",
+        "1s",
+        "--path",
+        "/v1/streams?status=live",
+        "--role",
+        "viewer",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(num(&report, "errors"), 0, "{report:#}");
+}
+
+#[test]
+fn fanout_delivers_every_chat_to_every_viewer() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let pid = engine.pid().to_string();
+    let (code, report) = engine.load(&[
+        "fanout",
+        "-c",
+        "30",
+        "--rate",
+        "20",
+        "--size",
+        "120",
+        "--duration",
+        "3s",
+        "--drain",
+        "15s",
+        "--source-ips",
+        "4",
+        "--server-pid",
+        &pid,
+        "--slo",
+        "lost=0,errors=0",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["scenario"], "fanout");
+    assert_eq!(num(&report, "connected"), 30);
+    let published = num(&report, "published");
+    assert!(published > 0);
+    assert_eq!(num(&report, "expected_deliveries"), published * 30);
+    assert_eq!(num(&report, "delivered"), published * 30, "{report:#}");
+    assert_eq!(num(&report, "lost"), 0);
+    assert_eq!(num(&report, "out_of_order"), 0);
+    assert_eq!(num(&report, "latency_ms.count"), published * 30);
+    assert!(num(&report, "server.rss_end_kib") > 0);
+}
+
+#[test]
+fn impossible_slo_exits_with_code_2() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let (code, report) = engine.load(&[
+        "fanout",
+        "-c",
+        "5",
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "--slo",
+        "p99<0ms",
+    ]);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["slo"]["passed"], false);
+    assert_eq!(report["slo"]["checks"][0]["metric"], "p99");
+}
+
+#[test]
+fn soak_churn_resumes_without_loss() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let pid = engine.pid().to_string();
+    let (code, report) = engine.load(&[
+        "soak",
+        "-c",
+        "30",
+        "--duration",
+        "6s",
+        "--rate",
+        "20",
+        "--churn",
+        "0.5",
+        "--churn-every",
+        "1s",
+        "--backoff-base",
+        "50ms",
+        "--backoff-cap",
+        "500ms",
+        "--server-pid",
+        &pid,
+        "--sample-every",
+        "500ms",
+        "--slo",
+        "lost=0",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["scenario"], "soak");
+    assert_eq!(num(&report, "connected"), 30);
+    assert!(num(&report, "churn_disconnects") > 0, "{report:#}");
+    assert!(num(&report, "reconnects") > 0);
+    assert!(num(&report, "resumed") > 0, "{report:#}");
+    assert_eq!(num(&report, "lost"), 0);
+    assert_eq!(num(&report, "out_of_order"), 0);
+    let expected = num(&report, "expected_deliveries");
+    assert!(expected > 0);
+    assert_eq!(
+        num(&report, "delivered") + num(&report, "resync_skipped"),
+        expected,
+        "{report:#}"
+    );
+    assert_eq!(report["exactly_once"], true);
+    assert!(num(&report, "server.rss_start_kib") > 0);
+    assert!(
+        report["server"]["series"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+}
+
+#[test]
+fn storm_everyone_comes_back_and_resumes() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let pid = engine.pid().to_string();
+    let (code, report) = engine.load(&[
+        "storm",
+        "-c",
+        "40",
+        "--rate",
+        "20",
+        "--jitter",
+        "500ms",
+        "--settle",
+        "500ms",
+        "--duration",
+        "3s",
+        "--server-pid",
+        &pid,
+        "--slo",
+        "lost=0",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["scenario"], "storm");
+    assert_eq!(num(&report, "dropped"), 40);
+    assert_eq!(num(&report, "back"), 40);
+    assert_eq!(report["all_back"], true);
+    assert_eq!(
+        num(&report, "resumed") + num(&report, "resyncs"),
+        40,
+        "{report:#}"
+    );
+    assert!(num(&report, "resumed") > 0);
+    assert_eq!(num(&report, "lost"), 0);
+    assert_eq!(num(&report, "out_of_order"), 0);
+    assert_eq!(num(&report, "latency_ms.count"), 40);
+    assert_eq!(
+        num(&report, "delivered") + num(&report, "resync_skipped"),
+        num(&report, "expected_deliveries"),
+        "{report:#}"
+    );
+    assert!(report["server_cpu_storm_s"].is_number());
+}
