@@ -26,7 +26,6 @@ pub(crate) struct BatchTimer {
 
 impl BatchTimer {
     pub(crate) fn start(kind: BatchKind, len: usize) -> Self {
-        #[allow(clippy::cast_precision_loss)]
         metrics::histogram!("liveshop_storage_batch_size", "kind" => kind.label())
             .record(len as f64);
         Self {

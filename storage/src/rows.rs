@@ -3,7 +3,7 @@
 use liveshop_engine::ids::{ChatId, ClaimId, DropId, ProductId, Slug, StreamId, TenantId, UserId};
 use liveshop_engine::records::{
     ChatAuthor, ChatMessage, Claim, ClaimStatus, Drop, DropStatus, Product, Stream, StreamStatus,
-    Tenant,
+    Tenant, UserSeen,
 };
 use liveshop_engine::timestamp::Timestamp;
 use sqlx::Row;
@@ -48,6 +48,24 @@ pub(crate) fn tenant(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
         slug: Slug::from_trusted(text(row, "slug")?),
         name: text(row, "name")?,
         created_at: ts(row, "created_at")?,
+    })
+}
+
+/// Column list matching the decoder below, for `concat!` into static SQL.
+macro_rules! user_seen_columns {
+    () => {
+        "tenant_id, user_id, name, role, last_seen_at"
+    };
+}
+pub(crate) use user_seen_columns;
+
+pub(crate) fn user_seen(row: &AnyRow) -> Result<UserSeen, sqlx::Error> {
+    Ok(UserSeen {
+        tenant: TenantId::from_trusted(text(row, "tenant_id")?),
+        id: UserId::from_trusted(text(row, "user_id")?),
+        name: text(row, "name")?,
+        role: text(row, "role")?,
+        last_seen_at: ts(row, "last_seen_at")?,
     })
 }
 

@@ -1,12 +1,12 @@
 //! Tenants, the users seen in their tokens, and their product catalogues.
 
-use liveshop_engine::ids::{ProductId, TenantId};
+use liveshop_engine::ids::{ProductId, TenantId, UserId};
 use liveshop_engine::records::{Product, Tenant, UserSeen};
 use liveshop_engine::storage::StorageResult;
 
 use crate::SqlStore;
 use crate::error::{classify, conflict_on, unavailable};
-use crate::rows::{self, product_columns, tenant_columns};
+use crate::rows::{self, product_columns, tenant_columns, user_seen_columns};
 
 impl SqlStore {
     pub(crate) async fn insert_tenant(&self, tenant: &Tenant) -> StorageResult<()> {
@@ -53,6 +53,46 @@ impl SqlStore {
         .await
         .map_err(classify)?;
         Ok(())
+    }
+
+    /// Users seen in a tenant's tokens, by user id: the member list for operators (not part of the
+    /// engine's trait).
+    pub async fn users_seen(&self, tenant: &TenantId) -> StorageResult<Vec<UserSeen>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_seen_columns!(),
+            " FROM users_seen WHERE tenant_id = $1 ORDER BY user_id"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(rows::user_seen)
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)
+    }
+
+    /// One user as last seen in a tenant's tokens (not part of the engine's trait).
+    pub async fn user_seen(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StorageResult<Option<UserSeen>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_seen_columns!(),
+            " FROM users_seen WHERE tenant_id = $1 AND user_id = $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref()
+            .map(rows::user_seen)
+            .transpose()
+            .map_err(unavailable)
     }
 
     pub(crate) async fn insert_product(&self, product: &Product) -> StorageResult<()> {

@@ -1,9 +1,15 @@
 //! Throwaway databases for tests (feature `test-util`): a fresh SQLite file or a fresh, uniquely
 //! named Postgres database, removed again when the guard is dropped, also when a test panics.
 //!
-//! ```ignore
-//! let (db, store) = liveshop_storage::testing::fresh_store(Backend::Postgres).await;
-//! // ... use store, or start a server on db.url() ...
+//! ```no_run
+//! # async fn example() {
+//! use liveshop_storage::Backend;
+//! use liveshop_storage::testing::fresh_store;
+//!
+//! let (db, store) = fresh_store(Backend::Postgres).await;
+//! // ... use `store`, or start a server on `db.url()` ...
+//! # drop((store, db));
+//! # }
 //! ```
 
 use std::path::PathBuf;

@@ -243,6 +243,26 @@ async fn case_users_seen(store: &SqlStore) {
     user.role = "seller".to_owned();
     user.last_seen_at = Timestamp(T0 + 1000);
     store.record_user_seen(&user).await.unwrap();
+    let tenant_a = TenantId::from_trusted("ten_a");
+    assert_eq!(
+        store.user_seen(&tenant_a, &user.id).await.unwrap(),
+        Some(user.clone())
+    );
+
+    let bob = UserSeen {
+        id: UserId::from_trusted("bob"),
+        name: "Bob".to_owned(),
+        ..user.clone()
+    };
+    store.record_user_seen(&bob).await.unwrap();
+    assert_eq!(store.users_seen(&tenant_a).await.unwrap(), vec![user, bob]);
+    assert!(
+        store
+            .users_seen(&TenantId::from_trusted("ten_b"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn case_products(store: &SqlStore) {
