@@ -7,7 +7,7 @@ use sqlx::AssertSqlSafe;
 
 use crate::SqlStore;
 use crate::error::{classify, unavailable};
-use crate::metrics::{BatchKind, BatchTimer};
+use crate::measure::{BatchKind, BatchTimer};
 use crate::rows::{self, chat_columns};
 use crate::sql::values_placeholders;
 

@@ -12,7 +12,7 @@ use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use crate::SqlStore;
 use crate::error::{classify, unavailable};
-use crate::metrics::{BatchKind, BatchTimer};
+use crate::measure::{BatchKind, BatchTimer};
 use crate::rows::{self, claim_columns};
 use crate::sql::values_placeholders;
 

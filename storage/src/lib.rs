@@ -13,7 +13,7 @@ mod claims;
 mod connect;
 mod drops;
 mod error;
-mod metrics;
+mod measure;
 mod migrate;
 mod rows;
 mod sql;
