@@ -69,6 +69,8 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
         None => None,
     };
 
+    let fleet = crowd.fleet.clone();
+    crowd.stop().await;
     let mut report = Report::new("fanout", &common.url);
     report.config("connections", args.connections);
     report.config("rate", args.rate);
@@ -78,8 +80,8 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
     report.config("source_ips", endpoint.source_count());
     report.config("stream", &target.stream);
     report.duration_s = round3(phase_s);
-    report.latency_ms = crowd.fleet.latency.summary();
-    crowd_stats(&mut report, &crowd, &counters, &published, tail);
+    report.latency_ms = fleet.latency.summary();
+    crowd_stats(&mut report, &fleet, &counters, &published, tail);
     let per_s = counters.chat_delivered as f64 / phase_s.max(1e-9);
     report.stat("publish_s", round3(publish_s));
     report.stat("deliveries_per_s", round3(per_s));
@@ -107,6 +109,5 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
             counters.out_of_order
         ),
     ];
-    crowd.stop().await;
     Ok(report)
 }

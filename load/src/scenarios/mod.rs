@@ -9,7 +9,7 @@ pub mod storm;
 use crate::backoff::Backoff;
 use crate::cli::{Cli, Common, Scenario};
 use crate::client::Endpoint;
-use crate::crowd::{CounterSnapshot, Crowd};
+use crate::crowd::{CounterSnapshot, Crowd, Fleet};
 use crate::procstat::Series;
 use crate::progress::Progress;
 use crate::publisher::Published;
@@ -82,7 +82,7 @@ pub(crate) async fn connect_crowd(common: &Common, crowd: &Crowd) -> anyhow::Res
 /// Report fields common to the WebSocket scenarios.
 pub(crate) fn crowd_stats(
     report: &mut Report,
-    crowd: &Crowd,
+    fleet: &Fleet,
     counters: &CounterSnapshot,
     published: &Published,
     tail: u64,
@@ -109,7 +109,7 @@ pub(crate) fn crowd_stats(
     report.stat("server_restart_closes", counters.server_restarts);
     report.stat("publisher", published);
     report.stat("viewers", counters);
-    report.stat("errors_by_kind", crowd.fleet.errors());
+    report.stat("errors_by_kind", fleet.errors());
 }
 
 /// Adds the `server` object when `--server-pid` was sampled.

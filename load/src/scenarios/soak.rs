@@ -85,6 +85,8 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
         None => None,
     };
 
+    let fleet = crowd.fleet.clone();
+    crowd.stop().await;
     let mut report = Report::new("soak", &common.url);
     report.config("connections", args.connections);
     report.config("duration_s", args.duration.as_secs_f64());
@@ -98,8 +100,8 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
     report.config("source_ips", endpoint.source_count());
     report.config("stream", &target.stream);
     report.duration_s = round3(phase_s);
-    report.latency_ms = crowd.fleet.latency.summary();
-    crowd_stats(&mut report, &crowd, &counters, &published, tail);
+    report.latency_ms = fleet.latency.summary();
+    crowd_stats(&mut report, &fleet, &counters, &published, tail);
     let viewers = counters.ever_joined.saturating_sub(counters.gave_up);
     let expected = published.acked * viewers;
     let accounted = counters.chat_delivered + counters.resync_skipped;
@@ -114,7 +116,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
     report.stat("resumed", counters.resumed);
     report.stat("exactly_once", exactly_once);
     report.stat("all_caught_up", caught_up);
-    report.stat("reconnect_ms", crowd.fleet.reconnect.summary());
+    report.stat("reconnect_ms", fleet.reconnect.summary());
     server_stats(&mut report, series, 300);
     report.headline = vec![
         format!(
@@ -147,6 +149,5 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
             server["cpu_s"]
         ));
     }
-    crowd.stop().await;
     Ok(report)
 }

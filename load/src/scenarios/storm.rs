@@ -102,6 +102,8 @@ pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
         None => None,
     };
 
+    let fleet = crowd.fleet.clone();
+    crowd.stop().await;
     let mut report = Report::new("storm", &common.url);
     report.config("connections", args.connections);
     report.config("jitter_ms", args.jitter.as_millis() as u64);
@@ -113,8 +115,8 @@ pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
     report.config("source_ips", endpoint.source_count());
     report.config("stream", &target.stream);
     report.duration_s = round3(storm_s);
-    report.latency_ms = crowd.fleet.reconnect.summary();
-    crowd_stats(&mut report, &crowd, &counters, &published, tail);
+    report.latency_ms = fleet.reconnect.summary();
+    crowd_stats(&mut report, &fleet, &counters, &published, tail);
     report.stat("dropped", counters.storm_drops);
     report.stat("back", counters.storm_back);
     report.stat(
@@ -127,7 +129,7 @@ pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
     report.stat("resumed", counters.resumed);
     report.stat("events_missed", report.lost + counters.resync_skipped);
     report.stat("all_caught_up", caught_up);
-    report.stat("live_latency_ms", crowd.fleet.latency.summary());
+    report.stat("live_latency_ms", fleet.latency.summary());
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         report.stat("server_cpu_storm_s", round3(after - before));
     }
@@ -153,6 +155,5 @@ pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
             counters.out_of_order
         ),
     ];
-    crowd.stop().await;
     Ok(report)
 }
