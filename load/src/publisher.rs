@@ -41,6 +41,7 @@ struct Shared {
     rejected: AtomicU64,
     last_seq: AtomicU64,
     lost: AtomicBool,
+    writer_done: AtomicBool,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -123,6 +124,7 @@ impl Publisher {
                 } else {
                     let _ = stopped.changed().await;
                 }
+                shared.writer_done.store(true, Relaxed);
                 // Keep the socket open until the caller has collected the acknowledgements.
                 let _ = stopped.wait_for(|&s| s >= 2).await;
                 let _ = tokio::time::timeout(Duration::from_millis(500), sink.close()).await;
@@ -148,7 +150,9 @@ impl Publisher {
         let deadline = tokio::time::Instant::now() + ack_wait;
         let s = &self.shared;
         // The writer stops within one send; then every sent chat needs an answer.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        while !s.writer_done.load(Relaxed) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         while s.acked.load(Relaxed) + s.rejected.load(Relaxed) < s.sent.load(Relaxed)
             && !s.lost.load(Relaxed)
             && tokio::time::Instant::now() < deadline
