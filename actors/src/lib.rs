@@ -1,1 +1,22 @@
-//! Placeholder.
+//! The supervised actor tree of the Liveshop engine.
+//!
+//! ```text
+//! EngineSupervisor ── TenantActor ── StreamActor (one per stream in use)
+//!                  └─ Persister (batched chat writes)
+//! SessionActor (one per WebSocket connection)
+//! ```
+//! A stream's state changes only inside its [`stream::StreamActor`]. It encodes each event once and
+//! hands the bytes to the [`broker::Broker`], whose subscribers are the connections' writer tasks.
+
+pub mod broker;
+pub mod clock;
+pub mod engine;
+pub mod metrics;
+pub mod persister;
+pub mod restart;
+pub mod session;
+pub mod stream;
+pub mod supervisor;
+pub mod tenant;
+
+pub use engine::{Engine, EngineConfig};

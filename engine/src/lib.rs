@@ -4,6 +4,7 @@
 //! [`Timestamp`] argument, randomness (ids) comes in from the caller. The actor, storage and HTTP crates
 //! build on these types so that the rules of the product are tested once, here, without a runtime.
 
+pub mod auth;
 pub mod chat;
 pub mod frames;
 pub mod ids;

@@ -1,1 +1,136 @@
-fn main() {}
+//! `liveshop`: serve (default), migrate, or mint a token.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use liveshop_engine::auth::Role;
+use liveshop_http::auth::{Keys, claims_for};
+use liveshop_http::{Application, Config, telemetry};
+use liveshop_storage::SqlStore;
+
+/// The Liveshop realtime engine.
+#[derive(Parser)]
+#[command(name = "liveshop", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run migrations, then serve HTTP and WebSocket until SIGINT/SIGTERM, then drain.
+    Serve,
+    /// Apply migrations and exit.
+    Migrate,
+    /// Print an HS256 token signed with the configured secret.
+    Token {
+        /// viewer, seller, moderator, admin or operator.
+        #[arg(long)]
+        role: String,
+        /// Tenant id (required for every role but operator).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// User id (default: the role name).
+        #[arg(long)]
+        sub: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    telemetry::init_logs(cli.config.mode);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(cli.config).await,
+            Command::Migrate => migrate(cli.config).await,
+            Command::Token {
+                role,
+                tenant,
+                sub,
+                name,
+                ttl,
+            } => token(&cli.config, &role, tenant, sub, name, ttl),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "liveshop stopped with an error");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let store = SqlStore::connect(&config.database_url).await?;
+    store.migrate().await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+fn token(
+    config: &Config,
+    role: &str,
+    tenant: Option<String>,
+    sub: Option<String>,
+    name: Option<String>,
+    ttl: u64,
+) -> anyhow::Result<()> {
+    let role = Role::parse(role).ok_or_else(|| {
+        anyhow::anyhow!("--role must be one of viewer, seller, moderator, admin, operator")
+    })?;
+    if role != Role::Operator && tenant.is_none() {
+        anyhow::bail!("--tenant is required for the {} role", role.as_str());
+    }
+    let secret = config.resolve_secret()?;
+    let sub = sub.unwrap_or_else(|| role.as_str().to_owned());
+    let claims = claims_for(role, tenant.as_deref(), &sub, name.as_deref(), ttl);
+    println!("{}", Keys::new(&secret.bytes).mint(&claims)?);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

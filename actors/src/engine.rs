@@ -1,0 +1,204 @@
+//! The engine handle: the shared context every actor and the front door use to reach each other.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use liveshop_engine::limits::Limits;
+use liveshop_engine::records::ChatMessage;
+use liveshop_engine::storage::Storage;
+use liveshop_engine::{ErrorCode, Rejection, StreamId, TenantId};
+use ractor::{Actor, ActorRef, RpcReplyPort};
+
+use crate::broker::Broker;
+use crate::persister::{Persister, PersisterMsg};
+use crate::stream::StreamMsg;
+use crate::supervisor::{EngineSupervisor, SupervisorMsg};
+use crate::tenant::TenantMsg;
+
+/// How long a caller waits for an actor's answer before reporting `unavailable`.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tunables of the actor tree.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Protocol limits (rates, joins, resume buffer).
+    pub limits: Limits,
+    /// Items a subscriber may fall behind before it is a slow consumer.
+    pub broadcast_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            broadcast_capacity: 4096,
+        }
+    }
+}
+
+/// A running stream actor and the tenant it belongs to.
+#[derive(Clone, Debug)]
+pub struct StreamHandle {
+    /// The actor that owns the stream's state.
+    pub actor: ActorRef<StreamMsg>,
+    /// Owning tenant, checked on every lookup.
+    pub tenant: TenantId,
+}
+
+/// Cheap-to-clone handle on the running engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    store: Arc<dyn Storage>,
+    broker: Arc<dyn Broker>,
+    config: EngineConfig,
+    streams: DashMap<StreamId, StreamHandle>,
+    tenants: DashMap<TenantId, ActorRef<TenantMsg>>,
+    supervisor: OnceLock<ActorRef<SupervisorMsg>>,
+    persister: OnceLock<ActorRef<PersisterMsg>>,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// An actor of the root of the tree failed to spawn.
+    #[error("actor failed to start")]
+    Spawn(#[from] ractor::SpawnErr),
+}
+
+impl Engine {
+    /// Starts the root of the actor tree (supervisor and persister).
+    pub async fn start(
+        store: Arc<dyn Storage>,
+        broker: Arc<dyn Broker>,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        let engine = Self {
+            inner: Arc::new(EngineInner {
+                store,
+                broker,
+                config,
+                streams: DashMap::new(),
+                tenants: DashMap::new(),
+                supervisor: OnceLock::new(),
+                persister: OnceLock::new(),
+            }),
+        };
+        let (supervisor, _) = Actor::spawn(None, EngineSupervisor, engine.clone()).await?;
+        let (persister, _) =
+            Actor::spawn_linked(None, Persister, engine.clone(), supervisor.get_cell()).await?;
+        let _ = engine.inner.supervisor.set(supervisor);
+        let _ = engine.inner.persister.set(persister);
+        Ok(engine)
+    }
+
+    /// The storage every actor reads from and writes to.
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        &self.inner.store
+    }
+
+    /// The fan-out broker.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    /// Tunables.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Registry of running stream actors, maintained by their tenant actors.
+    pub(crate) fn streams(&self) -> &DashMap<StreamId, StreamHandle> {
+        &self.inner.streams
+    }
+
+    /// Registry of running tenant actors, maintained by the supervisor.
+    pub(crate) fn tenants(&self) -> &DashMap<TenantId, ActorRef<TenantMsg>> {
+        &self.inner.tenants
+    }
+
+    /// Connections joined to a stream on this node right now.
+    pub fn viewers(&self, stream: &StreamId) -> u64 {
+        self.inner.broker.subscribers(stream) as u64
+    }
+
+    /// Queues a chat message for the next batched write.
+    pub fn persist_chat(&self, message: ChatMessage) {
+        if let Some(p) = self.inner.persister.get() {
+            let _ = p.cast(PersisterMsg::Chat(message));
+        }
+    }
+
+    /// Waits until every queued chat message is written (used by graceful drain).
+    pub async fn flush(&self) {
+        if let Some(p) = self.inner.persister.get() {
+            let _ = p.call(PersisterMsg::Flush, Some(CALL_TIMEOUT)).await;
+        }
+    }
+
+    /// The running actor of a stream of `tenant`, started (restored from storage) if needed.
+    /// A stream of another tenant, or none at all, is `not_found`.
+    pub async fn stream(
+        &self,
+        tenant: &TenantId,
+        id: &StreamId,
+    ) -> Result<StreamHandle, Rejection> {
+        if let Some(h) = self.inner.streams.get(id) {
+            return if &h.tenant == tenant {
+                Ok(h.clone())
+            } else {
+                Err(Rejection::not_found("stream"))
+            };
+        }
+        let tenant_actor = self.tenant(tenant).await?;
+        let id = id.clone();
+        ask(&tenant_actor, |reply| TenantMsg::EnsureStream(id, reply)).await?
+    }
+
+    /// The running actor of a tenant, started if needed; `not_found` for unknown tenants.
+    pub async fn tenant(&self, tenant: &TenantId) -> Result<ActorRef<TenantMsg>, Rejection> {
+        if let Some(t) = self.inner.tenants.get(tenant) {
+            return Ok(t.clone());
+        }
+        let supervisor = self
+            .inner
+            .supervisor
+            .get()
+            .ok_or_else(|| Rejection::new(ErrorCode::Unavailable, "engine is starting"))?;
+        let tenant = tenant.clone();
+        ask(supervisor, |reply| {
+            SupervisorMsg::EnsureTenant(tenant, reply)
+        })
+        .await?
+    }
+
+    /// Stops the tree, after writing what is queued.
+    pub async fn shutdown(&self) {
+        self.flush().await;
+        if let Some(s) = self.inner.supervisor.get() {
+            s.stop(Some("shutdown".into()));
+        }
+    }
+}
+
+/// Sends an RPC and maps a dead or stuck actor to `unavailable`.
+pub async fn ask<M, T>(
+    actor: &ActorRef<M>,
+    build: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, Rejection>
+where
+    M: ractor::Message,
+    T: Send + 'static,
+{
+    match actor.call(build, Some(CALL_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
+        Ok(_) | Err(_) => Err(Rejection::new(
+            ErrorCode::Unavailable,
+            "the actor in charge did not answer; retry",
+        )),
+    }
+}

@@ -1,0 +1,64 @@
+//! Metric names and small helpers, so every name is spelled once.
+//!
+//! Labels never carry user, stream or tenant ids: cardinality stays bounded by the kinds below.
+
+/// Gauge of live actors, by `kind`.
+pub const ACTORS: &str = "liveshop_actors";
+/// Counter of actor restarts by their supervisor, by `kind`.
+pub const ACTOR_RESTARTS: &str = "liveshop_actor_restarts_total";
+/// Counter of failures that exhausted the restart budget, by `kind`.
+pub const ACTOR_ESCALATIONS: &str = "liveshop_actor_escalations_total";
+/// Gauge of the deepest mailbox seen at the last sample, by `kind`.
+pub const ACTOR_MAILBOX_DEPTH: &str = "liveshop_actor_mailbox_depth";
+/// Histogram of message handling time, by `kind`.
+pub const ACTOR_MESSAGE_SECONDS: &str = "liveshop_actor_message_duration_seconds";
+/// Counter of event frames written to sockets.
+pub const EVENTS_DELIVERED: &str = "liveshop_events_delivered_total";
+/// Histogram of the time a stream actor spends encoding and handing one event to the broker.
+pub const FANOUT_SECONDS: &str = "liveshop_fanout_duration_seconds";
+/// Counter of connections closed because they could not keep up.
+pub const SLOW_CONSUMERS: &str = "liveshop_slow_consumers_total";
+/// Counter of events a lagging receiver skipped before it was closed.
+pub const BROADCAST_LAG: &str = "liveshop_broadcast_lag_events_total";
+/// Counter of claim decisions, by `result`.
+pub const CLAIMS: &str = "liveshop_claims_total";
+
+/// Actor kinds used as the `kind` label.
+pub mod kind {
+    /// A tenant actor.
+    pub const TENANT: &str = "tenant";
+    /// A stream actor.
+    pub const STREAM: &str = "stream";
+    /// A drop actor.
+    pub const DROP: &str = "drop";
+    /// A session actor.
+    pub const SESSION: &str = "session";
+    /// The chat persister.
+    pub const PERSISTER: &str = "persister";
+    /// The root supervisor.
+    pub const SUPERVISOR: &str = "supervisor";
+}
+
+/// Counts an actor of `kind` as alive until the guard is dropped.
+#[derive(Debug)]
+pub struct AliveGuard(&'static str);
+
+impl AliveGuard {
+    /// Raises the `liveshop_actors{kind}` gauge.
+    pub fn new(kind: &'static str) -> Self {
+        metrics::gauge!(ACTORS, "kind" => kind).increment(1.0);
+        Self(kind)
+    }
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        metrics::gauge!(ACTORS, "kind" => self.0).decrement(1.0);
+    }
+}
+
+/// Records how long one message took to handle, by actor kind.
+pub fn record_handling(kind: &'static str, started: std::time::Instant) {
+    metrics::histogram!(ACTOR_MESSAGE_SECONDS, "kind" => kind)
+        .record(started.elapsed().as_secs_f64());
+}

@@ -1,0 +1,257 @@
+//! One actor per WebSocket connection: identity, joined streams, and the protocol's operations.
+//!
+//! The connection's reader task decodes frames and casts them here; replies and subscriptions go to
+//! the connection's writer task as [`Outgoing`] items. The writer (a plain task, not an actor) reads
+//! the joined streams' broadcast rings directly, so events never pass through this mailbox.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use bytes::Bytes;
+use liveshop_engine::auth::Identity;
+use liveshop_engine::chat::validate_emoji;
+use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame};
+use liveshop_engine::records::ChatAuthor;
+use liveshop_engine::{ErrorCode, Rejection, SessionId, StreamId};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::broker::StreamOut;
+use crate::engine::{Engine, ask};
+use crate::metrics::{self, AliveGuard, kind};
+use crate::stream::{JoinReply, StreamMsg};
+
+/// Items for a connection's writer task, in the order they must reach the socket.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A frame to write.
+    Frame(Bytes),
+    /// Start forwarding a stream: write `frames` (the `joined` reply, then any replayed events),
+    /// then everything the receiver yields. Replaces an earlier subscription to the same stream.
+    Subscribe {
+        /// The stream.
+        stream: StreamId,
+        /// Frames to write first.
+        frames: Vec<Bytes>,
+        /// The live feed.
+        receiver: broadcast::Receiver<StreamOut>,
+    },
+    /// Stop forwarding a stream, then write `reply`.
+    Unsubscribe {
+        /// The stream.
+        stream: StreamId,
+        /// The `ok` reply to write after.
+        reply: Bytes,
+    },
+}
+
+/// Bound of a connection's outgoing queue; a client that lets it fill up is a slow consumer.
+pub const OUTGOING_CAPACITY: usize = 256;
+
+/// Start-up arguments of a session actor.
+pub struct SessionArgs {
+    /// Shared context.
+    pub engine: Engine,
+    /// The authenticated caller.
+    pub identity: Identity,
+    /// This connection's id.
+    pub session: SessionId,
+    /// The writer task's queue.
+    pub out: mpsc::Sender<Outgoing>,
+}
+
+/// Messages of a session actor.
+pub enum SessionMsg {
+    /// A decoded client frame.
+    Frame(ClientFrame),
+    /// A joined stream restarted: join it again for a fresh snapshot.
+    Rejoin(StreamId),
+    /// Fault injection: panic, so the connection closes with 1011.
+    Crash,
+}
+
+/// The session actor.
+pub struct SessionActor;
+
+/// Its state.
+pub struct SessionState {
+    engine: Engine,
+    identity: Identity,
+    session: SessionId,
+    out: mpsc::Sender<Outgoing>,
+    joined: HashSet<StreamId>,
+    _alive: AliveGuard,
+}
+
+impl SessionState {
+    /// Queues an item for the writer. A client that stops reading fills the queue, which pauses
+    /// this actor and so the connection's reader: backpressure instead of unbounded buffering.
+    async fn send(&self, item: Outgoing) {
+        // An error means the writer is gone: the connection is closing anyway.
+        let _ = self.out.send(item).await;
+    }
+
+    async fn reply(&self, frame: ServerFrame) {
+        self.send(Outgoing::Frame(frame.encode())).await;
+    }
+
+    async fn refuse(&self, r#ref: Option<String>, rejection: &Rejection) {
+        self.reply(ServerFrame::error(r#ref, rejection)).await;
+    }
+
+    fn require_joined(&self, stream: &StreamId) -> Result<(), Rejection> {
+        if self.joined.contains(stream) {
+            Ok(())
+        } else {
+            Err(Rejection::new(
+                ErrorCode::NotJoined,
+                "join the stream first",
+            ))
+        }
+    }
+
+    async fn join(
+        &mut self,
+        r#ref: Option<String>,
+        stream: StreamId,
+        resume: Option<(u64, u64)>,
+    ) -> Result<(), Rejection> {
+        let limit = self.engine.config().limits.max_joins_per_connection;
+        if !self.joined.contains(&stream) && self.joined.len() >= limit {
+            return Err(Rejection::new(
+                ErrorCode::LimitExceeded,
+                format!("at most {limit} streams may be joined per connection"),
+            ));
+        }
+        let tenant = self.identity.member_tenant()?.clone();
+        let handle = self.engine.stream(&tenant, &stream).await?;
+        let reply: JoinReply =
+            ask(&handle.actor, |reply| StreamMsg::Join { resume, reply }).await??;
+        let joined = ServerFrame::Joined {
+            r#ref,
+            stream: stream.as_str().to_owned(),
+            epoch: reply.epoch,
+            seq: reply.seq,
+            resumed: reply.resumed,
+            snapshot: reply.snapshot,
+        };
+        let mut frames = Vec::with_capacity(1 + reply.replay.len());
+        frames.push(joined.encode());
+        frames.extend(reply.replay);
+        self.joined.insert(stream.clone());
+        self.send(Outgoing::Subscribe {
+            stream,
+            frames,
+            receiver: reply.receiver,
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn handle_frame(&mut self, frame: ClientFrame) -> Result<(), Rejection> {
+        let r#ref = frame.r#ref;
+        match frame.op {
+            ClientOp::Join { stream, resume } => self.join(r#ref, stream, resume).await,
+            ClientOp::Leave { stream } => {
+                self.require_joined(&stream)?;
+                self.joined.remove(&stream);
+                let reply = ServerFrame::Ok {
+                    r#ref,
+                    seq: None,
+                    claim: None,
+                }
+                .encode();
+                self.send(Outgoing::Unsubscribe { stream, reply }).await;
+                Ok(())
+            }
+            ClientOp::Chat { stream, text } => {
+                self.require_joined(&stream)?;
+                let tenant = self.identity.member_tenant()?.clone();
+                let handle = self.engine.stream(&tenant, &stream).await?;
+                let author = ChatAuthor {
+                    id: self.identity.user.clone(),
+                    name: self.identity.name.clone(),
+                };
+                let seq = ask(&handle.actor, |reply| StreamMsg::Chat {
+                    author,
+                    text,
+                    reply,
+                })
+                .await??;
+                self.reply(ServerFrame::Ok {
+                    r#ref,
+                    seq: Some(seq),
+                    claim: None,
+                })
+                .await;
+                Ok(())
+            }
+            ClientOp::React { stream, emoji } => {
+                self.require_joined(&stream)?;
+                let emoji = validate_emoji(&emoji)?;
+                let tenant = self.identity.member_tenant()?.clone();
+                let handle = self.engine.stream(&tenant, &stream).await?;
+                let _ = handle.actor.cast(StreamMsg::React(emoji));
+                Ok(())
+            }
+            ClientOp::Claim { .. } => Err(Rejection::new(
+                ErrorCode::NotFound,
+                "drop not found (drops are not available on this engine version)",
+            )),
+            ClientOp::Ping => {
+                self.reply(ServerFrame::Pong { r#ref }).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: SessionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SessionState {
+            engine: args.engine,
+            identity: args.identity,
+            session: args.session,
+            out: args.out,
+            joined: HashSet::new(),
+            _alive: AliveGuard::new(kind::SESSION),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let started = Instant::now();
+        match message {
+            SessionMsg::Frame(frame) => {
+                let r#ref = frame.r#ref.clone();
+                if let Err(rejection) = state.handle_frame(frame).await {
+                    state.refuse(r#ref, &rejection).await;
+                }
+            }
+            SessionMsg::Rejoin(stream) => {
+                if state.joined.contains(&stream)
+                    && let Err(rejection) = state.join(None, stream.clone(), None).await
+                {
+                    tracing::warn!(session_id = %state.session, stream_id = %stream, error = %rejection, "re-join after stream restart failed");
+                    state.joined.remove(&stream);
+                    state.refuse(None, &rejection).await;
+                }
+            }
+            SessionMsg::Crash => panic!("fault injection: session actor crash requested"),
+        }
+        metrics::record_handling(kind::SESSION, started);
+        Ok(())
+    }
+}

@@ -1,0 +1,390 @@
+//! One actor per stream in use: the only place a stream's state changes.
+//!
+//! It numbers ordered events (chat, status, pins, drop events) within its epoch, encodes each once,
+//! keeps the recent ones for resume and hands them to the broker. Ephemeral tallies (viewers,
+//! reactions) are coalesced on a timer. A restart (after a failure) begins a new epoch and tells
+//! the subscribers to re-join, so each gets a fresh snapshot and keeps receiving events.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use liveshop_engine::chat::validate_chat_text;
+use liveshop_engine::frames::{EventBody, encode_event, pinned_body};
+use liveshop_engine::ids::ChatId;
+use liveshop_engine::limits::TokenBucket;
+use liveshop_engine::records::{ChatAuthor, ChatMessage, DropStatus, Stream, StreamStatus};
+use liveshop_engine::stream::{EventLog, Lifecycle, Resume, accepts_interaction, transition};
+use liveshop_engine::{ErrorCode, ProductId, Rejection, StreamId, TenantId};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::broker::StreamOut;
+use crate::clock;
+use crate::engine::Engine;
+use crate::metrics::{self, AliveGuard, kind};
+
+/// How often ephemeral tallies are considered for sending.
+pub const TICK: Duration = Duration::from_millis(250);
+/// Viewer counts are sent at most this often.
+pub const VIEWERS_EVERY: Duration = Duration::from_secs(1);
+/// Idle per-user chat allowances are forgotten after this long.
+const BUCKET_IDLE_MS: i64 = 60_000;
+
+/// Start-up arguments of a stream actor.
+pub struct StreamArgs {
+    /// Shared context.
+    pub engine: Engine,
+    /// Owning tenant (checked against storage).
+    pub tenant: TenantId,
+    /// The stream to run.
+    pub stream: StreamId,
+    /// True when restarting after a failure: subscribers are told to re-join.
+    pub restarted: bool,
+}
+
+/// What a joining connection gets back.
+#[derive(Debug)]
+pub struct JoinReply {
+    /// Current epoch.
+    pub epoch: u64,
+    /// Last seq at the time of joining.
+    pub seq: u64,
+    /// True when `replay` holds exactly the missed events.
+    pub resumed: bool,
+    /// A fresh snapshot when not resumed.
+    pub snapshot: Option<Value>,
+    /// Missed events, in order, when resumed.
+    pub replay: Vec<Bytes>,
+    /// Every item published after the join.
+    pub receiver: broadcast::Receiver<StreamOut>,
+}
+
+/// Messages of a stream actor.
+pub enum StreamMsg {
+    /// A connection joins, possibly resuming.
+    Join {
+        /// Epoch and last seq seen.
+        resume: Option<(u64, u64)>,
+        /// The answer.
+        reply: RpcReplyPort<Result<JoinReply, Rejection>>,
+    },
+    /// A chat message; answers its seq.
+    Chat {
+        /// Who wrote it.
+        author: ChatAuthor,
+        /// Raw text.
+        text: String,
+        /// The answer.
+        reply: RpcReplyPort<Result<u64, Rejection>>,
+    },
+    /// A reaction (already validated), tallied and sent coalesced.
+    React(&'static str),
+    /// Start or end the show.
+    Lifecycle {
+        /// What to do.
+        action: Lifecycle,
+        /// The stream after the change.
+        reply: RpcReplyPort<Result<Stream, Rejection>>,
+    },
+    /// Pin a product (already checked to belong to the tenant).
+    Pin {
+        /// Product to pin.
+        product: ProductId,
+        /// The stream after the change.
+        reply: RpcReplyPort<Result<Stream, Rejection>>,
+    },
+    /// Publishes an ordered event on behalf of a child (drop actors).
+    Publish(EventBody),
+    /// Publishes an ephemeral event on behalf of a child (inventory).
+    PublishEphemeral(EventBody),
+    /// Timer for coalesced tallies and housekeeping.
+    Tick,
+    /// Fault injection: panic, so the supervisor's restart path can be exercised.
+    Crash,
+}
+
+/// The stream actor.
+pub struct StreamActor;
+
+/// Its state.
+pub struct StreamState {
+    engine: Engine,
+    record: Stream,
+    log: EventLog,
+    recent_chat: VecDeque<Value>,
+    drops: Vec<Value>,
+    chat_buckets: HashMap<liveshop_engine::UserId, (TokenBucket, i64)>,
+    reactions: BTreeMap<String, u64>,
+    last_viewers: (u64, Instant),
+    restarted: bool,
+    _alive: AliveGuard,
+}
+
+impl StreamState {
+    fn id(&self) -> &StreamId {
+        &self.record.id
+    }
+
+    fn current(&self) -> Stream {
+        let mut s = self.record.clone();
+        s.viewers = self.engine.viewers(&s.id);
+        s
+    }
+
+    fn snapshot(&self) -> Value {
+        let stream = self.current();
+        serde_json::json!({
+            "stream": stream,
+            "viewers": stream.viewers,
+            "pinned": stream.pinned,
+            "drops": self.drops,
+            "chat": self.recent_chat,
+        })
+    }
+
+    fn publish_ordered(&mut self, body: EventBody) -> u64 {
+        let started = Instant::now();
+        let (seq, bytes) = self.log.append(body);
+        self.engine
+            .broker()
+            .publish(&self.record.id, StreamOut::Event(bytes));
+        ::metrics::histogram!(metrics::FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
+        seq
+    }
+
+    fn publish_ephemeral(&self, body: EventBody) {
+        let bytes = encode_event(&self.record.id, None, body);
+        self.engine
+            .broker()
+            .publish(&self.record.id, StreamOut::Event(bytes));
+    }
+
+    fn join(&mut self, resume: Option<(u64, u64)>) -> JoinReply {
+        // Subscribing inside the actor, before answering, means no event falls between the
+        // snapshot (or replay) and the live feed.
+        let receiver = self.engine.broker().subscribe(self.id());
+        let replay = match resume {
+            Some((epoch, since)) => self.log.resume(epoch, since),
+            None => Resume::Snapshot,
+        };
+        let (resumed, snapshot, replay) = match replay {
+            Resume::Replay(events) => (true, None, events),
+            Resume::Snapshot => (false, Some(self.snapshot()), Vec::new()),
+        };
+        JoinReply {
+            epoch: self.log.epoch(),
+            seq: self.log.seq(),
+            resumed,
+            snapshot,
+            replay,
+            receiver,
+        }
+    }
+
+    fn chat(&mut self, author: ChatAuthor, text: &str) -> Result<u64, Rejection> {
+        accepts_interaction(self.record.status)?;
+        let text = validate_chat_text(text)?;
+        let now = clock::now();
+        let limits = &self.engine.config().limits;
+        let (bucket, last_used) = self
+            .chat_buckets
+            .entry(author.id.clone())
+            .or_insert_with(|| (TokenBucket::full(limits.chat_burst, now.millis()), 0));
+        *last_used = now.millis();
+        bucket
+            .try_take(now.millis(), limits.chat_burst, limits.chat_per_sec)
+            .map_err(Rejection::rate_limited)?;
+        let message = ChatMessage {
+            id: ChatId::generate(&clock::unique_suffix()),
+            stream: self.record.id.clone(),
+            tenant: self.record.tenant.clone(),
+            user: author,
+            text,
+            at: now,
+        };
+        let data = serde_json::to_value(&message).unwrap_or(Value::Null);
+        if self.recent_chat.len() == self.engine.config().limits.snapshot_chat {
+            self.recent_chat.pop_front();
+        }
+        self.recent_chat.push_back(data.clone());
+        let seq = self.publish_ordered(EventBody::Chat(data));
+        self.engine.persist_chat(message);
+        Ok(seq)
+    }
+
+    async fn lifecycle(&mut self, action: Lifecycle) -> Result<Stream, Rejection> {
+        let next = transition(self.record.status, action)?;
+        let now = clock::now();
+        let (started_at, ended_at) = match next {
+            StreamStatus::Live => (Some(now), None),
+            _ => (self.record.started_at, Some(now)),
+        };
+        self.engine
+            .store()
+            .update_stream_status(&self.record.id, next, started_at, ended_at)
+            .await
+            .map_err(internal)?;
+        self.record.status = next;
+        self.record.started_at = started_at;
+        self.record.ended_at = ended_at;
+        self.publish_ordered(EventBody::Status {
+            status: next.as_str().to_owned(),
+        });
+        Ok(self.current())
+    }
+
+    async fn pin(&mut self, product: ProductId) -> Result<Stream, Rejection> {
+        if self.record.status == StreamStatus::Ended {
+            return Err(Rejection::new(ErrorCode::InvalidState, "stream has ended"));
+        }
+        self.engine
+            .store()
+            .set_pinned(&self.record.id, Some(&product))
+            .await
+            .map_err(internal)?;
+        self.publish_ordered(pinned_body(Some(&product)));
+        self.record.pinned = Some(product);
+        Ok(self.current())
+    }
+
+    fn tick(&mut self, myself: &ActorRef<StreamMsg>) {
+        if !self.reactions.is_empty() {
+            let counts = std::mem::take(&mut self.reactions);
+            self.publish_ephemeral(EventBody::Reactions { counts });
+        }
+        let viewers = self.engine.viewers(self.id());
+        if viewers != self.last_viewers.0 && self.last_viewers.1.elapsed() >= VIEWERS_EVERY {
+            self.last_viewers = (viewers, Instant::now());
+            self.publish_ephemeral(EventBody::Viewers { count: viewers });
+        }
+        // An allowance idle for a minute is full again, like a new one: forget it.
+        let now = clock::now().millis();
+        let limits = self.engine.config().limits;
+        let refill_ms =
+            (f64::from(limits.chat_burst) / limits.chat_per_sec.max(1e-3) * 1000.0) as i64;
+        let idle_ms = BUCKET_IDLE_MS.max(refill_ms);
+        self.chat_buckets
+            .retain(|_, (_, last_used)| now - *last_used < idle_ms);
+        if self.record.status == StreamStatus::Ended && viewers == 0 {
+            myself.stop(Some("ended and empty".into()));
+        }
+    }
+}
+
+fn internal(err: liveshop_engine::storage::StorageError) -> Rejection {
+    tracing::error!(error = %err, source = ?std::error::Error::source(&err), "storage call failed in stream actor");
+    Rejection::new(ErrorCode::Unavailable, "storage unavailable; retry")
+}
+
+impl Actor for StreamActor {
+    type Msg = StreamMsg;
+    type State = StreamState;
+    type Arguments = StreamArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: StreamArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let store = args.engine.store().clone();
+        let record = match store.stream(&args.stream).await? {
+            Some(r) if r.tenant == args.tenant => r,
+            _ => return Err("stream not found".into()),
+        };
+        let epoch = store.next_epoch(&args.stream).await?;
+        let limits = args.engine.config().limits;
+        let recent_chat = store
+            .recent_chat(&args.stream, limits.snapshot_chat as u32)
+            .await?
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+            .collect();
+        let drops = store
+            .drops_of_stream(&args.stream)
+            .await?
+            .iter()
+            .filter(|d| d.status != DropStatus::Closed)
+            .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+            .collect();
+        myself.send_interval(TICK, || StreamMsg::Tick);
+        Ok(StreamState {
+            log: EventLog::new(args.stream.clone(), epoch, limits.resume_buffer),
+            engine: args.engine,
+            record,
+            recent_chat,
+            drops,
+            chat_buckets: HashMap::new(),
+            reactions: BTreeMap::new(),
+            last_viewers: (u64::MAX, Instant::now() - VIEWERS_EVERY),
+            restarted: args.restarted,
+            _alive: AliveGuard::new(kind::STREAM),
+        })
+    }
+
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.restarted {
+            state
+                .engine
+                .broker()
+                .publish(&state.record.id, StreamOut::Restarted);
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let started = Instant::now();
+        match message {
+            StreamMsg::Join { resume, reply } => {
+                let _ = reply.send(Ok(state.join(resume)));
+            }
+            StreamMsg::Chat {
+                author,
+                text,
+                reply,
+            } => {
+                let _ = reply.send(state.chat(author, &text));
+            }
+            StreamMsg::React(emoji) => {
+                if state.record.status == StreamStatus::Live {
+                    *state.reactions.entry(emoji.to_owned()).or_default() += 1;
+                }
+            }
+            StreamMsg::Lifecycle { action, reply } => {
+                let _ = reply.send(state.lifecycle(action).await);
+            }
+            StreamMsg::Pin { product, reply } => {
+                let _ = reply.send(state.pin(product).await);
+            }
+            StreamMsg::Publish(body) => {
+                state.publish_ordered(body);
+            }
+            StreamMsg::PublishEphemeral(body) => state.publish_ephemeral(body),
+            StreamMsg::Tick => state.tick(&myself),
+            StreamMsg::Crash => panic!("fault injection: stream actor crash requested"),
+        }
+        metrics::record_handling(kind::STREAM, started);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.record.status == StreamStatus::Ended {
+            state.engine.broker().remove(&state.record.id);
+        }
+        Ok(())
+    }
+}

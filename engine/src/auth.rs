@@ -1,0 +1,183 @@
+//! Who is calling and what their role allows: the authorization rules, independent of how the
+//! identity was proven (the HTTP crate verifies tokens).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{TenantId, UserId};
+use crate::rejection::{ErrorCode, Rejection};
+
+/// Roles of the contract: four tenant roles and platform staff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Watches, chats, reacts, claims.
+    Viewer,
+    /// Runs their own streams, manages products and drops.
+    Seller,
+    /// Moderates chat of the tenant's streams.
+    Moderator,
+    /// Everything a seller can do, on every stream of the tenant.
+    Admin,
+    /// Platform staff: creates tenants, watches the actor tree; belongs to no tenant.
+    Operator,
+}
+
+impl Role {
+    /// Parses the `role` claim.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "viewer" => Some(Self::Viewer),
+            "seller" => Some(Self::Seller),
+            "moderator" => Some(Self::Moderator),
+            "admin" => Some(Self::Admin),
+            "operator" => Some(Self::Operator),
+            _ => None,
+        }
+    }
+
+    /// The claim spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Seller => "seller",
+            Self::Moderator => "moderator",
+            Self::Admin => "admin",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The `sub` claim.
+    pub user: UserId,
+    /// Display name (`name` claim, else `sub`).
+    pub name: String,
+    /// The role claim.
+    pub role: Role,
+    /// The tenant, for every role but operator.
+    pub tenant: Option<TenantId>,
+}
+
+impl Identity {
+    /// The caller's tenant, or `forbidden` for callers without one (operators).
+    pub fn member_tenant(&self) -> Result<&TenantId, Rejection> {
+        self.tenant
+            .as_ref()
+            .ok_or_else(|| Rejection::new(ErrorCode::Forbidden, "this action needs a tenant role"))
+    }
+
+    /// Requires the operator role.
+    pub fn require_operator(&self) -> Result<(), Rejection> {
+        if self.role == Role::Operator {
+            Ok(())
+        } else {
+            Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "operator role required",
+            ))
+        }
+    }
+
+    /// Requires a role that manages the catalogue and runs streams (seller or admin), returning the
+    /// tenant it acts in.
+    pub fn require_seller(&self) -> Result<&TenantId, Rejection> {
+        match self.role {
+            Role::Seller | Role::Admin => self.member_tenant(),
+            _ => Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "seller or admin role required",
+            )),
+        }
+    }
+
+    /// Whether the caller may read records of `tenant` (operators read every tenant).
+    pub fn can_read(&self, tenant: &TenantId) -> bool {
+        self.role == Role::Operator || self.tenant.as_ref() == Some(tenant)
+    }
+
+    /// Checks that the caller may run a stream of `tenant` created by `seller`: its seller, or an
+    /// admin of the tenant. Other tenants' streams answer `not_found`, so their ids stay hidden.
+    pub fn require_stream_owner(
+        &self,
+        tenant: &TenantId,
+        seller: &UserId,
+    ) -> Result<(), Rejection> {
+        if self.tenant.as_ref() != Some(tenant) {
+            return Err(Rejection::not_found("stream"));
+        }
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Seller if &self.user == seller => Ok(()),
+            _ => Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "only the stream's seller or an admin may do this",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(role: Role, tenant: Option<&str>, user: &str) -> Identity {
+        Identity {
+            user: UserId::from_trusted(user),
+            name: user.to_owned(),
+            role,
+            tenant: tenant.map(TenantId::from_trusted),
+        }
+    }
+
+    #[test]
+    fn roles_parse_from_their_claim_spelling_only() {
+        assert_eq!(Role::parse("seller"), Some(Role::Seller));
+        assert_eq!(Role::parse("Seller"), None);
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn viewers_cannot_act_as_sellers() {
+        let e = who(Role::Viewer, Some("t"), "u")
+            .require_seller()
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn operators_have_no_tenant_to_act_in() {
+        let op = who(Role::Operator, None, "op");
+        assert_eq!(op.require_seller().unwrap_err().code, ErrorCode::Forbidden);
+        assert!(op.require_operator().is_ok());
+        assert!(op.can_read(&TenantId::from_trusted("any")));
+    }
+
+    #[test]
+    fn a_stream_is_run_by_its_seller_or_an_admin() {
+        let t = TenantId::from_trusted("t");
+        let seller = UserId::from_trusted("s1");
+        assert!(
+            who(Role::Seller, Some("t"), "s1")
+                .require_stream_owner(&t, &seller)
+                .is_ok()
+        );
+        assert!(
+            who(Role::Admin, Some("t"), "a")
+                .require_stream_owner(&t, &seller)
+                .is_ok()
+        );
+        let other = who(Role::Seller, Some("t"), "s2").require_stream_owner(&t, &seller);
+        assert_eq!(other.unwrap_err().code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn another_tenants_stream_is_not_found() {
+        let t = TenantId::from_trusted("t");
+        let e = who(Role::Admin, Some("other"), "a")
+            .require_stream_owner(&t, &UserId::from_trusted("s"))
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+    }
+}

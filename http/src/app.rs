@@ -1,0 +1,208 @@
+//! The composition root: storage, actor tree, router, listener, and the graceful drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue};
+use axum::routing::{get, post};
+use dashmap::DashMap;
+use liveshop_actors::broker::InProcessBroker;
+use liveshop_actors::{Engine, EngineConfig};
+use liveshop_engine::storage::Storage;
+use liveshop_storage::SqlStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::Keys;
+use crate::config::{Config, Mode};
+use crate::routes::{admin, ops, products, streams, tenants};
+use crate::state::{AppState, Inner};
+use crate::{middleware, telemetry, ws};
+
+/// Largest REST body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A built, bound, not yet serving engine.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    router: Router,
+}
+
+impl Application {
+    /// Connects storage, applies migrations, starts the actor tree and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let secret = config.resolve_secret()?;
+        if secret.generated {
+            tracing::warn!(
+                file = crate::config::DEV_SECRET_FILE,
+                "LIVESHOP_JWT_SECRET is unset: using a generated development secret (never do this in production)"
+            );
+        }
+        let store = SqlStore::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let store: Arc<dyn Storage> = Arc::new(store);
+        let redis = match &config.redis_url {
+            Some(url) => {
+                tracing::warn!(
+                    "REDIS_URL is set: Redis is checked for readiness, but cross-node fan-out is not implemented yet; this node serves its own connections only"
+                );
+                Some(redis::Client::open(url.as_str())?)
+            }
+            None => None,
+        };
+        let engine_config = EngineConfig {
+            limits: config.limits(),
+            broadcast_capacity: config.broadcast_capacity,
+        };
+        let broker = Arc::new(InProcessBroker::new(engine_config.broadcast_capacity));
+        let engine = Engine::start(store.clone(), broker, engine_config).await?;
+        let metrics = telemetry::metrics_handle();
+        telemetry::describe_metrics();
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (drain, _) = watch::channel(false);
+        let state = AppState(Arc::new(Inner {
+            keys: Keys::new(&secret.bytes),
+            config,
+            store,
+            engine,
+            metrics,
+            known_tenants: DashMap::new(),
+            seen: DashMap::new(),
+            http_buckets: DashMap::new(),
+            drain,
+            connections: AtomicUsize::new(0),
+            redis,
+        }));
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            router,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then drains: stop accepting, close every WebSocket with
+    /// 1012, wait for them (bounded), write what is queued, return.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, "listening");
+        let state = self.state.clone();
+        let janitor_state = self.state.clone();
+        let janitor = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                janitor_state.forget_idle();
+            }
+        });
+        let drain = state.drain.clone();
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutdown requested: draining");
+                drain.send_replace(true);
+            })
+            .await?;
+        drain_connections(&state).await;
+        janitor.abort();
+        state.engine.shutdown().await;
+        tracing::info!("drained; bye");
+        Ok(())
+    }
+}
+
+async fn drain_connections(state: &AppState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(state.config.drain_secs);
+    while state.connections.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = state.connections.load(Ordering::SeqCst);
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "drain deadline passed with connections still open"
+        );
+    }
+}
+
+/// All routes with their middleware.
+pub fn router(state: AppState) -> Router {
+    let production = state.config.mode == Mode::Production;
+    let mut api = Router::new()
+        .route("/v1/tenants", post(tenants::create))
+        .route("/v1/tenants/{id}", get(tenants::get))
+        .route("/v1/products", post(products::create).get(products::list))
+        .route("/v1/streams", post(streams::create).get(streams::list))
+        .route("/v1/streams/{id}", get(streams::get))
+        .route("/v1/streams/{id}/start", post(streams::start))
+        .route("/v1/streams/{id}/end", post(streams::end))
+        .route("/v1/streams/{id}/pin", post(streams::pin))
+        .route("/v1/ws", get(ws::gateway::upgrade));
+    if state.config.fault_injection {
+        api = api.route("/v1/admin/streams/{id}/crash", post(admin::crash_stream));
+    }
+    let mut router = Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .merge(api)
+        .fallback(|| async { crate::error::ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(CatchPanicLayer::custom(|_| {
+            let body =
+                crate::error::error_body(liveshop_engine::ErrorCode::Internal, "internal error");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(body),
+            )
+                .into_response_boxed()
+        }))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("referrer-policy", "no-referrer"));
+    if production {
+        router = router.layer(header(
+            "strict-transport-security",
+            "max-age=63072000; includeSubDomains",
+        ));
+    }
+    router.with_state(state)
+}
+
+fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(
+        HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    )
+}
+
+trait IntoResponseBoxed {
+    fn into_response_boxed(self) -> axum::response::Response;
+}
+
+impl<T: axum::response::IntoResponse> IntoResponseBoxed for T {
+    fn into_response_boxed(self) -> axum::response::Response {
+        self.into_response()
+    }
+}

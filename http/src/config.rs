@@ -1,0 +1,250 @@
+//! Configuration: environment variables (and a `.env` file), overridable by flags.
+//!
+//! Every variable of the contract is here with its default; the extra knobs are documented in
+//! `.env.template` and docs/API.md.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use liveshop_engine::limits::Limits;
+
+/// Shortest secret accepted in production, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Where a development secret is kept when `LIVESHOP_JWT_SECRET` is unset, so `liveshop serve` and
+/// `liveshop token` agree without any setup.
+pub const DEV_SECRET_FILE: &str = ".liveshop-dev-secret";
+
+/// Deployment mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Human-readable logs, a generated secret when none is set, no HSTS.
+    Dev,
+    /// JSON logs, a strong secret required, HSTS.
+    Production,
+}
+
+/// All settings of the engine.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to bind; port 0 picks a free port.
+    #[arg(long, env = "LIVESHOP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// `sqlite://...` (embedded default) or `postgres://...`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://liveshop.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// Redis for cluster mode; unset runs a single node.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// HS256 secret for tokens.
+    #[arg(long, env = "LIVESHOP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// `dev` or `production`.
+    #[arg(long = "env", env = "LIVESHOP_ENV", value_enum, default_value = "dev")]
+    pub mode: Mode,
+    /// Comma-separated origins allowed to open WebSockets; unset allows any.
+    #[arg(long, env = "LIVESHOP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// `1` enables the operator fault-injection endpoints.
+    #[arg(long, env = "LIVESHOP_ENABLE_FAULT_INJECTION", default_value = "0", value_parser = parse_flag)]
+    pub fault_injection: bool,
+    /// Chat messages a user may burst per stream.
+    #[arg(long, env = "LIVESHOP_CHAT_BURST", default_value_t = 20)]
+    pub chat_burst: u32,
+    /// Chat messages per second a user may sustain per stream.
+    #[arg(long, env = "LIVESHOP_CHAT_PER_SEC", default_value_t = 5.0)]
+    pub chat_per_sec: f64,
+    /// Frames a connection may burst.
+    #[arg(long, env = "LIVESHOP_FRAME_BURST", default_value_t = 100)]
+    pub frame_burst: u32,
+    /// Frames per second a connection may sustain.
+    #[arg(long, env = "LIVESHOP_FRAMES_PER_SEC", default_value_t = 50.0)]
+    pub frames_per_sec: f64,
+    /// Streams one connection may join at once.
+    #[arg(long, env = "LIVESHOP_MAX_JOINS", default_value_t = 20)]
+    pub max_joins: usize,
+    /// REST requests a caller may burst.
+    #[arg(long, env = "LIVESHOP_HTTP_BURST", default_value_t = 200)]
+    pub http_burst: u32,
+    /// REST requests per second a caller may sustain.
+    #[arg(long, env = "LIVESHOP_HTTP_PER_SEC", default_value_t = 100.0)]
+    pub http_per_sec: f64,
+    /// Events a viewer may fall behind before it is closed as a slow consumer (4008).
+    #[arg(long, env = "LIVESHOP_BROADCAST_CAPACITY", default_value_t = 4096)]
+    pub broadcast_capacity: usize,
+    /// Seconds between server pings.
+    #[arg(long, env = "LIVESHOP_PING_SECS", default_value_t = 25)]
+    pub ping_secs: u64,
+    /// Seconds without any sign of life before a connection is closed.
+    #[arg(long, env = "LIVESHOP_IDLE_SECS", default_value_t = 60)]
+    pub idle_secs: u64,
+    /// Seconds graceful drain waits for connections to close before exiting anyway.
+    #[arg(long, env = "LIVESHOP_DRAIN_SECS", default_value_t = 10)]
+    pub drain_secs: u64,
+}
+
+fn parse_flag(text: &str) -> Result<bool, String> {
+    match text.trim() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(format!("expected 0 or 1, got {other:?}")),
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Production needs a real secret.
+    #[error(
+        "LIVESHOP_JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes when LIVESHOP_ENV=production"
+    )]
+    WeakSecret,
+    /// The development secret file could not be read or written.
+    #[error("cannot read or create the development secret file {DEV_SECRET_FILE}")]
+    DevSecret(#[source] std::io::Error),
+}
+
+/// The token secret actually in use, and whether it was generated for development.
+pub struct ResolvedSecret {
+    /// Secret bytes.
+    pub bytes: Vec<u8>,
+    /// True when no secret was configured and a development one is used.
+    pub generated: bool,
+}
+
+impl std::fmt::Debug for ResolvedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResolvedSecret(<redacted>)")
+    }
+}
+
+impl Config {
+    /// Protocol limits derived from the settings.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            chat_burst: self.chat_burst,
+            chat_per_sec: self.chat_per_sec,
+            frame_burst: self.frame_burst,
+            frames_per_sec: self.frames_per_sec,
+            max_joins_per_connection: self.max_joins,
+            ..Limits::default()
+        }
+    }
+
+    /// Interval of server pings.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_secs.max(1))
+    }
+
+    /// Silence after which a connection is closed.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_secs.max(1))
+    }
+
+    /// The secret to sign and verify tokens with. Production refuses a missing or short secret;
+    /// development without a secret uses (and creates once) a random one kept in
+    /// [`DEV_SECRET_FILE`] in the working directory.
+    pub fn resolve_secret(&self) -> Result<ResolvedSecret, ConfigError> {
+        match (&self.jwt_secret, self.mode) {
+            (Some(s), Mode::Production) if s.len() >= MIN_SECRET_BYTES => Ok(ResolvedSecret {
+                bytes: s.as_bytes().to_vec(),
+                generated: false,
+            }),
+            (_, Mode::Production) => Err(ConfigError::WeakSecret),
+            (Some(s), Mode::Dev) if !s.is_empty() => Ok(ResolvedSecret {
+                bytes: s.as_bytes().to_vec(),
+                generated: false,
+            }),
+            (_, Mode::Dev) => dev_secret(Path::new(DEV_SECRET_FILE)).map(|bytes| ResolvedSecret {
+                bytes,
+                generated: true,
+            }),
+        }
+    }
+}
+
+fn dev_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().len() >= MIN_SECRET_BYTES => Ok(text.trim().as_bytes().to_vec()),
+        _ => {
+            let secret: String = (0..48)
+                .map(|_| char::from(b"0123456789abcdef"[rand::random_range(0..16)]))
+                .collect();
+            write_private(path, &secret).map_err(ConfigError::DevSecret)?;
+            Ok(secret.into_bytes())
+        }
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["liveshop"];
+        all.extend_from_slice(args);
+        Cli::parse_from(all).config
+    }
+
+    #[test]
+    fn production_refuses_a_short_secret() {
+        let c = parse(&["--env", "production", "--jwt-secret", "short"]);
+        let err = c.resolve_secret().unwrap_err();
+        assert!(err.to_string().contains("LIVESHOP_JWT_SECRET"));
+    }
+
+    #[test]
+    fn production_refuses_a_missing_secret() {
+        let c = parse(&["--env", "production"]);
+        assert!(matches!(c.resolve_secret(), Err(ConfigError::WeakSecret)));
+    }
+
+    #[test]
+    fn production_accepts_a_long_secret() {
+        let c = parse(&["--env", "production", "--jwt-secret", &"x".repeat(32)]);
+        assert!(!c.resolve_secret().unwrap().generated);
+    }
+
+    #[test]
+    fn the_generated_dev_secret_is_kept_and_reused() {
+        let dir = std::env::temp_dir().join(format!("liveshop-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret");
+        let first = dev_secret(&path).unwrap();
+        assert!(first.len() >= MIN_SECRET_BYTES);
+        assert_eq!(dev_secret(&path).unwrap(), first);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn fault_injection_flag_accepts_0_and_1_only() {
+        assert!(parse_flag("1").unwrap());
+        assert!(!parse_flag("0").unwrap());
+        assert!(parse_flag("maybe").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! Request extractors: the authenticated caller and JSON bodies with contract-shaped errors.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use liveshop_engine::auth::Identity;
+use liveshop_engine::records::UserSeen;
+use liveshop_engine::{ErrorCode, Rejection};
+use serde::de::DeserializeOwned;
+
+use crate::auth::{Verified, unauthorized};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The authenticated caller of a REST request, after the per-caller rate limit.
+pub struct Caller(pub Identity);
+
+/// Verifies a token and checks that its tenant exists (cached: tenants are never deleted).
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Verified, Rejection> {
+    let verified = state.keys.verify(token)?;
+    if let Some(tenant) = &verified.identity.tenant {
+        if !state.known_tenants.contains_key(tenant) {
+            match state.store.tenant(tenant).await {
+                Ok(Some(_)) => {
+                    state.known_tenants.insert(tenant.clone(), ());
+                }
+                Ok(None) => return Err(unauthorized("tid names no tenant")),
+                Err(err) => {
+                    tracing::error!(error = %err, "tenant lookup failed during authentication");
+                    return Err(Rejection::new(
+                        ErrorCode::Unavailable,
+                        "storage unavailable; retry",
+                    ));
+                }
+            }
+        }
+        if state.user_seen_due(tenant, &verified.identity.user) {
+            let store = state.store.clone();
+            let seen = UserSeen {
+                tenant: tenant.clone(),
+                id: verified.identity.user.clone(),
+                name: verified.identity.name.clone(),
+                role: verified.identity.role.as_str().to_owned(),
+                last_seen_at: liveshop_actors::clock::now(),
+            };
+            tokio::spawn(async move {
+                if let Err(err) = store.record_user_seen(&seen).await {
+                    tracing::warn!(error = %err, "could not record user as seen");
+                }
+            });
+        }
+    }
+    Ok(verified)
+}
+
+/// The bearer token of the `Authorization` header, if any.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(|| unauthorized("missing bearer token"))?;
+        let verified = authenticate(state, token).await?;
+        let id = &verified.identity;
+        tracing::Span::current().record("user_id", tracing::field::display(&id.user));
+        if let Some(t) = &id.tenant {
+            tracing::Span::current().record("tenant_id", tracing::field::display(t));
+        }
+        state.take_http_token(&id.tenant, &id.user)?;
+        Ok(Self(verified.identity))
+    }
+}
+
+/// A JSON body; malformed input is `bad_request` naming the problem, oversize is `too_large`.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::TooLarge, "body is larger than 64 KiB")
+            } else {
+                ApiError::new(ErrorCode::BadRequest, "body could not be read")
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+    }
+}

@@ -1,0 +1,16 @@
+//! The Liveshop front door: configuration, authentication, the REST API, the WebSocket gateway,
+//! `/metrics`, and the composition root that wires storage and the actor tree together.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+pub mod ws;
+
+pub use app::Application;
+pub use config::Config;

@@ -1,0 +1,80 @@
+//! Products (write: seller/admin; read: any member), contract 3.3.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use liveshop_engine::ProductId;
+use liveshop_engine::records::Product;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{fresh, text_field};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Caller};
+use crate::state::AppState;
+
+/// Body of `POST /v1/products`.
+#[derive(Deserialize)]
+pub struct NewProduct {
+    sku: String,
+    title: String,
+    price_cents: i64,
+    currency: String,
+    #[serde(default)]
+    image_url: Option<String>,
+}
+
+fn validate(body: NewProduct, tenant: liveshop_engine::TenantId) -> Result<Product, ApiError> {
+    let sku = text_field("sku", &body.sku, 64)?;
+    let title = text_field("title", &body.title, 200)?;
+    if body.price_cents < 0 {
+        return Err(ApiError::field("price_cents", "must not be negative"));
+    }
+    let currency = body.currency.trim().to_owned();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ApiError::field(
+            "currency",
+            "must be an ISO 4217 code of 3 upper-case letters",
+        ));
+    }
+    let image_url = match body.image_url {
+        Some(url) if url.len() > 2048 => {
+            return Err(ApiError::field(
+                "image_url",
+                "must be at most 2048 characters",
+            ));
+        }
+        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            return Err(ApiError::field("image_url", "must be an http(s) URL"));
+        }
+        other => other,
+    };
+    Ok(Product {
+        id: ProductId::generate(&fresh()),
+        tenant,
+        sku,
+        title,
+        price_cents: body.price_cents,
+        currency,
+        image_url,
+    })
+}
+
+/// Creates a product; 409 `conflict` when the tenant already has the sku.
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<NewProduct>,
+) -> ApiResult<(StatusCode, Json<Product>)> {
+    let tenant = caller.require_seller()?.clone();
+    let product = validate(body, tenant)?;
+    state.store.create_product(&product).await?;
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+/// Lists the caller's tenant's products.
+pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<Value>> {
+    let tenant = caller.member_tenant()?;
+    let items = state.store.products(tenant).await?;
+    Ok(Json(json!({ "items": items })))
+}

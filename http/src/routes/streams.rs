@@ -1,0 +1,177 @@
+//! Streams, contract 3.4. Reads come from storage; every change goes through the stream's actor.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use liveshop_actors::engine::ask;
+use liveshop_actors::stream::StreamMsg;
+use liveshop_engine::auth::Identity;
+use liveshop_engine::records::{Stream, StreamStatus};
+use liveshop_engine::stream::Lifecycle;
+use liveshop_engine::{ProductId, StreamId, Timestamp};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{fresh, text_field};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Caller};
+use crate::state::AppState;
+
+/// Body of `POST /v1/streams`.
+#[derive(Deserialize)]
+pub struct NewStream {
+    title: String,
+    #[serde(default)]
+    scheduled_at: Option<String>,
+}
+
+/// Creates a scheduled stream run by the caller.
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<NewStream>,
+) -> ApiResult<(StatusCode, Json<Stream>)> {
+    let tenant = caller.require_seller()?.clone();
+    let scheduled_at = match body.scheduled_at.as_deref() {
+        None => None,
+        Some(text) => Some(
+            Timestamp::parse_rfc3339(text)
+                .ok_or_else(|| ApiError::field("scheduled_at", "must be an RFC 3339 timestamp"))?,
+        ),
+    };
+    let stream = Stream {
+        id: StreamId::generate(&fresh()),
+        tenant,
+        seller: caller.user.clone(),
+        title: text_field("title", &body.title, 200)?,
+        status: StreamStatus::Scheduled,
+        scheduled_at,
+        started_at: None,
+        ended_at: None,
+        pinned: None,
+        viewers: 0,
+    };
+    state.store.create_stream(&stream).await?;
+    tracing::info!(stream_id = %stream.id, "stream created");
+    Ok((StatusCode::CREATED, Json(stream)))
+}
+
+/// Query of `GET /v1/streams`.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// Lists the caller's tenant's streams, newest first, optionally by status.
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = caller.member_tenant()?;
+    let status =
+        match query.status.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(StreamStatus::parse(text).ok_or_else(|| {
+                ApiError::field("status", "must be one of scheduled, live, ended")
+            })?),
+        };
+    let mut items = state.store.streams(tenant, status).await?;
+    for s in &mut items {
+        s.viewers = state.engine.viewers(&s.id);
+    }
+    Ok(Json(json!({ "items": items })))
+}
+
+/// Loads a stream the caller may see; other tenants' streams are `not_found`.
+async fn visible_stream(state: &AppState, caller: &Identity, id: &str) -> ApiResult<Stream> {
+    let id = StreamId::parse(id).map_err(|_| ApiError::not_found("stream"))?;
+    let mut stream = state
+        .store
+        .stream(&id)
+        .await?
+        .filter(|s| caller.can_read(&s.tenant))
+        .ok_or_else(|| ApiError::not_found("stream"))?;
+    stream.viewers = state.engine.viewers(&stream.id);
+    tracing::Span::current().record("stream_id", tracing::field::display(&stream.id));
+    Ok(stream)
+}
+
+/// Reads one stream with its live viewer count.
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Stream>> {
+    Ok(Json(visible_stream(&state, &caller, &id).await?))
+}
+
+async fn owned_stream(state: &AppState, caller: &Identity, id: &str) -> ApiResult<Stream> {
+    let stream = visible_stream(state, caller, id).await?;
+    caller.require_stream_owner(&stream.tenant, &stream.seller)?;
+    Ok(stream)
+}
+
+async fn lifecycle(
+    state: &AppState,
+    caller: &Identity,
+    id: &str,
+    action: Lifecycle,
+) -> ApiResult<Json<Stream>> {
+    let stream = owned_stream(state, caller, id).await?;
+    let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
+    let updated = ask(&handle.actor, |reply| StreamMsg::Lifecycle {
+        action,
+        reply,
+    })
+    .await??;
+    tracing::info!(stream_id = %stream.id, status = updated.status.as_str(), "stream status changed");
+    Ok(Json(updated))
+}
+
+/// Goes live: scheduled → live, else 409 `invalid_state`.
+pub async fn start(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Stream>> {
+    lifecycle(&state, &caller, &id, Lifecycle::Start).await
+}
+
+/// Ends the show: live → ended, else 409 `invalid_state`.
+pub async fn end(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Stream>> {
+    lifecycle(&state, &caller, &id, Lifecycle::End).await
+}
+
+/// Body of `POST /v1/streams/{id}/pin`.
+#[derive(Deserialize)]
+pub struct PinBody {
+    product: String,
+}
+
+/// Pins a product of the tenant and broadcasts `pinned`.
+pub async fn pin(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PinBody>,
+) -> ApiResult<Json<Stream>> {
+    let stream = owned_stream(&state, &caller, &id).await?;
+    let product = ProductId::parse(&body.product).map_err(|_| ApiError::not_found("product"))?;
+    if state
+        .store
+        .product(&stream.tenant, &product)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found("product"));
+    }
+    let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
+    let updated = ask(&handle.actor, |reply| StreamMsg::Pin { product, reply }).await??;
+    Ok(Json(updated))
+}

@@ -1,0 +1,102 @@
+//! Shared state of the front door.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use liveshop_actors::Engine;
+use liveshop_engine::limits::TokenBucket;
+use liveshop_engine::storage::Storage;
+use liveshop_engine::{Rejection, TenantId, UserId};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use crate::auth::Keys;
+use crate::config::Config;
+
+/// How often a user's `users_seen` row is refreshed at most.
+const USER_SEEN_EVERY: Duration = Duration::from_secs(300);
+
+/// Everything a handler may need, behind one `Arc`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+/// The fields of [`AppState`].
+pub struct Inner {
+    /// Settings.
+    pub config: Config,
+    /// Token keys.
+    pub keys: Keys,
+    /// Storage.
+    pub store: Arc<dyn Storage>,
+    /// The actor tree.
+    pub engine: Engine,
+    /// Prometheus exposition.
+    pub metrics: PrometheusHandle,
+    /// Tenants known to exist (tenants are never deleted, so a positive answer stays true).
+    pub known_tenants: DashMap<TenantId, ()>,
+    /// When each user was last recorded as seen.
+    pub seen: DashMap<(TenantId, UserId), Instant>,
+    /// REST allowance per caller.
+    pub http_buckets: DashMap<(Option<TenantId>, UserId), (TokenBucket, i64)>,
+    /// Flips to true when the server starts draining.
+    pub drain: watch::Sender<bool>,
+    /// Open WebSocket connections.
+    pub connections: AtomicUsize,
+    /// Redis client for the readiness check, in cluster mode.
+    pub redis: Option<redis::Client>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Inner {
+    /// Takes one REST token for the caller, or says when to retry.
+    pub fn take_http_token(
+        &self,
+        tenant: &Option<TenantId>,
+        user: &UserId,
+    ) -> Result<(), Rejection> {
+        let now = liveshop_actors::clock::now().millis();
+        let (burst, rate) = (self.config.http_burst, self.config.http_per_sec);
+        let mut entry = self
+            .http_buckets
+            .entry((tenant.clone(), user.clone()))
+            .or_insert_with(|| (TokenBucket::full(burst, now), now));
+        entry.1 = now;
+        entry
+            .0
+            .try_take(now, burst, rate)
+            .map_err(Rejection::rate_limited)
+    }
+
+    /// Forgets allowances and seen-marks nobody used for a while, so the maps stay bounded by
+    /// the number of active users.
+    pub fn forget_idle(&self) {
+        let now = liveshop_actors::clock::now().millis();
+        let refill_ms = (f64::from(self.config.http_burst) / self.config.http_per_sec.max(1e-3)
+            * 1000.0) as i64;
+        let idle_ms = refill_ms.max(60_000);
+        self.http_buckets
+            .retain(|_, (_, last)| now - *last < idle_ms);
+        self.seen.retain(|_, at| at.elapsed() < USER_SEEN_EVERY);
+    }
+
+    /// Whether the user's `users_seen` row is due for a refresh (and marks it refreshed).
+    pub fn user_seen_due(&self, tenant: &TenantId, user: &UserId) -> bool {
+        let key = (tenant.clone(), user.clone());
+        let now = Instant::now();
+        match self.seen.get(&key) {
+            Some(at) if now.duration_since(*at) < USER_SEEN_EVERY => false,
+            _ => {
+                self.seen.insert(key, now);
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Logs and metrics set-up.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Mode;
+
+/// Installs the log subscriber: JSON in production, human-readable in development. `RUST_LOG`
+/// filters (default `info`). Safe to call more than once (later calls do nothing).
+pub fn init_logs(mode: Mode) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
+    let _ = match mode {
+        Mode::Production => builder.json().with_current_span(true).try_init(),
+        Mode::Dev => builder.try_init(),
+    };
+}
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("liveshop_storage_batch_size".into()),
+                        &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
+                    )
+                })
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is installed (embedding in a host process): expose ours anyway.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// Registers every metric of the contract at zero, so `/metrics` lists them from the start.
+pub fn describe_metrics() {
+    use liveshop_actors::metrics::{self as m, kind};
+    metrics::counter!("websocket_connections_total").absolute(0);
+    metrics::gauge!("websocket_connections_active").increment(0.0);
+    metrics::counter!("liveshop_events_delivered_total").absolute(0);
+    for k in [
+        kind::TENANT,
+        kind::STREAM,
+        kind::DROP,
+        kind::SESSION,
+        kind::PERSISTER,
+    ] {
+        metrics::gauge!(m::ACTORS, "kind" => k).increment(0.0);
+        metrics::counter!(m::ACTOR_RESTARTS, "kind" => k).increment(0);
+        metrics::gauge!(m::ACTOR_MAILBOX_DEPTH, "kind" => k).increment(0.0);
+    }
+    for result in [
+        "reserved",
+        "sold_out",
+        "limit_exceeded",
+        "drop_closed",
+        "duplicate",
+        "error",
+    ] {
+        metrics::counter!(m::CLAIMS, "result" => result).increment(0);
+    }
+    metrics::counter!(m::SLOW_CONSUMERS).increment(0);
+}

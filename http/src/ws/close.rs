@@ -1,0 +1,50 @@
+//! Close codes of the protocol and the disconnect reasons they are counted under.
+
+/// Why a connection ends, with its close code and metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed or went away.
+    ClientClosed,
+    /// The socket failed.
+    TransportError,
+    /// No sign of life for the idle timeout.
+    Idle,
+    /// The token expired (1008).
+    TokenExpired,
+    /// A frame over 16 KiB (1009).
+    TooLarge,
+    /// The session actor failed (1011).
+    Internal,
+    /// The server is draining (1012).
+    Restarting,
+    /// The client could not keep up (4008).
+    SlowConsumer,
+}
+
+impl CloseReason {
+    /// The close code sent to the client.
+    pub const fn code(self) -> u16 {
+        match self {
+            Self::ClientClosed | Self::TransportError | Self::Idle => 1000,
+            Self::TokenExpired => 1008,
+            Self::TooLarge => 1009,
+            Self::Internal => 1011,
+            Self::Restarting => 1012,
+            Self::SlowConsumer => 4008,
+        }
+    }
+
+    /// The close reason text, and the `reason` label of `websocket_disconnects_total`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::TransportError => "transport_error",
+            Self::Idle => "idle_timeout",
+            Self::TokenExpired => "token_expired",
+            Self::TooLarge => "too_large",
+            Self::Internal => "internal",
+            Self::Restarting => "restarting",
+            Self::SlowConsumer => "slow_consumer",
+        }
+    }
+}
