@@ -7,11 +7,14 @@ use dashmap::DashMap;
 use liveshop_engine::limits::Limits;
 use liveshop_engine::records::ChatMessage;
 use liveshop_engine::storage::Storage;
-use liveshop_engine::{ErrorCode, Rejection, StreamId, TenantId};
+use liveshop_engine::{DropId, ErrorCode, Rejection, SessionId, StreamId, TenantId, UserId};
 use ractor::{Actor, ActorRef, RpcReplyPort};
+use tokio::sync::{Mutex, mpsc};
 
 use crate::broker::Broker;
+use crate::drop::{ClaimOutcome, DropMsg};
 use crate::persister::{Persister, PersisterMsg};
+use crate::session::Outgoing;
 use crate::stream::StreamMsg;
 use crate::supervisor::{EngineSupervisor, SupervisorMsg};
 use crate::tenant::TenantMsg;
@@ -26,6 +29,8 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Items a subscriber may fall behind before it is a slow consumer.
     pub broadcast_capacity: usize,
+    /// Most claims written in one transaction; 1 turns group commit off (one write per claim).
+    pub claim_batch_max: usize,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +38,7 @@ impl Default for EngineConfig {
         Self {
             limits: Limits::default(),
             broadcast_capacity: 4096,
+            claim_batch_max: 1000,
         }
     }
 }
@@ -46,6 +52,18 @@ pub struct StreamHandle {
     pub tenant: TenantId,
 }
 
+/// A running drop actor and the tenant it belongs to.
+#[derive(Clone, Debug)]
+pub struct DropHandle {
+    /// The actor that owns the drop's inventory.
+    pub actor: ActorRef<DropMsg>,
+    /// Owning tenant, checked on every lookup.
+    pub tenant: TenantId,
+}
+
+/// A connection's queue, registered so private frames (`claim_update`) reach the buyer.
+type UserQueue = (SessionId, mpsc::Sender<Outgoing>);
+
 /// Cheap-to-clone handle on the running engine.
 #[derive(Clone)]
 pub struct Engine {
@@ -58,6 +76,9 @@ struct EngineInner {
     config: EngineConfig,
     streams: DashMap<StreamId, StreamHandle>,
     tenants: DashMap<TenantId, ActorRef<TenantMsg>>,
+    drops: DashMap<DropId, DropHandle>,
+    drop_locks: DashMap<DropId, Arc<Mutex<()>>>,
+    users: DashMap<(TenantId, UserId), Vec<UserQueue>>,
     supervisor: OnceLock<ActorRef<SupervisorMsg>>,
     persister: OnceLock<ActorRef<PersisterMsg>>,
 }
@@ -84,6 +105,9 @@ impl Engine {
                 config,
                 streams: DashMap::new(),
                 tenants: DashMap::new(),
+                drops: DashMap::new(),
+                drop_locks: DashMap::new(),
+                users: DashMap::new(),
                 supervisor: OnceLock::new(),
                 persister: OnceLock::new(),
             }),
@@ -119,6 +143,96 @@ impl Engine {
     /// Registry of running tenant actors, maintained by the supervisor.
     pub(crate) fn tenants(&self) -> &DashMap<TenantId, ActorRef<TenantMsg>> {
         &self.inner.tenants
+    }
+
+    /// Registry of running drop actors, maintained by their tenant actors.
+    pub(crate) fn drops(&self) -> &DashMap<DropId, DropHandle> {
+        &self.inner.drops
+    }
+
+    /// The commit lock of a drop; it outlives the drop's actor incarnations.
+    pub(crate) fn drop_lock(&self, drop: &DropId) -> Arc<Mutex<()>> {
+        self.inner
+            .drop_locks
+            .entry(drop.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(())))
+            .clone()
+    }
+
+    /// The stream's actor if it is running (no start-up).
+    pub fn running_stream(&self, stream: &StreamId) -> Option<StreamHandle> {
+        self.inner.streams.get(stream).map(|h| h.clone())
+    }
+
+    /// Registers a connection of `user`, so private frames reach it.
+    pub fn register_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        session: SessionId,
+        out: mpsc::Sender<Outgoing>,
+    ) {
+        self.inner
+            .users
+            .entry((tenant.clone(), user.clone()))
+            .or_default()
+            .push((session, out));
+    }
+
+    /// Forgets a connection registered with [`Engine::register_user`].
+    pub fn unregister_user(&self, tenant: &TenantId, user: &UserId, session: &SessionId) {
+        let key = (tenant.clone(), user.clone());
+        if let Some(mut queues) = self.inner.users.get_mut(&key) {
+            queues.retain(|(s, out)| s != session && !out.is_closed());
+        }
+        self.inner.users.remove_if(&key, |_, q| q.is_empty());
+    }
+
+    /// Sends a private frame to every connection of `user` (dropped for connections that lag).
+    pub fn notify_user(&self, tenant: &TenantId, user: &UserId, frame: bytes::Bytes) {
+        if let Some(queues) = self.inner.users.get(&(tenant.clone(), user.clone())) {
+            for (_, out) in queues.iter() {
+                let _ = out.try_send(Outgoing::Frame(frame.clone()));
+            }
+        }
+    }
+
+    /// The running actor of a drop of `tenant`, started (restored from storage) if needed.
+    pub async fn drop_actor(
+        &self,
+        tenant: &TenantId,
+        id: &DropId,
+    ) -> Result<DropHandle, Rejection> {
+        if let Some(h) = self.inner.drops.get(id) {
+            return if &h.tenant == tenant {
+                Ok(h.clone())
+            } else {
+                Err(Rejection::not_found("drop"))
+            };
+        }
+        let tenant_actor = self.tenant(tenant).await?;
+        let id = id.clone();
+        ask(&tenant_actor, |reply| TenantMsg::EnsureDrop(id, reply)).await?
+    }
+
+    /// Claims units of a drop; answers once the reservation is durable.
+    pub async fn claim(
+        &self,
+        tenant: &TenantId,
+        drop: &DropId,
+        user: &UserId,
+        quantity: i64,
+        key: String,
+    ) -> Result<ClaimOutcome, Rejection> {
+        let handle = self.drop_actor(tenant, drop).await?;
+        let user = user.clone();
+        ask(&handle.actor, |reply| DropMsg::Claim {
+            user,
+            quantity,
+            key,
+            reply,
+        })
+        .await?
     }
 
     /// Connections joined to a stream on this node right now.

@@ -10,6 +10,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod drop;
 pub mod engine;
 pub mod metrics;
 pub mod persister;

@@ -194,10 +194,25 @@ impl SessionState {
                 let _ = handle.actor.cast(StreamMsg::React(emoji));
                 Ok(())
             }
-            ClientOp::Claim { .. } => Err(Rejection::new(
-                ErrorCode::NotFound,
-                "drop not found (drops are not available on this engine version)",
-            )),
+            ClientOp::Claim {
+                drop,
+                quantity,
+                key,
+            } => {
+                let tenant = self.identity.member_tenant()?.clone();
+                let outcome = self
+                    .engine
+                    .claim(&tenant, &drop, &self.identity.user, quantity, key)
+                    .await?;
+                let claim = serde_json::to_value(&outcome.claim).unwrap_or_default();
+                self.reply(ServerFrame::Ok {
+                    r#ref,
+                    seq: None,
+                    claim: Some(claim),
+                })
+                .await;
+                Ok(())
+            }
             ClientOp::Ping => {
                 self.reply(ServerFrame::Pong { r#ref }).await;
                 Ok(())
@@ -216,6 +231,14 @@ impl Actor for SessionActor {
         _myself: ActorRef<Self::Msg>,
         args: SessionArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        if let Some(tenant) = &args.identity.tenant {
+            args.engine.register_user(
+                tenant,
+                &args.identity.user,
+                args.session.clone(),
+                args.out.clone(),
+            );
+        }
         Ok(SessionState {
             engine: args.engine,
             identity: args.identity,
@@ -252,6 +275,19 @@ impl Actor for SessionActor {
             SessionMsg::Crash => panic!("fault injection: session actor crash requested"),
         }
         metrics::record_handling(kind::SESSION, started);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(tenant) = &state.identity.tenant {
+            state
+                .engine
+                .unregister_user(tenant, &state.identity.user, &state.session);
+        }
         Ok(())
     }
 }

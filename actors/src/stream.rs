@@ -95,6 +95,15 @@ pub enum StreamMsg {
         /// The stream after the change.
         reply: RpcReplyPort<Result<Stream, Rejection>>,
     },
+    /// Opens a drop in this stream: only while live; stores it and announces `drop_opened`.
+    OpenDrop {
+        /// The new drop (status open).
+        drop: Box<liveshop_engine::records::Drop>,
+        /// The stored drop.
+        reply: RpcReplyPort<Result<liveshop_engine::records::Drop, Rejection>>,
+    },
+    /// A drop's counts or status changed: refresh it in the snapshot (closed drops leave it).
+    DropChanged(Value),
     /// Publishes an ordered event on behalf of a child (drop actors).
     Publish(EventBody),
     /// Publishes an ephemeral event on behalf of a child (inventory).
@@ -249,6 +258,30 @@ impl StreamState {
         Ok(self.current())
     }
 
+    async fn open_drop(
+        &mut self,
+        drop: liveshop_engine::records::Drop,
+    ) -> Result<liveshop_engine::records::Drop, Rejection> {
+        accepts_interaction(self.record.status)?;
+        self.engine
+            .store()
+            .create_drop(&drop)
+            .await
+            .map_err(internal)?;
+        let value = serde_json::to_value(&drop).unwrap_or(Value::Null);
+        self.drops.push(value.clone());
+        self.publish_ordered(EventBody::DropOpened(value));
+        Ok(drop)
+    }
+
+    fn drop_changed(&mut self, value: Value) {
+        let id = value.get("id").cloned();
+        self.drops.retain(|d| d.get("id") != id.as_ref());
+        if value.get("status").and_then(Value::as_str) != Some(DropStatus::Closed.as_str()) {
+            self.drops.push(value);
+        }
+    }
+
     fn tick(&mut self, myself: &ActorRef<StreamMsg>) {
         if !self.reactions.is_empty() {
             let counts = std::mem::take(&mut self.reactions);
@@ -366,6 +399,10 @@ impl Actor for StreamActor {
             StreamMsg::Pin { product, reply } => {
                 let _ = reply.send(state.pin(product).await);
             }
+            StreamMsg::OpenDrop { drop, reply } => {
+                let _ = reply.send(state.open_drop(*drop).await);
+            }
+            StreamMsg::DropChanged(value) => state.drop_changed(value),
             StreamMsg::Publish(body) => {
                 state.publish_ordered(body);
             }

@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use liveshop_engine::{Rejection, StreamId, TenantId};
+use liveshop_engine::{DropId, Rejection, StreamId, TenantId};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::broker::StreamOut;
-use crate::engine::{Engine, StreamHandle};
+use crate::drop::{DropActor, DropArgs};
+use crate::engine::{DropHandle, Engine, StreamHandle};
 use crate::metrics::{self, AliveGuard, kind};
 use crate::restart::RestartBudget;
 use crate::stream::{StreamActor, StreamArgs};
@@ -20,6 +21,15 @@ use crate::supervisor::spawn_rejection;
 pub enum TenantMsg {
     /// Returns the stream's running actor, starting it from storage if needed.
     EnsureStream(StreamId, RpcReplyPort<Result<StreamHandle, Rejection>>),
+    /// Returns the drop's running actor, starting it from storage if needed.
+    EnsureDrop(DropId, RpcReplyPort<Result<DropHandle, Rejection>>),
+}
+
+/// Which of the tenant's children an actor is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Child {
+    Stream(StreamId),
+    Drop(DropId),
 }
 
 /// The tenant actor.
@@ -29,8 +39,8 @@ pub struct TenantActor;
 pub struct TenantState {
     engine: Engine,
     tenant: TenantId,
-    children: HashMap<ActorId, StreamId>,
-    budgets: HashMap<StreamId, RestartBudget>,
+    children: HashMap<ActorId, Child>,
+    budgets: HashMap<Child, RestartBudget>,
     _alive: AliveGuard,
 }
 
@@ -49,7 +59,8 @@ impl TenantState {
         };
         match Actor::spawn_linked(None, StreamActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
-                self.children.insert(actor.get_id(), stream.clone());
+                self.children
+                    .insert(actor.get_id(), Child::Stream(stream.clone()));
                 let handle = StreamHandle {
                     actor,
                     tenant: self.tenant.clone(),
@@ -58,6 +69,71 @@ impl TenantState {
                 Ok(handle)
             }
             Err(err) => Err(spawn_rejection(err, "stream")),
+        }
+    }
+}
+
+impl TenantState {
+    async fn start_drop(
+        &mut self,
+        myself: &ActorRef<TenantMsg>,
+        drop: DropId,
+    ) -> Result<DropHandle, Rejection> {
+        let args = DropArgs {
+            engine: self.engine.clone(),
+            tenant: self.tenant.clone(),
+            drop: drop.clone(),
+        };
+        match Actor::spawn_linked(None, DropActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                self.children
+                    .insert(actor.get_id(), Child::Drop(drop.clone()));
+                let handle = DropHandle {
+                    actor,
+                    tenant: self.tenant.clone(),
+                };
+                self.engine.drops().insert(drop, handle.clone());
+                Ok(handle)
+            }
+            Err(err) => Err(spawn_rejection(err, "drop")),
+        }
+    }
+
+    /// Restarts a failed child within its budget; true when restarted.
+    async fn restart(&mut self, myself: &ActorRef<TenantMsg>, child: Child, err: &str) {
+        let (label, id) = match &child {
+            Child::Stream(s) => (kind::STREAM, s.to_string()),
+            Child::Drop(d) => (kind::DROP, d.to_string()),
+        };
+        match &child {
+            Child::Stream(s) => {
+                self.engine.streams().remove(s);
+            }
+            Child::Drop(d) => {
+                self.engine.drops().remove(d);
+            }
+        }
+        let budget = self
+            .budgets
+            .entry(child.clone())
+            .or_insert_with(RestartBudget::standard);
+        if !budget.allow(Instant::now()) {
+            tracing::error!(tenant_id = %self.tenant, kind = label, id = %id, error = %err, "actor exhausted its restart budget; it starts again on next use");
+            ::metrics::counter!(metrics::ACTOR_ESCALATIONS, "kind" => label).increment(1);
+            if let Child::Stream(s) = &child {
+                self.engine.broker().publish(s, StreamOut::Restarted);
+                self.engine.broker().remove(s);
+            }
+            return;
+        }
+        tracing::warn!(tenant_id = %self.tenant, kind = label, id = %id, error = %err, "actor failed; restoring it from storage");
+        ::metrics::counter!(metrics::ACTOR_RESTARTS, "kind" => label).increment(1);
+        let restored = match child {
+            Child::Stream(s) => self.start_stream(myself, s, true).await.map(|_| ()),
+            Child::Drop(d) => self.start_drop(myself, d).await.map(|_| ()),
+        };
+        if let Err(e) = restored {
+            tracing::error!(tenant_id = %self.tenant, kind = label, id = %id, error = %e, "actor could not be restored");
         }
     }
 }
@@ -101,6 +177,15 @@ impl Actor for TenantActor {
                 };
                 let _ = reply.send(result);
             }
+            TenantMsg::EnsureDrop(drop, reply) => {
+                let existing = state.engine.drops().get(&drop).map(|h| h.clone());
+                let result = match existing {
+                    Some(h) if h.tenant == state.tenant => Ok(h),
+                    Some(_) => Err(Rejection::not_found("drop")),
+                    None => state.start_drop(&myself, drop).await,
+                };
+                let _ = reply.send(result);
+            }
         }
         metrics::record_handling(kind::TENANT, started);
         Ok(())
@@ -114,36 +199,26 @@ impl Actor for TenantActor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let Some(stream) = state.children.remove(&cell.get_id()) else {
-                    return Ok(());
-                };
-                state.engine.streams().remove(&stream);
-                let budget = state
-                    .budgets
-                    .entry(stream.clone())
-                    .or_insert_with(RestartBudget::standard);
-                if budget.allow(Instant::now()) {
-                    tracing::warn!(tenant_id = %state.tenant, stream_id = %stream, error = %err, "stream actor failed; restoring it from storage");
-                    ::metrics::counter!(metrics::ACTOR_RESTARTS, "kind" => kind::STREAM)
-                        .increment(1);
-                    if let Err(e) = state.start_stream(&myself, stream.clone(), true).await {
-                        tracing::error!(tenant_id = %state.tenant, stream_id = %stream, error = %e, "stream actor could not be restored");
-                        state.engine.broker().remove(&stream);
-                    }
-                } else {
-                    tracing::error!(tenant_id = %state.tenant, stream_id = %stream, error = %err, "stream actor exhausted its restart budget; viewers are disconnected from it");
-                    ::metrics::counter!(metrics::ACTOR_ESCALATIONS, "kind" => kind::STREAM)
-                        .increment(1);
-                    state.engine.broker().publish(&stream, StreamOut::Restarted);
-                    state.engine.broker().remove(&stream);
+                if let Some(child) = state.children.remove(&cell.get_id()) {
+                    state.restart(&myself, child, &err.to_string()).await;
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                if let Some(stream) = state.children.remove(&cell.get_id()) {
-                    state
-                        .engine
-                        .streams()
-                        .remove_if(&stream, |_, h| h.actor.get_id() == cell.get_id());
+                let id = cell.get_id();
+                match state.children.remove(&id) {
+                    Some(Child::Stream(s)) => {
+                        state
+                            .engine
+                            .streams()
+                            .remove_if(&s, |_, h| h.actor.get_id() == id);
+                    }
+                    Some(Child::Drop(d)) => {
+                        state
+                            .engine
+                            .drops()
+                            .remove_if(&d, |_, h| h.actor.get_id() == id);
+                    }
+                    None => {}
                 }
             }
             _ => {}

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod drops;
 pub mod frames;
 pub mod ids;
 pub mod limits;

@@ -107,6 +107,8 @@ pub trait Storage: Send + Sync + 'static {
         user: &UserId,
         key: &str,
     ) -> StorageResult<Option<Claim>>;
+    /// Loads one claim by id.
+    async fn claim_by_id(&self, id: &ClaimId) -> StorageResult<Option<Claim>>;
     /// All claims of a drop (for rebuilding a drop actor's state).
     async fn claims_of_drop(&self, drop: &DropId) -> StorageResult<Vec<Claim>>;
     /// A user's claims within a tenant, newest first.

@@ -21,7 +21,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::Keys;
 use crate::config::{Config, Mode};
-use crate::routes::{admin, ops, products, streams, tenants};
+use crate::routes::{admin, drops, ops, products, streams, tenants};
 use crate::state::{AppState, Inner};
 use crate::{middleware, telemetry, ws};
 
@@ -58,14 +58,16 @@ impl Application {
             }
             None => None,
         };
+        // Install the recorder before the actor tree starts, so its first gauges are recorded.
+        let metrics = telemetry::metrics_handle();
+        telemetry::describe_metrics();
         let engine_config = EngineConfig {
             limits: config.limits(),
             broadcast_capacity: config.broadcast_capacity,
+            claim_batch_max: if config.group_commit { 1000 } else { 1 },
         };
         let broker = Arc::new(InProcessBroker::new(engine_config.broadcast_capacity));
         let engine = Engine::start(store.clone(), broker, engine_config).await?;
-        let metrics = telemetry::metrics_handle();
-        telemetry::describe_metrics();
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (drain, _) = watch::channel(false);
@@ -157,9 +159,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams/{id}/start", post(streams::start))
         .route("/v1/streams/{id}/end", post(streams::end))
         .route("/v1/streams/{id}/pin", post(streams::pin))
+        .route("/v1/streams/{id}/drops", post(drops::open))
+        .route("/v1/drops/{id}", get(drops::get))
+        .route("/v1/drops/{id}/close", post(drops::close))
+        .route("/v1/drops/{id}/claims", post(drops::claim))
+        .route("/v1/claims", get(drops::my_claims))
+        .route("/v1/admin/claims/{id}/pay", post(admin::pay_claim))
         .route("/v1/ws", get(ws::gateway::upgrade));
     if state.config.fault_injection {
-        api = api.route("/v1/admin/streams/{id}/crash", post(admin::crash_stream));
+        api = api
+            .route("/v1/admin/streams/{id}/crash", post(admin::crash_stream))
+            .route("/v1/admin/drops/{id}/crash", post(admin::crash_drop));
     }
     let mut router = Router::new()
         .route("/health", get(ops::health))

@@ -78,6 +78,9 @@ pub struct Config {
     /// Events a viewer may fall behind before it is closed as a slow consumer (4008).
     #[arg(long, env = "LIVESHOP_BROADCAST_CAPACITY", default_value_t = 4096)]
     pub broadcast_capacity: usize,
+    /// `0` writes each claim in its own transaction instead of group-committing (for comparison).
+    #[arg(long, env = "LIVESHOP_GROUP_COMMIT", default_value = "1", value_parser = parse_flag)]
+    pub group_commit: bool,
     /// Seconds between server pings.
     #[arg(long, env = "LIVESHOP_PING_SECS", default_value_t = 25)]
     pub ping_secs: u64,

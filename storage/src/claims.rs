@@ -175,6 +175,22 @@ impl SqlStore {
             .map_err(unavailable)
     }
 
+    pub(crate) async fn select_claim_by_id(&self, id: &ClaimId) -> StorageResult<Option<Claim>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            claim_columns!(),
+            " FROM claims WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref()
+            .map(rows::claim)
+            .transpose()
+            .map_err(unavailable)
+    }
+
     pub(crate) async fn select_claims_of_drop(&self, drop: &DropId) -> StorageResult<Vec<Claim>> {
         let rows = sqlx::query(concat!(
             "SELECT ",

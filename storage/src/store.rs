@@ -122,6 +122,10 @@ impl Storage for SqlStore {
         self.select_claim_by_key(drop, user, key).await
     }
 
+    async fn claim_by_id(&self, id: &ClaimId) -> StorageResult<Option<Claim>> {
+        self.select_claim_by_id(id).await
+    }
+
     async fn claims_of_drop(&self, drop: &DropId) -> StorageResult<Vec<Claim>> {
         self.select_claims_of_drop(drop).await
     }

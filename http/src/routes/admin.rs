@@ -1,9 +1,14 @@
-//! Operator endpoints: fault injection (contract 3.6), off unless enabled.
+//! Operator endpoints: fault injection (contract 3.6, routed only when enabled) and marking a
+//! claim paid.
 
 use axum::Json;
 use axum::extract::{Path, State};
+use liveshop_actors::drop::DropMsg;
+use liveshop_actors::engine::ask;
 use liveshop_actors::stream::StreamMsg;
-use liveshop_engine::StreamId;
+use liveshop_engine::ids::ClaimId;
+use liveshop_engine::records::Claim;
+use liveshop_engine::{DropId, StreamId};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
@@ -16,9 +21,6 @@ pub async fn crash_stream(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if !state.config.fault_injection {
-        return Err(ApiError::not_found("route"));
-    }
     caller.require_operator()?;
     let id = StreamId::parse(&id).map_err(|_| ApiError::not_found("stream"))?;
     let stream = state
@@ -30,4 +32,48 @@ pub async fn crash_stream(
     let _ = handle.actor.cast(StreamMsg::Crash);
     tracing::warn!(stream_id = %id, "fault injection: stream actor crash requested");
     Ok(Json(json!({ "stream": id, "crashed": true })))
+}
+
+/// Makes a drop's actor panic so its supervisor restores it from storage.
+pub async fn crash_drop(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_operator()?;
+    let id = DropId::parse(&id).map_err(|_| ApiError::not_found("drop"))?;
+    let drop = state
+        .store
+        .drop_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("drop"))?;
+    let handle = state.engine.drop_actor(&drop.tenant, &id).await?;
+    let _ = handle.actor.cast(DropMsg::Crash);
+    tracing::warn!(drop_id = %id, "fault injection: drop actor crash requested");
+    Ok(Json(json!({ "drop": id, "crashed": true })))
+}
+
+/// Marks a reserved claim paid (operator; payments will call the same path). Reserved units
+/// become sold and the buyer gets a `claim_update`.
+pub async fn pay_claim(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Claim>> {
+    caller.require_operator()?;
+    let id = ClaimId::parse(&id).map_err(|_| ApiError::not_found("claim"))?;
+    let drop_id = state
+        .store
+        .claim_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("claim"))?
+        .drop;
+    let drop = state
+        .store
+        .drop_by_id(&drop_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("claim"))?;
+    let handle = state.engine.drop_actor(&drop.tenant, &drop_id).await?;
+    let paid = ask(&handle.actor, |reply| DropMsg::Pay(id, reply)).await??;
+    Ok(Json(paid))
 }

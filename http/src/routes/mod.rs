@@ -1,6 +1,7 @@
 //! REST routes of contract v1, section 3.
 
 pub mod admin;
+pub mod drops;
 pub mod ops;
 pub mod products;
 pub mod streams;

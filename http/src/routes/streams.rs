@@ -126,6 +126,9 @@ async fn lifecycle(
         reply,
     })
     .await??;
+    if action == Lifecycle::End {
+        super::drops::close_all_of_stream(state, &stream.id).await?;
+    }
     tracing::info!(stream_id = %stream.id, status = updated.status.as_str(), "stream status changed");
     Ok(Json(updated))
 }

@@ -1,0 +1,444 @@
+//! One actor per open drop: decides claims in arrival order, answers only once they are durable.
+//!
+//! Group commit: claims decided while a write is in flight wait in `next` and all go into the next
+//! single transaction. The write runs in its own task, so the actor keeps deciding meanwhile. A
+//! per-drop commit lock, held by the write task and taken by a restarting actor before it reads
+//! storage, makes sure a restarted actor never rebuilds its inventory from a half-finished picture.
+//! Holds expire from what is stored (`expires_at`), checked every second, so expiry survives restarts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use liveshop_engine::drops::{Announce, CloseReason, Decision, DropBook};
+use liveshop_engine::frames::{EventBody, ServerFrame};
+use liveshop_engine::ids::ClaimId;
+use liveshop_engine::records::{Claim, Drop, DropStatus};
+use liveshop_engine::storage::NewClaim;
+use liveshop_engine::{DropId, ErrorCode, Rejection, TenantId, UserId};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::Mutex;
+
+use crate::clock;
+use crate::engine::Engine;
+use crate::metrics::{self, AliveGuard, kind};
+use crate::stream::StreamMsg;
+
+/// How often stored holds are checked for expiry.
+pub const EXPIRY_EVERY: Duration = Duration::from_secs(1);
+/// Inventory events are sent at most this often per drop (10/s).
+pub const INVENTORY_EVERY: Duration = Duration::from_millis(100);
+
+/// A claim's answer: the claim, and whether this call created it (201) or found it (200).
+#[derive(Debug, Clone)]
+pub struct ClaimOutcome {
+    /// The claim.
+    pub claim: Claim,
+    /// True for a new reservation, false for a repeated idempotency key.
+    pub created: bool,
+}
+
+type ClaimReply = RpcReplyPort<Result<ClaimOutcome, Rejection>>;
+
+/// Start-up arguments of a drop actor.
+pub struct DropArgs {
+    /// Shared context.
+    pub engine: Engine,
+    /// Owning tenant.
+    pub tenant: TenantId,
+    /// The drop.
+    pub drop: DropId,
+}
+
+/// Messages of a drop actor.
+pub enum DropMsg {
+    /// A buyer claims units.
+    Claim {
+        /// Buyer.
+        user: UserId,
+        /// Units.
+        quantity: i64,
+        /// Idempotency key.
+        key: String,
+        /// The answer, sent once the reservation is durable.
+        reply: ClaimReply,
+    },
+    /// The write task finished a batch.
+    Committed(Result<(), String>),
+    /// Close the drop (seller, duration, stream end).
+    Close(CloseReason, Option<RpcReplyPort<Drop>>),
+    /// Mark a reservation paid.
+    Pay(ClaimId, RpcReplyPort<Result<Claim, Rejection>>),
+    /// Timer: expire due holds, send coalesced inventory, close when the duration ran out.
+    Tick,
+    /// Fault injection: panic.
+    Crash,
+}
+
+/// The drop actor.
+pub struct DropActor;
+
+/// Its state.
+pub struct DropState {
+    engine: Engine,
+    book: DropBook,
+    /// Claims being written now, with everyone waiting for them.
+    in_flight: Vec<(Claim, Vec<ClaimReply>)>,
+    /// Claims decided since, waiting for the next write.
+    next: Vec<(Claim, Vec<ClaimReply>)>,
+    /// Which batch (in flight or next) holds a not-yet-durable claim.
+    pending: HashMap<ClaimId, bool>,
+    lock: Arc<Mutex<()>>,
+    closed_announced: bool,
+    /// The status last written to storage (open ⇄ sold out changes are written on the tick).
+    stored_status: DropStatus,
+    inventory_dirty: bool,
+    last_inventory: Instant,
+    last_expiry: Instant,
+    _alive: AliveGuard,
+}
+
+impl DropState {
+    fn stream_cast(&self, msg: StreamMsg) {
+        if let Some(h) = self.engine.running_stream(&self.book.drop().stream) {
+            let _ = h.actor.cast(msg);
+        }
+    }
+
+    fn announce(&mut self, a: Announce) {
+        if a.inventory {
+            self.inventory_dirty = true;
+        }
+        if a.sold_out {
+            let drop = self.book.id().to_string();
+            self.stream_cast(StreamMsg::Publish(EventBody::SoldOut { drop }));
+        }
+    }
+
+    fn sync_stream_snapshot(&self) {
+        let value = serde_json::to_value(self.book.drop()).unwrap_or_default();
+        self.stream_cast(StreamMsg::DropChanged(value));
+    }
+
+    fn claim(
+        &mut self,
+        myself: &ActorRef<DropMsg>,
+        user: UserId,
+        quantity: i64,
+        key: String,
+        reply: ClaimReply,
+    ) {
+        let id = ClaimId::generate(&clock::unique_suffix());
+        match self.book.decide(&user, quantity, &key, clock::now(), id) {
+            Err(rejection) => {
+                record_claim(result_label(rejection.code));
+                let _ = reply.send(Err(rejection));
+            }
+            Ok((Decision::Existing(claim), _)) => {
+                record_claim("duplicate");
+                match self.pending.get(&claim.id) {
+                    Some(&in_flight) => {
+                        let batch = if in_flight {
+                            &mut self.in_flight
+                        } else {
+                            &mut self.next
+                        };
+                        if let Some((_, waiters)) = batch.iter_mut().find(|(c, _)| c.id == claim.id)
+                        {
+                            waiters.push(reply);
+                        }
+                    }
+                    None => {
+                        let claim = self.book.claim(&claim.id).cloned().unwrap_or(claim);
+                        let _ = reply.send(Ok(ClaimOutcome {
+                            claim,
+                            created: false,
+                        }));
+                    }
+                }
+            }
+            Ok((Decision::Reserved(claim), announce)) => {
+                self.pending.insert(claim.id.clone(), false);
+                self.next.push((claim, vec![reply]));
+                self.announce(announce);
+                self.start_commit(myself);
+            }
+        }
+    }
+
+    /// Starts writing the next batch unless a write is in flight.
+    fn start_commit(&mut self, myself: &ActorRef<DropMsg>) {
+        if !self.in_flight.is_empty() || self.next.is_empty() {
+            return;
+        }
+        let max = self.engine.config().claim_batch_max.max(1);
+        let take = self.next.len().min(max);
+        self.in_flight = self.next.drain(..take).collect();
+        let claims: Vec<NewClaim> = self
+            .in_flight
+            .iter()
+            .map(|(c, _)| {
+                self.pending.insert(c.id.clone(), true);
+                NewClaim { claim: c.clone() }
+            })
+            .collect();
+        let store = self.engine.store().clone();
+        let lock = self.lock.clone();
+        let drop = self.book.id().clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let _held = lock.lock().await;
+            let result = store
+                .commit_claims(&drop, &claims)
+                .await
+                .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)));
+            let _ = me.cast(DropMsg::Committed(result));
+        });
+    }
+
+    fn committed(&mut self, myself: &ActorRef<DropMsg>, result: Result<(), String>) {
+        let batch = std::mem::take(&mut self.in_flight);
+        for (claim, _) in &batch {
+            self.pending.remove(&claim.id);
+        }
+        match result {
+            Ok(()) => {
+                for (claim, waiters) in batch {
+                    record_claim("reserved");
+                    let mut waiters = waiters.into_iter();
+                    if let Some(first) = waiters.next() {
+                        let _ = first.send(Ok(ClaimOutcome {
+                            claim: claim.clone(),
+                            created: true,
+                        }));
+                    }
+                    for w in waiters {
+                        let _ = w.send(Ok(ClaimOutcome {
+                            claim: claim.clone(),
+                            created: false,
+                        }));
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(drop_id = %self.book.id(), error = %err, "claim batch was not written; its claims are refused");
+                let claims: Vec<Claim> = batch.iter().map(|(c, _)| c.clone()).collect();
+                self.book.rollback(&claims);
+                self.inventory_dirty = true;
+                for (_, waiters) in batch {
+                    for w in waiters {
+                        record_claim("error");
+                        let _ = w.send(Err(Rejection::new(
+                            ErrorCode::Unavailable,
+                            "reservation could not be stored; retry with the same key",
+                        )));
+                    }
+                }
+            }
+        }
+        self.start_commit(myself);
+    }
+
+    /// Closes the drop (if not yet) and stores and announces it exactly once.
+    async fn close(&mut self, reason: CloseReason) {
+        self.book.close();
+        if self.closed_announced {
+            return;
+        }
+        self.closed_announced = true;
+        if let Err(e) = self
+            .engine
+            .store()
+            .set_drop_status(self.book.id(), DropStatus::Closed, Some(reason.as_str()))
+            .await
+        {
+            tracing::error!(drop_id = %self.book.id(), error = %e, "could not store the drop's closing");
+        }
+        let drop = self.book.id().to_string();
+        self.stream_cast(StreamMsg::Publish(EventBody::DropClosed {
+            drop,
+            reason: reason.as_str().to_owned(),
+        }));
+        self.sync_stream_snapshot();
+    }
+
+    async fn expire(&mut self) {
+        let now = clock::now();
+        let expired = match self.engine.store().expire_claims(self.book.id(), now).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(drop_id = %self.book.id(), error = %e, "hold expiry check failed; will retry");
+                return;
+            }
+        };
+        if expired.is_empty() {
+            return;
+        }
+        let announce = self.book.apply_expired(&expired);
+        self.announce(announce);
+        let tenant = self.book.drop().tenant.clone();
+        for claim in &expired {
+            self.engine
+                .notify_user(&tenant, &claim.user, claim_update(claim));
+        }
+    }
+
+    /// Writes an open ⇄ sold-out change, so reads from storage show it too.
+    async fn store_status(&mut self) {
+        let status = self.book.drop().status;
+        if status == self.stored_status || status == DropStatus::Closed {
+            return;
+        }
+        match self
+            .engine
+            .store()
+            .set_drop_status(self.book.id(), status, None)
+            .await
+        {
+            Ok(()) => self.stored_status = status,
+            Err(e) => {
+                tracing::warn!(drop_id = %self.book.id(), error = %e, "drop status write failed; will retry")
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = clock::now();
+        let due = self.book.drop().ends_at.is_some_and(|end| now >= end);
+        // A claim may already have closed the book in memory when it found the drop past its end.
+        if (due || self.book.drop().status == DropStatus::Closed) && !self.closed_announced {
+            self.close(CloseReason::Time).await;
+        }
+        if self.last_expiry.elapsed() >= EXPIRY_EVERY {
+            self.last_expiry = Instant::now();
+            self.expire().await;
+        }
+        if self.in_flight.is_empty() && self.next.is_empty() {
+            self.store_status().await;
+        }
+        if self.inventory_dirty && self.last_inventory.elapsed() >= INVENTORY_EVERY {
+            self.inventory_dirty = false;
+            self.last_inventory = Instant::now();
+            let d = self.book.drop();
+            self.stream_cast(StreamMsg::PublishEphemeral(EventBody::Inventory {
+                drop: d.id.to_string(),
+                remaining: d.remaining,
+            }));
+            self.sync_stream_snapshot();
+        }
+    }
+}
+
+/// The `claim_update` frame sent privately to a buyer.
+pub fn claim_update(claim: &Claim) -> bytes::Bytes {
+    ServerFrame::ClaimUpdate {
+        claim: serde_json::to_value(claim).unwrap_or_default(),
+    }
+    .encode()
+}
+
+fn record_claim(result: &'static str) {
+    ::metrics::counter!(metrics::CLAIMS, "result" => result).increment(1);
+}
+
+fn result_label(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::SoldOut => "sold_out",
+        ErrorCode::LimitExceeded => "limit_exceeded",
+        ErrorCode::DropClosed => "drop_closed",
+        ErrorCode::BadRequest | ErrorCode::Conflict => "invalid",
+        _ => "error",
+    }
+}
+
+impl Actor for DropActor {
+    type Msg = DropMsg;
+    type State = DropState;
+    type Arguments = DropArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: DropArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let lock = args.engine.drop_lock(&args.drop);
+        // Wait for any write of a previous incarnation, so storage is complete before reading it.
+        let guard = lock.lock().await;
+        let store = args.engine.store().clone();
+        let record = match store.drop_by_id(&args.drop).await? {
+            Some(d) if d.tenant == args.tenant => d,
+            _ => return Err("drop not found".into()),
+        };
+        let claims = store.claims_of_drop(&args.drop).await?;
+        std::mem::drop(guard);
+        myself.send_interval(INVENTORY_EVERY, || DropMsg::Tick);
+        let closed_announced = record.status == DropStatus::Closed;
+        Ok(DropState {
+            closed_announced,
+            stored_status: record.status,
+            book: DropBook::restore(record, claims),
+            engine: args.engine,
+            in_flight: Vec::new(),
+            next: Vec::new(),
+            pending: HashMap::new(),
+            lock,
+            inventory_dirty: false,
+            last_inventory: Instant::now(),
+            last_expiry: Instant::now() - EXPIRY_EVERY,
+            _alive: AliveGuard::new(kind::DROP),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let started = Instant::now();
+        match message {
+            DropMsg::Claim {
+                user,
+                quantity,
+                key,
+                reply,
+            } => {
+                state.claim(&myself, user, quantity, key, reply);
+            }
+            DropMsg::Committed(result) => state.committed(&myself, result),
+            DropMsg::Close(reason, reply) => {
+                state.close(reason).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(state.book.drop().clone());
+                }
+            }
+            DropMsg::Pay(id, reply) => {
+                let result = match state.engine.store().mark_claim_paid(&id).await {
+                    Ok(Some(paid)) => {
+                        state.book.apply_paid(&paid);
+                        state
+                            .engine
+                            .notify_user(&paid.tenant, &paid.user, claim_update(&paid));
+                        Ok(paid)
+                    }
+                    Ok(None) => Err(Rejection::new(
+                        ErrorCode::InvalidState,
+                        "claim is not reserved",
+                    )),
+                    Err(e) => {
+                        tracing::error!(error = %e, "mark paid failed");
+                        Err(Rejection::new(
+                            ErrorCode::Unavailable,
+                            "storage unavailable; retry",
+                        ))
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            DropMsg::Tick => state.tick().await,
+            DropMsg::Crash => panic!("fault injection: drop actor crash requested"),
+        }
+        metrics::record_handling(kind::DROP, started);
+        Ok(())
+    }
+}
