@@ -1,0 +1,551 @@
+//! The WebSocket protocol of contract v1, section 4, over a real socket, on SQLite and Postgres.
+
+#[macro_use]
+mod common;
+
+use common::{Backend, Shop, TestApp, WsClient, expect_json};
+use liveshop_engine::auth::Role;
+use serde_json::{Value, json};
+
+both! {
+    the_welcome_frame_names_session_user_tenant_and_protocol,
+    joining_answers_with_a_snapshot,
+    chat_seq_is_gapless_across_two_clients,
+    a_reconnecting_client_resumes_exactly_the_missed_events,
+    a_resume_from_another_epoch_falls_back_to_a_snapshot,
+    a_resume_from_beyond_the_last_seq_falls_back_to_a_snapshot,
+    a_resume_from_before_the_buffer_falls_back_to_a_snapshot,
+    bad_frames_are_answered_without_closing_the_connection,
+    a_missing_field_is_a_bad_request_naming_it,
+    chat_before_join_is_not_joined,
+    chat_needs_a_live_stream_and_valid_text,
+    a_frame_over_16_kib_closes_with_1009,
+    chat_is_rate_limited_per_user_with_retry_after,
+    the_upgrade_is_refused_without_a_valid_token,
+    the_upgrade_checks_the_origin_allowlist,
+    joining_another_tenants_stream_is_not_found,
+}
+
+/// Sends a chat frame with a ref.
+async fn send_chat(client: &mut WsClient, stream: &str, text: &str, r#ref: &str) {
+    client
+        .send_json(&json!({ "op": "chat", "stream": stream, "text": text, "ref": r#ref }))
+        .await;
+}
+
+/// Reads until `events` chat events and `oks` ok replies arrived; returns both, in arrival order.
+async fn collect(client: &mut WsClient, events: usize, oks: usize) -> (Vec<Value>, Vec<Value>) {
+    let (mut got_events, mut got_oks) = (Vec::new(), Vec::new());
+    while got_events.len() < events || got_oks.len() < oks {
+        let frame = client.next_json().await;
+        match frame["type"].as_str() {
+            Some("event") => got_events.push(frame),
+            Some("ok") => got_oks.push(frame),
+            _ => panic!("unexpected frame: {frame}"),
+        }
+    }
+    (got_events, got_oks)
+}
+
+fn seqs(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("ordered event has seq"))
+        .collect()
+}
+
+fn texts(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["data"]["text"].as_str().expect("chat text"))
+        .collect()
+}
+
+async fn setup(app: &TestApp, slug: &str) -> (Shop, String) {
+    let shop = app.shop(slug).await;
+    let stream = app.live_stream(&shop).await;
+    (shop, stream)
+}
+
+async fn the_welcome_frame_names_session_user_tenant_and_protocol(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("welcome").await;
+    let mut client = app.ws_raw(&shop.viewer, None).await.expect("upgrade");
+    let welcome = client.next_json().await;
+    assert_eq!(welcome["type"], "welcome");
+    assert!(
+        welcome["session"].as_str().is_some_and(|s| !s.is_empty()),
+        "{welcome}"
+    );
+    assert_eq!(welcome["user"], "viewer-1");
+    assert_eq!(welcome["tenant"], shop.tenant.as_str());
+    assert_eq!(welcome["protocol"], 1);
+    let mut other = app.ws(&shop.viewer).await;
+    other.ping("p").await;
+    client.ping("p").await;
+
+    // A bearer header works as well as the query parameter.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            app.ws_url(),
+        )
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", shop.seller).parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(common::WAIT, socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let welcome: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(welcome["user"], "seller-1");
+}
+
+async fn joining_answers_with_a_snapshot(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "snapshot").await;
+    let mut first = app.ws(&shop.viewer).await;
+    let joined = first.join(&stream, None).await;
+    assert_eq!(joined["resumed"], false);
+    assert!(joined["epoch"].as_u64().is_some(), "{joined}");
+    let seq = joined["seq"].as_u64().expect("seq");
+    let snapshot = &joined["snapshot"];
+    assert_eq!(snapshot["stream"]["id"], stream.as_str(), "{joined}");
+    assert_eq!(snapshot["stream"]["status"], "live", "{joined}");
+    assert!(
+        snapshot["viewers"].as_u64().is_some_and(|v| v >= 1),
+        "{joined}"
+    );
+    assert_eq!(snapshot["pinned"], Value::Null, "{joined}");
+    assert_eq!(snapshot["drops"], json!([]), "{joined}");
+    assert_eq!(snapshot["chat"], json!([]), "{joined}");
+
+    for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
+        send_chat(&mut first, &stream, text, &format!("c{i}")).await;
+    }
+    let (events, _) = collect(&mut first, 3, 3).await;
+    assert_eq!(seqs(&events), [seq + 1, seq + 2, seq + 3]);
+
+    let mut second = app.ws(&shop.token(Role::Viewer, "viewer-2")).await;
+    let joined = second.join(&stream, None).await;
+    assert_eq!(joined["seq"], seq + 3, "{joined}");
+    let chat = joined["snapshot"]["chat"].as_array().expect("chat");
+    let chat_texts: Vec<&str> = chat.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(chat_texts, ["one", "two", "three"]);
+    let message = &chat[0];
+    assert!(message["id"].is_string(), "{message}");
+    assert_eq!(message["user"]["id"], "viewer-1", "{message}");
+    assert_eq!(message["user"]["name"], "viewer-1", "{message}");
+    assert!(message["at"].is_string(), "{message}");
+    assert_eq!(joined["snapshot"]["viewers"], 2, "{joined}");
+}
+
+async fn chat_seq_is_gapless_across_two_clients(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "gapless").await;
+    let mut a = app.ws(&shop.viewer).await;
+    let mut b = app.ws(&shop.token(Role::Viewer, "viewer-2")).await;
+    let seq_a = a.join(&stream, None).await["seq"].as_u64().unwrap();
+    let seq_b = b.join(&stream, None).await["seq"].as_u64().unwrap();
+    assert_eq!(seq_a, seq_b);
+
+    for i in 0..6 {
+        send_chat(&mut a, &stream, &format!("a{i}"), &format!("a{i}")).await;
+        send_chat(&mut b, &stream, &format!("b{i}"), &format!("b{i}")).await;
+    }
+    let (events_a, oks_a) = collect(&mut a, 12, 6).await;
+    let (events_b, oks_b) = collect(&mut b, 12, 6).await;
+
+    let expected: Vec<u64> = (seq_a + 1..=seq_a + 12).collect();
+    assert_eq!(seqs(&events_a), expected);
+    assert_eq!(seqs(&events_b), expected);
+    assert_eq!(events_a, events_b, "both clients see identical events");
+    for event in &events_a {
+        assert_eq!(event["kind"], "chat");
+        assert_eq!(event["stream"], stream.as_str());
+    }
+
+    // Every ok carries the seq its message was published under, in the order sent.
+    for (oks, prefix, user) in [(&oks_a, "a", "viewer-1"), (&oks_b, "b", "viewer-2")] {
+        for (i, ok) in oks.iter().enumerate() {
+            let r#ref = format!("{prefix}{i}");
+            assert_eq!(ok["ref"], r#ref.as_str(), "{ok}");
+            let seq = ok["seq"].as_u64().expect("ok carries seq");
+            let event = events_a
+                .iter()
+                .find(|e| e["seq"] == seq)
+                .expect("event of the ok");
+            assert_eq!(event["data"]["text"], r#ref.as_str());
+            assert_eq!(event["data"]["user"]["id"], user);
+        }
+    }
+}
+
+async fn a_reconnecting_client_resumes_exactly_the_missed_events(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "resume").await;
+    let mut a = app.ws(&shop.viewer).await;
+    let mut b = app.ws(&shop.token(Role::Viewer, "viewer-2")).await;
+    let joined = a.join(&stream, None).await;
+    let epoch = joined["epoch"].as_u64().unwrap();
+    b.join(&stream, None).await;
+
+    send_chat(&mut b, &stream, "seen", "s").await;
+    let (seen, _) = collect(&mut a, 1, 0).await;
+    let since = seen[0]["seq"].as_u64().unwrap();
+    collect(&mut b, 1, 1).await;
+    a.close().await;
+
+    let missed_texts: Vec<String> = (1..=5).map(|i| format!("missed {i}")).collect();
+    for (i, text) in missed_texts.iter().enumerate() {
+        send_chat(&mut b, &stream, text, &format!("m{i}")).await;
+    }
+    let (missed, _) = collect(&mut b, 5, 5).await;
+
+    let mut a = app.ws(&shop.viewer).await;
+    let joined = a.join(&stream, Some((epoch, since))).await;
+    assert_eq!(joined["resumed"], true, "{joined}");
+    assert_eq!(joined["epoch"], epoch);
+    assert_eq!(joined["seq"], since + 5, "{joined}");
+    assert!(joined.get("snapshot").is_none(), "{joined}");
+
+    // B writes again right away: A must still get the 5 missed events first, then this one.
+    send_chat(&mut b, &stream, "newer", "n").await;
+    let (replayed, _) = collect(&mut a, 6, 0).await;
+    assert_eq!(seqs(&replayed), (since + 1..=since + 6).collect::<Vec<_>>());
+    assert_eq!(&replayed[..5], &missed[..]);
+    assert_eq!(texts(&replayed[..5]), missed_texts);
+    assert_eq!(replayed[5]["data"]["text"], "newer");
+
+    // Resuming at the current seq replays nothing and keeps the connection live.
+    let mut c = app.ws(&shop.token(Role::Viewer, "viewer-3")).await;
+    let joined = c.join(&stream, Some((epoch, since + 6))).await;
+    assert_eq!(joined["resumed"], true, "{joined}");
+    send_chat(&mut b, &stream, "latest", "l").await;
+    let (latest, _) = collect(&mut c, 1, 0).await;
+    assert_eq!(latest[0]["seq"], since + 7);
+}
+
+async fn a_resume_from_another_epoch_falls_back_to_a_snapshot(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "wrong-epoch").await;
+    let mut a = app.ws(&shop.viewer).await;
+    let joined = a.join(&stream, None).await;
+    let (epoch, seq) = (
+        joined["epoch"].as_u64().unwrap(),
+        joined["seq"].as_u64().unwrap(),
+    );
+    send_chat(&mut a, &stream, "hello", "h").await;
+    collect(&mut a, 1, 1).await;
+
+    let mut b = app.ws(&shop.token(Role::Viewer, "viewer-2")).await;
+    let joined = b.join(&stream, Some((epoch + 100, seq))).await;
+    assert_eq!(joined["resumed"], false, "{joined}");
+    assert_eq!(joined["epoch"], epoch);
+    assert_eq!(joined["seq"], seq + 1);
+    assert_eq!(joined["snapshot"]["chat"][0]["text"], "hello", "{joined}");
+    // Live events follow the snapshot.
+    send_chat(&mut a, &stream, "after", "a").await;
+    let (events, _) = collect(&mut b, 1, 0).await;
+    assert_eq!(events[0]["seq"], seq + 2);
+}
+
+async fn a_resume_from_beyond_the_last_seq_falls_back_to_a_snapshot(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "future-seq").await;
+    let mut a = app.ws(&shop.viewer).await;
+    let joined = a.join(&stream, None).await;
+    let (epoch, seq) = (
+        joined["epoch"].as_u64().unwrap(),
+        joined["seq"].as_u64().unwrap(),
+    );
+    let mut b = app.ws(&shop.token(Role::Viewer, "viewer-2")).await;
+    let joined = b.join(&stream, Some((epoch, seq + 50))).await;
+    assert_eq!(joined["resumed"], false, "{joined}");
+    assert_eq!(joined["seq"], seq);
+    assert!(joined["snapshot"]["stream"].is_object(), "{joined}");
+}
+
+async fn a_resume_from_before_the_buffer_falls_back_to_a_snapshot(backend: Backend) {
+    // More events than the resume buffer holds (at least 1,000): lift the limits to get there.
+    let app = TestApp::spawn(backend, |c| {
+        c.chat_burst = 5_000;
+        c.chat_per_sec = 1_000.0;
+        c.frame_burst = 5_000;
+        c.frames_per_sec = 1_000.0;
+    })
+    .await;
+    let (shop, stream) = setup(&app, "overrun").await;
+    let mut a = app.ws(&shop.viewer).await;
+    let joined = a.join(&stream, None).await;
+    let (epoch, since) = (
+        joined["epoch"].as_u64().unwrap(),
+        joined["seq"].as_u64().unwrap(),
+    );
+    const SENT: usize = 1_200;
+    let mut got_events = 0;
+    let mut got_oks = 0;
+    for batch in 0..SENT / 100 {
+        for i in 0..100 {
+            send_chat(&mut a, &stream, &format!("flood {batch}-{i}"), "f").await;
+        }
+        let (events, oks) = collect(&mut a, 100, 100).await;
+        got_events += events.len();
+        got_oks += oks.len();
+    }
+    assert_eq!((got_events, got_oks), (SENT, SENT));
+
+    let mut b = app.ws(&shop.token(Role::Viewer, "viewer-2")).await;
+    let joined = b.join(&stream, Some((epoch, since))).await;
+    assert_eq!(joined["resumed"], false, "{joined}");
+    assert_eq!(joined["seq"], since + SENT as u64);
+    assert_eq!(joined["snapshot"]["chat"].as_array().unwrap().len(), 50);
+
+    // A resume from within the buffer still replays.
+    let recent = since + SENT as u64 - 10;
+    let mut c = app.ws(&shop.token(Role::Viewer, "viewer-3")).await;
+    let joined = c.join(&stream, Some((epoch, recent))).await;
+    assert_eq!(joined["resumed"], true, "{joined}");
+    let (replayed, _) = collect(&mut c, 10, 0).await;
+    assert_eq!(
+        seqs(&replayed),
+        (recent + 1..=recent + 10).collect::<Vec<_>>()
+    );
+}
+
+async fn bad_frames_are_answered_without_closing_the_connection(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "bad-frames").await;
+    let mut client = app.ws(&shop.viewer).await;
+    let mut bystander = app.ws(&shop.token(Role::Viewer, "viewer-2")).await;
+    bystander.join(&stream, None).await;
+
+    client.send_text("this is not json").await;
+    client.expect_error("bad_frame", None).await;
+    client.send_text("[1,2,3]").await;
+    client.expect_error("bad_frame", None).await;
+    client.send_json(&json!({ "ref": "no-op" })).await;
+    client.expect_error("bad_frame", Some("no-op")).await;
+    client
+        .send_json(&json!({ "op": "dance", "ref": "unknown" }))
+        .await;
+    client.expect_error("bad_frame", Some("unknown")).await;
+    client.send_json(&json!({ "op": 7, "ref": "typed" })).await;
+    client.expect_error("bad_frame", Some("typed")).await;
+
+    // Still open and in order, and the bystander is unaffected.
+    client.ping("still-here").await;
+    client.join(&stream, None).await;
+    bystander.ping("fine").await;
+}
+
+async fn a_missing_field_is_a_bad_request_naming_it(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "missing-field").await;
+    let mut client = app.ws(&shop.viewer).await;
+    client
+        .send_json(&json!({ "op": "chat", "stream": stream, "ref": "r1" }))
+        .await;
+    let error = client.expect_error("bad_request", Some("r1")).await;
+    assert!(
+        error["message"].as_str().unwrap().contains("text"),
+        "{error}"
+    );
+    client
+        .send_json(&json!({ "op": "join", "ref": "r2" }))
+        .await;
+    let error = client.expect_error("bad_request", Some("r2")).await;
+    assert!(
+        error["message"].as_str().unwrap().contains("stream"),
+        "{error}"
+    );
+    client
+        .send_json(&json!({ "op": "join", "stream": stream, "epoch": 1, "ref": "r3" }))
+        .await;
+    client.expect_error("bad_request", Some("r3")).await;
+    client.ping("alive").await;
+}
+
+async fn chat_before_join_is_not_joined(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "not-joined").await;
+    let mut client = app.ws(&shop.viewer).await;
+    send_chat(&mut client, &stream, "hi", "early").await;
+    client.expect_error("not_joined", Some("early")).await;
+    client
+        .send_json(&json!({ "op": "leave", "stream": stream, "ref": "lv" }))
+        .await;
+    client.expect_error("not_joined", Some("lv")).await;
+    client.join(&stream, None).await;
+    send_chat(&mut client, &stream, "hi", "now").await;
+    let (events, oks) = collect(&mut client, 1, 1).await;
+    assert_eq!(oks[0]["ref"], "now");
+    assert_eq!(oks[0]["seq"], events[0]["seq"]);
+    // After leaving, chat is refused again.
+    client
+        .send_json(&json!({ "op": "leave", "stream": stream, "ref": "bye" }))
+        .await;
+    assert_eq!(client.expect_type("ok").await["ref"], "bye");
+    send_chat(&mut client, &stream, "hi", "late").await;
+    client.expect_error("not_joined", Some("late")).await;
+}
+
+async fn chat_needs_a_live_stream_and_valid_text(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("chat-rules").await;
+    let stream = app.create_stream(&shop.seller, "Not yet").await;
+    let mut client = app.ws(&shop.viewer).await;
+    client.join(&stream, None).await;
+    send_chat(&mut client, &stream, "too early", "early").await;
+    client.expect_error("invalid_state", Some("early")).await;
+
+    app.start_stream(&shop.seller, &stream).await;
+    let status = client.expect_type("event").await;
+    assert_eq!(status["kind"], "status");
+    assert_eq!(status["data"]["status"], "live");
+    send_chat(&mut client, &stream, "   ", "blank").await;
+    client.expect_error("bad_request", Some("blank")).await;
+    send_chat(&mut client, &stream, &"x".repeat(501), "long").await;
+    client.expect_error("bad_request", Some("long")).await;
+    send_chat(&mut client, &stream, &"é".repeat(500), "max").await;
+    let (_, oks) = collect(&mut client, 1, 1).await;
+    assert_eq!(oks[0]["ref"], "max");
+}
+
+async fn a_frame_over_16_kib_closes_with_1009(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "too-large").await;
+    let mut client = app.ws(&shop.viewer).await;
+    client.join(&stream, None).await;
+    // A frame of exactly 16 KiB is still read (and refused as a chat that is too long).
+    let empty = json!({ "op": "chat", "stream": stream, "text": "", "ref": "big-ok" }).to_string();
+    let text = "x".repeat(16 * 1024 - empty.len());
+    let frame = json!({ "op": "chat", "stream": stream, "text": text, "ref": "big-ok" }).to_string();
+    assert_eq!(frame.len(), 16 * 1024);
+    client.send_text(&frame).await;
+    client.expect_error("bad_request", Some("big-ok")).await;
+    client.ping("alive").await;
+    let text = "x".repeat(17 * 1024);
+    send_chat(&mut client, &stream, &text, "too-big").await;
+    assert_eq!(client.expect_close_code().await, 1009);
+}
+
+async fn chat_is_rate_limited_per_user_with_retry_after(backend: Backend) {
+    let app = TestApp::spawn(backend, |c| {
+        c.chat_burst = 3;
+        c.chat_per_sec = 0.1;
+    })
+    .await;
+    let (shop, stream) = setup(&app, "chat-limit").await;
+    let mut client = app.ws(&shop.viewer).await;
+    client.join(&stream, None).await;
+    for i in 0..3 {
+        send_chat(&mut client, &stream, &format!("m{i}"), &format!("m{i}")).await;
+    }
+    collect(&mut client, 3, 3).await;
+    send_chat(&mut client, &stream, "one too many", "over").await;
+    let error = client.expect_error("rate_limited", Some("over")).await;
+    assert!(
+        error["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{error}"
+    );
+
+    // Another user of the same stream has an allowance of their own.
+    let mut other = app.ws(&shop.token(Role::Viewer, "viewer-2")).await;
+    other.join(&stream, None).await;
+    send_chat(&mut other, &stream, "mine", "o").await;
+    let (_, oks) = collect(&mut other, 1, 1).await;
+    assert_eq!(oks[0]["ref"], "o");
+    let (events, _) = collect(&mut client, 1, 0).await;
+    assert_eq!(events[0]["data"]["text"], "mine");
+    client.ping("alive").await;
+}
+
+async fn the_upgrade_is_refused_without_a_valid_token(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("ws-auth").await;
+    assert_eq!(
+        app.ws_raw("", None).await.err(),
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        app.ws_raw("garbage", None).await.err(),
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+    let forged = liveshop_http::auth::Keys::new(b"wrong-secret-wrong-secret-wrong-secret")
+        .mint(&liveshop_http::auth::claims_for(
+            Role::Viewer,
+            Some(&shop.tenant),
+            "v",
+            None,
+            60,
+        ))
+        .unwrap();
+    assert_eq!(
+        app.ws_raw(&forged, None).await.err(),
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+    let ghost = common::token(Role::Viewer, Some("no-such-tenant"), "v");
+    assert_eq!(
+        app.ws_raw(&ghost, None).await.err(),
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+    let response = app
+        .http
+        .get(app.ws_url().replace("ws://", "http://"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    common::expect_error(response, 401, "unauthorized").await;
+}
+
+async fn the_upgrade_checks_the_origin_allowlist(backend: Backend) {
+    let app = TestApp::spawn(backend, |c| {
+        c.allowed_origins = Some(vec!["https://ok.example".to_owned()]);
+    })
+    .await;
+    let shop = app.shop("origins").await;
+    let refused = app.ws_raw(&shop.viewer, Some("https://evil.example")).await;
+    assert_eq!(refused.err(), Some(reqwest::StatusCode::FORBIDDEN));
+    let no_origin = app.ws_raw(&shop.viewer, None).await;
+    assert_eq!(no_origin.err(), Some(reqwest::StatusCode::FORBIDDEN));
+    let mut allowed = app
+        .ws_raw(&shop.viewer, Some("https://ok.example"))
+        .await
+        .expect("allowed origin upgrades");
+    assert_eq!(allowed.next_json().await["type"], "welcome");
+    allowed.ping("p").await;
+}
+
+async fn joining_another_tenants_stream_is_not_found(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (_, theirs) = setup(&app, "ws-theirs").await;
+    let mine = app.shop("ws-mine").await;
+    let mut client = app.ws(&mine.viewer).await;
+    client
+        .send_json(&json!({ "op": "join", "stream": theirs, "ref": "x" }))
+        .await;
+    client.expect_error("not_found", Some("x")).await;
+    client
+        .send_json(&json!({ "op": "join", "stream": "no-such-stream", "ref": "y" }))
+        .await;
+    client.expect_error("not_found", Some("y")).await;
+    client.ping("alive").await;
+    let stream = expect_json(
+        app.get(&format!("/v1/streams/{theirs}"), Some(&mine.viewer))
+            .await,
+        404,
+    )
+    .await;
+    assert_eq!(stream["error"]["code"], "not_found");
+}
