@@ -307,7 +307,7 @@ async fn streams_are_listed_by_status(backend: Backend) {
         200,
     )
     .await;
-    assert_eq!(ids(&lives), [live.clone()]);
+    assert_eq!(ids(&lives), [live]);
     assert_eq!(lives["items"][0]["status"], "live");
 
     let sched = expect_json(

@@ -20,6 +20,8 @@ both! {
     chat_before_join_is_not_joined,
     chat_needs_a_live_stream_and_valid_text,
     a_frame_over_16_kib_closes_with_1009,
+    a_megabyte_frame_also_closes_with_1009,
+    a_binary_frame_is_a_bad_frame,
     chat_is_rate_limited_per_user_with_retry_after,
     the_upgrade_is_refused_without_a_valid_token,
     the_upgrade_checks_the_origin_allowlist,
@@ -426,7 +428,8 @@ async fn a_frame_over_16_kib_closes_with_1009(backend: Backend) {
     // A frame of exactly 16 KiB is still read (and refused as a chat that is too long).
     let empty = json!({ "op": "chat", "stream": stream, "text": "", "ref": "big-ok" }).to_string();
     let text = "x".repeat(16 * 1024 - empty.len());
-    let frame = json!({ "op": "chat", "stream": stream, "text": text, "ref": "big-ok" }).to_string();
+    let frame =
+        json!({ "op": "chat", "stream": stream, "text": text, "ref": "big-ok" }).to_string();
     assert_eq!(frame.len(), 16 * 1024);
     client.send_text(&frame).await;
     client.expect_error("bad_request", Some("big-ok")).await;
@@ -434,6 +437,24 @@ async fn a_frame_over_16_kib_closes_with_1009(backend: Backend) {
     let text = "x".repeat(17 * 1024);
     send_chat(&mut client, &stream, &text, "too-big").await;
     assert_eq!(client.expect_close_code().await, 1009);
+}
+
+async fn a_megabyte_frame_also_closes_with_1009(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "huge").await;
+    let mut client = app.ws(&shop.viewer).await;
+    client.join(&stream, None).await;
+    send_chat(&mut client, &stream, &"x".repeat(2 * 1024 * 1024), "huge").await;
+    assert_eq!(client.expect_close_code().await, 1009);
+}
+
+async fn a_binary_frame_is_a_bad_frame(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("binary").await;
+    let mut client = app.ws(&shop.viewer).await;
+    client.send_binary(b"{\"op\":\"ping\"}").await;
+    client.expect_error("bad_frame", None).await;
+    client.ping("alive").await;
 }
 
 async fn chat_is_rate_limited_per_user_with_retry_after(backend: Backend) {

@@ -32,6 +32,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Runs each named case, an `async fn case(backend: Backend)`, on both databases: `both!{x}`
 /// generates the tests `x::on_sqlite` and `x::on_postgres`.
+#[allow(unused_macros)]
 macro_rules! both {
     ($($case:ident),* $(,)?) => {
         $(
@@ -343,6 +344,14 @@ impl WsClient {
     pub async fn send_text(&mut self, text: &str) {
         self.socket
             .send(Message::text(text))
+            .await
+            .expect("frame is sent");
+    }
+
+    /// Sends one binary frame.
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.socket
+            .send(Message::binary(bytes.to_vec()))
             .await
             .expect("frame is sent");
     }
