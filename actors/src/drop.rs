@@ -90,6 +90,8 @@ pub struct DropState {
     pending: HashMap<ClaimId, bool>,
     lock: Arc<Mutex<()>>,
     closed_announced: bool,
+    /// A sell-out waits for its reservation to be durable before it is announced.
+    sold_out_pending: bool,
     /// The status last written to storage (open ⇄ sold out changes are written on the tick).
     stored_status: DropStatus,
     inventory_dirty: bool,
@@ -110,8 +112,8 @@ impl DropState {
             self.inventory_dirty = true;
         }
         if a.sold_out {
-            let drop = self.book.id().to_string();
-            self.stream_cast(StreamMsg::Publish(EventBody::SoldOut { drop }));
+            // Published when the batch holding the last reservation is durable.
+            self.sold_out_pending = true;
         }
     }
 
@@ -203,6 +205,11 @@ impl DropState {
         }
         match result {
             Ok(()) => {
+                if self.sold_out_pending && self.next.is_empty() {
+                    self.sold_out_pending = false;
+                    let drop = self.book.id().to_string();
+                    self.stream_cast(StreamMsg::Publish(EventBody::SoldOut { drop }));
+                }
                 for (claim, waiters) in batch {
                     record_claim("reserved");
                     let mut waiters = waiters.into_iter();
@@ -224,6 +231,7 @@ impl DropState {
                 tracing::error!(drop_id = %self.book.id(), error = %err, "claim batch was not written; its claims are refused");
                 let claims: Vec<Claim> = batch.iter().map(|(c, _)| c.clone()).collect();
                 self.book.rollback(&claims);
+                self.sold_out_pending = false;
                 self.inventory_dirty = true;
                 for (_, waiters) in batch {
                     for w in waiters {
@@ -376,6 +384,7 @@ impl Actor for DropActor {
         Ok(DropState {
             closed_announced,
             stored_status: record.status,
+            sold_out_pending: false,
             book: DropBook::restore(record, claims),
             engine: args.engine,
             in_flight: Vec::new(),

@@ -49,7 +49,8 @@ pub enum Decision {
 /// Side effects a decision or change asks the owner to announce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Announce {
-    /// The drop just sold out for the first time: send `sold_out` (exactly once per drop).
+    /// The drop just sold out for the first time: send `sold_out` (exactly once per drop) once
+    /// the reservation that sold it out is durable.
     pub sold_out: bool,
     /// Remaining units changed: send a coalesced `inventory`.
     pub inventory: bool,
@@ -210,6 +211,8 @@ impl DropBook {
         self.refresh_remaining();
         if self.drop.status == DropStatus::SoldOut && self.drop.remaining > 0 {
             self.drop.status = DropStatus::Open;
+            // The owner announces a sell-out only once its write succeeded, so this one never was.
+            self.sold_out_announced = false;
         }
     }
 
@@ -282,7 +285,7 @@ pub struct DropTerms {
 
 impl DropTerms {
     /// Checks the terms of a new drop: quantity 1..=1,000,000, per-user limit ≥ 1, holds of
-    /// 10 s to 24 h, durations of 1 s to 24 h.
+    /// 1 s to 24 h, durations of 1 s to 24 h.
     pub fn validate(self) -> Result<Self, Rejection> {
         if !(1..=1_000_000).contains(&self.quantity) {
             return Err(Rejection::field("quantity", "must be 1 to 1000000"));
@@ -290,8 +293,8 @@ impl DropTerms {
         if self.per_user_limit < 1 {
             return Err(Rejection::field("per_user_limit", "must be at least 1"));
         }
-        if !(10..=86_400).contains(&self.hold_seconds) {
-            return Err(Rejection::field("hold_seconds", "must be 10 to 86400"));
+        if !(1..=86_400).contains(&self.hold_seconds) {
+            return Err(Rejection::field("hold_seconds", "must be 1 to 86400"));
         }
         if let Some(d) = self.duration_seconds
             && !(1..=86_400).contains(&d)
