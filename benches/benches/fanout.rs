@@ -41,8 +41,9 @@ fn fanout(c: &mut Criterion) {
     let mut log = EventLog::new(stream.clone(), 1, Limits::default().resume_buffer);
     // Every receiver drains the ring each iteration, so a small ring never lags; 1,024 leaves room.
     let broker = InProcessBroker::new(1024);
-    let mut receivers: Vec<broadcast::Receiver<StreamOut>> =
-        (0..SUBSCRIBERS).map(|_| broker.subscribe(&stream)).collect();
+    let mut receivers: Vec<broadcast::Receiver<StreamOut>> = (0..SUBSCRIBERS)
+        .map(|_| broker.subscribe(&stream))
+        .collect();
     assert_eq!(broker.subscribers(&stream), SUBSCRIBERS);
 
     let mut group = c.benchmark_group("fanout");

@@ -479,7 +479,7 @@ mod tests {
         let e = DropTerms { quantity: 0, ..ok }.validate().unwrap_err();
         assert!(e.message.starts_with("quantity"));
         let e = DropTerms {
-            hold_seconds: 1,
+            hold_seconds: 0,
             ..ok
         }
         .validate()

@@ -88,6 +88,8 @@ pub enum Scenario {
     Soak(SoakArgs),
     /// C viewers drop at once and reconnect with jittered backoff and resume.
     Storm(StormArgs),
+    /// N buyers rush one drop of M units at once over HTTP and WebSocket; checks no oversell.
+    Drop(DropArgs),
 }
 
 /// Flags of `http`.
@@ -209,6 +211,42 @@ pub struct StormArgs {
     pub drain: Duration,
 }
 
+/// Flags of `drop`.
+#[derive(Debug, Args, Clone)]
+pub struct DropArgs {
+    /// Buyers, each a distinct user (`buyer-<i>`, role viewer) with its own token.
+    #[arg(long, default_value_t = 1000)]
+    pub buyers: usize,
+    /// Fraction of buyers (0..=1) that claim over the WebSocket; the others use HTTP.
+    #[arg(long, default_value_t = 0.5)]
+    pub ws_fraction: f64,
+    /// Units of the drop the tool creates.
+    #[arg(long, default_value_t = 100)]
+    pub units: u64,
+    /// Per-user limit of the drop the tool creates.
+    #[arg(long, default_value_t = 1)]
+    pub per_user_limit: u64,
+    /// Units asked by each claim.
+    #[arg(long, default_value_t = 1)]
+    pub quantity: u64,
+    /// Hold time of the drop the tool creates (engine default when absent).
+    #[arg(long)]
+    pub hold_seconds: Option<u64>,
+    /// Rush this existing drop instead of creating one (needs --tenant with --secret, or
+    /// --viewer-token).
+    #[arg(long = "drop")]
+    pub drop_id: Option<String>,
+    /// Each buyer sends its claim twice at once with the same idempotency key.
+    #[arg(long)]
+    pub retry_same_key: bool,
+    /// Buyers (with a reservation first) whose `GET /v1/claims` is checked afterwards.
+    #[arg(long, default_value_t = 50)]
+    pub verify_sample: usize,
+    /// Give up on claim answers this long after the barrier is released.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +277,20 @@ mod tests {
         };
         assert_eq!(args.duration, Duration::from_secs(10));
         assert_eq!(args.connections, 5);
+    }
+
+    #[test]
+    fn drop_defaults() {
+        let cli = Cli::try_parse_from(["liveshop-load", "drop"]).unwrap();
+        let Scenario::Drop(args) = cli.scenario else {
+            panic!("drop expected")
+        };
+        assert_eq!(args.buyers, 1000);
+        assert_eq!(args.units, 100);
+        assert_eq!(args.per_user_limit, 1);
+        assert_eq!(args.quantity, 1);
+        assert!((args.ws_fraction - 0.5).abs() < 1e-9);
+        assert!(!args.retry_same_key);
+        assert_eq!(args.drop_id, None);
     }
 }

@@ -119,6 +119,13 @@ impl Endpoint {
         }
     }
 
+    /// Connects and reads the welcome (no join), within the timeout.
+    pub async fn connect(&self, token: &str, slot: usize) -> Result<Conn, ConnectError> {
+        tokio::time::timeout(self.timeout, self.connect_inner(token, slot))
+            .await
+            .unwrap_or(Err(ConnectError::Timeout))
+    }
+
     /// Connects and joins `stream` (resuming from `resume` when given), within the timeout.
     pub async fn connect_and_join(
         &self,
@@ -220,6 +227,8 @@ pub struct Frame {
     pub data: Option<EventData>,
     /// Error code.
     pub code: Option<String>,
+    /// The claim of an `ok` answer to a `claim` op.
+    pub claim: Option<Value>,
 }
 
 /// The part of an event payload the tool reads.
@@ -263,6 +272,14 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Sends several JSON ops back to back, flushing once.
+    pub async fn send_all(&mut self, ops: &[Value]) -> Result<(), tungstenite::Error> {
+        for op in ops {
+            self.ws.feed(Message::text(op.to_string())).await?;
+        }
+        self.ws.flush().await
+    }
+
     /// Sends one JSON op.
     pub async fn send(&mut self, op: &Value) -> Result<(), tungstenite::Error> {
         self.ws.send(Message::text(op.to_string())).await

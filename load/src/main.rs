@@ -1,11 +1,14 @@
 //! `liveshop-load`: a real client of the Liveshop contract v1 that measures HTTP throughput,
-//! WebSocket fan-out latency, soak stability and reconnect storms, and gates on SLOs.
+//! WebSocket fan-out latency, soak stability, reconnect storms and drop rushes, and gates on
+//! SLOs.
 //!
 //! Exit codes: 0 success, 1 the run could not be done (bad flags, server unreachable, setup
-//! refused), 2 an `--slo` objective was breached.
+//! refused), 2 an `--slo` objective was breached, 3 a correctness invariant was broken
+//! (`drop`: oversell, lost reservation, wrong answer); 3 wins over 2.
 
 mod auth;
 mod backoff;
+mod claims;
 mod cli;
 mod client;
 mod crowd;
@@ -78,7 +81,10 @@ fn main() -> ExitCode {
     } else {
         print!("{}", report.human());
     }
-    if passed {
+    if !report.violations.is_empty() {
+        eprintln!("INVARIANT BROKEN: {}", report.violations.join("; "));
+        ExitCode::from(3)
+    } else if passed {
         ExitCode::SUCCESS
     } else {
         eprintln!("SLO breached");

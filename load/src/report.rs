@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 /// A scenario's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// Scenario name (`http`, `fanout`, `soak`, `storm`).
+    /// Scenario name (`http`, `fanout`, `soak`, `storm`, `drop`).
     pub scenario: String,
     /// Version of this tool.
     pub tool_version: String,
@@ -35,6 +35,9 @@ pub struct Report {
     /// Lines shown first in the human summary.
     #[serde(skip)]
     pub headline: Vec<String>,
+    /// Broken correctness invariants (oversell, lost reservation...): exit code 3.
+    #[serde(skip)]
+    pub violations: Vec<String>,
 }
 
 /// `--slo` result inside a report.
@@ -61,6 +64,7 @@ impl Report {
             stats: Map::new(),
             slo: None,
             headline: Vec::new(),
+            violations: Vec::new(),
         }
     }
 
@@ -130,6 +134,9 @@ impl Report {
             );
         }
         let _ = writeln!(out, "  lost {} | errors {}", self.lost, self.errors);
+        for violation in &self.violations {
+            let _ = writeln!(out, "  VIOLATION {violation}");
+        }
         for (key, value) in &self.stats {
             let _ = writeln!(out, "  {key}: {}", compact(value));
         }

@@ -72,6 +72,53 @@ impl Api {
         serde_json::from_str(&text).with_context(|| format!("POST {path}: bad JSON {text:?}"))
     }
 
+    /// `GET path` with `token`; the JSON body of a 2xx answer.
+    pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("GET {path} answered {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("GET {path}: bad JSON {text:?}"))
+    }
+
+    /// `POST /v1/products` as seller; returns the product id.
+    pub async fn create_product(&self, seller_token: &str) -> anyhow::Result<String> {
+        let suffix: u32 = rand::rng().random();
+        let product = self
+            .post(
+                "/v1/products",
+                seller_token,
+                json!({
+                    "sku": format!("load-{suffix:08x}"),
+                    "title": "liveshop-load drop item",
+                    "price_cents": 1999,
+                    "currency": "EUR",
+                }),
+            )
+            .await?;
+        id_of(&product, "product")
+    }
+
+    /// `POST /v1/streams/{stream}/drops` as seller with `body`; returns the drop.
+    pub async fn create_drop(
+        &self,
+        seller_token: &str,
+        stream: &str,
+        body: Value,
+    ) -> anyhow::Result<Value> {
+        self.post(&format!("/v1/streams/{stream}/drops"), seller_token, body)
+            .await
+    }
+
     /// `POST /v1/tenants` as operator; returns the tenant id.
     pub async fn create_tenant(&self, operator_token: &str) -> anyhow::Result<String> {
         let suffix: u32 = rand::rng().random();
@@ -102,7 +149,8 @@ impl Api {
     }
 }
 
-fn id_of(value: &Value, what: &str) -> anyhow::Result<String> {
+/// The `id` of a created object, as a string.
+pub fn id_of(value: &Value, what: &str) -> anyhow::Result<String> {
     match value.get("id") {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),

@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns its flags into a [`Report`]. Helpers shared by the
 //! WebSocket scenarios live here.
 
+pub mod drops;
 pub mod fanout;
 pub mod http;
 pub mod soak;
@@ -26,6 +27,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
         Scenario::Fanout(args) => fanout::run(&cli.common, args).await,
         Scenario::Soak(args) => soak::run(&cli.common, args).await,
         Scenario::Storm(args) => storm::run(&cli.common, args).await,
+        Scenario::Drop(args) => drops::run(&cli.common, args).await,
     }
 }
 
