@@ -228,7 +228,7 @@ pub struct Frame {
     /// Error code.
     pub code: Option<String>,
     /// The claim of an `ok` answer to a `claim` op.
-    pub claim: Option<Value>,
+    pub claim: Option<Box<Value>>,
 }
 
 /// The part of an event payload the tool reads.
