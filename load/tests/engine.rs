@@ -197,3 +197,90 @@ fn storm_everyone_comes_back_and_resumes() {
     );
     assert!(report["server_cpu_storm_s"].is_number());
 }
+
+#[test]
+fn drop_rush_sells_every_unit_once() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let (code, report) = engine.load(&[
+        "drop",
+        "--buyers",
+        "200",
+        "--units",
+        "50",
+        "--source-ips",
+        "2",
+        "--slo",
+        "oversold=0,lost=0,errors=0",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["scenario"], "drop");
+    assert_eq!(num(&report, "connected"), 200);
+    assert_eq!(num(&report, "config.ws_buyers"), 100);
+    assert_eq!(num(&report, "reservations"), 50, "{report:#}");
+    assert_eq!(num(&report, "sold_out"), 150, "{report:#}");
+    assert_eq!(num(&report, "decisions"), 200);
+    assert_eq!(num(&report, "oversold"), 0);
+    assert_eq!(num(&report, "lost"), 0);
+    assert_eq!(num(&report, "errors"), 0);
+    assert_eq!(
+        num(&report, "drop_after.reserved") + num(&report, "drop_after.sold"),
+        50
+    );
+    assert_eq!(num(&report, "drop_after.remaining"), 0);
+    assert_eq!(num(&report, "listing.buyers_checked"), 50);
+    assert_eq!(num(&report, "listing.missing"), 0);
+    assert_eq!(num(&report, "latency_ms.count"), 200);
+    assert_eq!(report["invariants_held"], true);
+    assert!(report["claims_per_s"].as_f64().unwrap() > 0.0);
+
+    // The same key sent twice at once is one claim: 20 reservations, each answered twice.
+    let (code, report) = engine.load(&[
+        "drop",
+        "--buyers",
+        "60",
+        "--units",
+        "20",
+        "--retry-same-key",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(num(&report, "requests"), 120);
+    assert_eq!(num(&report, "reservations"), 20, "{report:#}");
+    assert_eq!(num(&report, "answers_by_code.reserved"), 40, "{report:#}");
+    assert_eq!(num(&report, "sold_out"), 80);
+    assert_eq!(num(&report, "idempotency_mismatches"), 0);
+    assert_eq!(num(&report, "oversold"), 0);
+    assert_eq!(num(&report, "lost"), 0);
+}
+
+#[test]
+fn drop_on_an_existing_drop_counts_only_the_run() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    // The first rush creates the drop and takes 20 of its 30 units.
+    let (code, first) = engine.load(&["drop", "--buyers", "20", "--units", "30"]);
+    assert_eq!(code, 0, "{first:#}");
+    assert_eq!(num(&first, "reservations"), 20);
+    let drop = first["config"]["drop"].as_str().unwrap().to_string();
+    let tenant = first["config"]["tenant"].as_str().unwrap().to_string();
+    // Buyers 0..20 are the same users again (per-user limit 1): limit_exceeded; buyers
+    // 20..30 take the 10 units left.
+    let (code, report) = engine.load(&[
+        "drop", "--drop", &drop, "--tenant", &tenant, "--buyers", "30",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["config"]["created_drop"], false);
+    assert_eq!(num(&report, "drop_before.remaining"), 10);
+    assert_eq!(num(&report, "reservations"), 10, "{report:#}");
+    assert_eq!(
+        num(&report, "answers_by_code.limit_exceeded"),
+        20,
+        "{report:#}"
+    );
+    assert_eq!(num(&report, "sold_out"), 0);
+    assert_eq!(num(&report, "drop_after.reserved"), 30);
+    assert_eq!(num(&report, "oversold"), 0);
+    assert_eq!(num(&report, "lost"), 0);
+}

@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 /// The drop under test and how to act in it.
 struct DropTarget {
     id: String,
+    tenant: Option<String>,
     stream: Option<String>,
     created: bool,
     /// Token used to read the drop's counts.
@@ -250,6 +251,7 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     report.config("source_ips", endpoint.source_count());
     report.config("drop", &target.id);
     report.config("stream", &target.stream);
+    report.config("tenant", &target.tenant);
     report.config("created_drop", target.created);
     report.duration_s = round3(wall);
     report.latency_ms = rush.latency.summary();
@@ -361,6 +363,7 @@ async fn prepare(common: &Common, args: &DropArgs, api: &Api) -> anyhow::Result<
         };
         return Ok(DropTarget {
             id: id.clone(),
+            tenant: common.tenant.clone(),
             stream: None,
             created: false,
             reader,
@@ -386,11 +389,15 @@ async fn prepare(common: &Common, args: &DropArgs, api: &Api) -> anyhow::Result<
         .await?;
     let buyers = match (&common.viewer_token, minter) {
         (Some(t), _) => BuyerTokens::Shared(t.clone()),
-        (None, Some(minter)) => BuyerTokens::Minted { minter, tenant },
+        (None, Some(minter)) => BuyerTokens::Minted {
+            minter,
+            tenant: tenant.clone(),
+        },
         (None, None) => bail!("need --secret or --viewer-token"),
     };
     Ok(DropTarget {
         id: setup::id_of(&drop, "drop")?,
+        tenant: Some(tenant),
         stream: Some(target.stream.clone()),
         created: true,
         reader: target.seller_token.clone(),
