@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::clock;
 use crate::engine::Engine;
+use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
 use crate::stream::StreamMsg;
 
@@ -48,6 +49,8 @@ pub struct DropArgs {
     pub tenant: TenantId,
     /// The drop.
     pub drop: DropId,
+    /// Its mailbox counter.
+    pub depth: Depth,
 }
 
 /// Messages of a drop actor.
@@ -89,6 +92,7 @@ pub struct DropState {
     /// Which batch (in flight or next) holds a not-yet-durable claim.
     pending: HashMap<ClaimId, bool>,
     lock: Arc<Mutex<()>>,
+    depth: Depth,
     closed_announced: bool,
     /// A sell-out waits for its reservation to be durable before it is announced.
     sold_out_pending: bool,
@@ -103,7 +107,7 @@ pub struct DropState {
 impl DropState {
     fn stream_cast(&self, msg: StreamMsg) {
         if let Some(h) = self.engine.running_stream(&self.book.drop().stream) {
-            let _ = h.actor.cast(msg);
+            h.actor.cast(msg);
         }
     }
 
@@ -194,6 +198,7 @@ impl DropState {
                 .commit_claims(&drop, &claims)
                 .await
                 .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)));
+            // Not counted in the mailbox depth: it is the actor's own bookkeeping.
             let _ = me.cast(DropMsg::Committed(result));
         });
     }
@@ -360,6 +365,18 @@ fn result_label(code: ErrorCode) -> &'static str {
 }
 
 impl Actor for DropActor {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state
+            .engine
+            .tree()
+            .remove(kind::DROP, state.book.id().as_str());
+        Ok(())
+    }
+
     type Msg = DropMsg;
     type State = DropState;
     type Arguments = DropArgs;
@@ -380,6 +397,12 @@ impl Actor for DropActor {
         let claims = store.claims_of_drop(&args.drop).await?;
         std::mem::drop(guard);
         myself.send_interval(INVENTORY_EVERY, || DropMsg::Tick);
+        args.engine.tree().register(
+            kind::DROP,
+            args.drop.as_str(),
+            Some(format!("stream:{}", record.stream)),
+            args.depth.clone(),
+        );
         let closed_announced = record.status == DropStatus::Closed;
         Ok(DropState {
             closed_announced,
@@ -391,6 +414,7 @@ impl Actor for DropActor {
             next: Vec::new(),
             pending: HashMap::new(),
             lock,
+            depth: args.depth,
             inventory_dirty: false,
             last_inventory: Instant::now(),
             last_expiry: Instant::now() - EXPIRY_EVERY,
@@ -405,6 +429,9 @@ impl Actor for DropActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
+        if !matches!(message, DropMsg::Tick | DropMsg::Committed(_)) {
+            state.depth.taken();
+        }
         match message {
             DropMsg::Claim {
                 user,

@@ -13,11 +13,13 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::broker::Broker;
 use crate::drop::{ClaimOutcome, DropMsg};
+use crate::mailbox::Addr;
 use crate::persister::{Persister, PersisterMsg};
 use crate::session::Outgoing;
 use crate::stream::StreamMsg;
 use crate::supervisor::{EngineSupervisor, SupervisorMsg};
 use crate::tenant::TenantMsg;
+use crate::tree::ActorTree;
 
 /// How long a caller waits for an actor's answer before reporting `unavailable`.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,7 +49,7 @@ impl Default for EngineConfig {
 #[derive(Clone, Debug)]
 pub struct StreamHandle {
     /// The actor that owns the stream's state.
-    pub actor: ActorRef<StreamMsg>,
+    pub actor: Addr<StreamMsg>,
     /// Owning tenant, checked on every lookup.
     pub tenant: TenantId,
 }
@@ -56,7 +58,7 @@ pub struct StreamHandle {
 #[derive(Clone, Debug)]
 pub struct DropHandle {
     /// The actor that owns the drop's inventory.
-    pub actor: ActorRef<DropMsg>,
+    pub actor: Addr<DropMsg>,
     /// Owning tenant, checked on every lookup.
     pub tenant: TenantId,
 }
@@ -75,7 +77,8 @@ struct EngineInner {
     broker: Arc<dyn Broker>,
     config: EngineConfig,
     streams: DashMap<StreamId, StreamHandle>,
-    tenants: DashMap<TenantId, ActorRef<TenantMsg>>,
+    tenants: DashMap<TenantId, Addr<TenantMsg>>,
+    tree: ActorTree,
     drops: DashMap<DropId, DropHandle>,
     drop_locks: DashMap<DropId, Arc<Mutex<()>>>,
     users: DashMap<(TenantId, UserId), Vec<UserQueue>>,
@@ -105,6 +108,7 @@ impl Engine {
                 config,
                 streams: DashMap::new(),
                 tenants: DashMap::new(),
+                tree: ActorTree::default(),
                 drops: DashMap::new(),
                 drop_locks: DashMap::new(),
                 users: DashMap::new(),
@@ -141,8 +145,13 @@ impl Engine {
     }
 
     /// Registry of running tenant actors, maintained by the supervisor.
-    pub(crate) fn tenants(&self) -> &DashMap<TenantId, ActorRef<TenantMsg>> {
+    pub(crate) fn tenants(&self) -> &DashMap<TenantId, Addr<TenantMsg>> {
         &self.inner.tenants
+    }
+
+    /// The live actor tree, for operators.
+    pub fn tree(&self) -> &ActorTree {
+        &self.inner.tree
     }
 
     /// Registry of running drop actors, maintained by their tenant actors.
@@ -212,7 +221,9 @@ impl Engine {
         }
         let tenant_actor = self.tenant(tenant).await?;
         let id = id.clone();
-        ask(&tenant_actor, |reply| TenantMsg::EnsureDrop(id, reply)).await?
+        tenant_actor
+            .ask(|reply| TenantMsg::EnsureDrop(id, reply))
+            .await?
     }
 
     /// Claims units of a drop; answers once the reservation is durable.
@@ -226,13 +237,15 @@ impl Engine {
     ) -> Result<ClaimOutcome, Rejection> {
         let handle = self.drop_actor(tenant, drop).await?;
         let user = user.clone();
-        ask(&handle.actor, |reply| DropMsg::Claim {
-            user,
-            quantity,
-            key,
-            reply,
-        })
-        .await?
+        handle
+            .actor
+            .ask(|reply| DropMsg::Claim {
+                user,
+                quantity,
+                key,
+                reply,
+            })
+            .await?
     }
 
     /// Connections joined to a stream on this node right now.
@@ -270,11 +283,13 @@ impl Engine {
         }
         let tenant_actor = self.tenant(tenant).await?;
         let id = id.clone();
-        ask(&tenant_actor, |reply| TenantMsg::EnsureStream(id, reply)).await?
+        tenant_actor
+            .ask(|reply| TenantMsg::EnsureStream(id, reply))
+            .await?
     }
 
     /// The running actor of a tenant, started if needed; `not_found` for unknown tenants.
-    pub async fn tenant(&self, tenant: &TenantId) -> Result<ActorRef<TenantMsg>, Rejection> {
+    pub async fn tenant(&self, tenant: &TenantId) -> Result<Addr<TenantMsg>, Rejection> {
         if let Some(t) = self.inner.tenants.get(tenant) {
             return Ok(t.clone());
         }

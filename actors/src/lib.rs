@@ -12,6 +12,7 @@ pub mod broker;
 pub mod clock;
 pub mod drop;
 pub mod engine;
+pub mod mailbox;
 pub mod metrics;
 pub mod persister;
 pub mod restart;
@@ -19,5 +20,6 @@ pub mod session;
 pub mod stream;
 pub mod supervisor;
 pub mod tenant;
+pub mod tree;
 
 pub use engine::{Engine, EngineConfig};

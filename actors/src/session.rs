@@ -17,7 +17,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::broker::StreamOut;
-use crate::engine::{Engine, ask};
+use crate::engine::Engine;
+use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
 use crate::stream::{JoinReply, StreamMsg};
 
@@ -58,6 +59,8 @@ pub struct SessionArgs {
     pub session: SessionId,
     /// The writer task's queue.
     pub out: mpsc::Sender<Outgoing>,
+    /// Its mailbox counter (the reader sends through an [`crate::mailbox::Addr`]).
+    pub depth: Depth,
 }
 
 /// Messages of a session actor.
@@ -80,6 +83,7 @@ pub struct SessionState {
     session: SessionId,
     out: mpsc::Sender<Outgoing>,
     joined: HashSet<StreamId>,
+    depth: Depth,
     _alive: AliveGuard,
 }
 
@@ -125,8 +129,10 @@ impl SessionState {
         }
         let tenant = self.identity.member_tenant()?.clone();
         let handle = self.engine.stream(&tenant, &stream).await?;
-        let reply: JoinReply =
-            ask(&handle.actor, |reply| StreamMsg::Join { resume, reply }).await??;
+        let reply: JoinReply = handle
+            .actor
+            .ask(|reply| StreamMsg::Join { resume, reply })
+            .await??;
         let joined = ServerFrame::Joined {
             r#ref,
             stream: stream.as_str().to_owned(),
@@ -172,12 +178,14 @@ impl SessionState {
                     id: self.identity.user.clone(),
                     name: self.identity.name.clone(),
                 };
-                let seq = ask(&handle.actor, |reply| StreamMsg::Chat {
-                    author,
-                    text,
-                    reply,
-                })
-                .await??;
+                let seq = handle
+                    .actor
+                    .ask(|reply| StreamMsg::Chat {
+                        author,
+                        text,
+                        reply,
+                    })
+                    .await??;
                 self.reply(ServerFrame::Ok {
                     r#ref,
                     seq: Some(seq),
@@ -191,7 +199,7 @@ impl SessionState {
                 let emoji = validate_emoji(&emoji)?;
                 let tenant = self.identity.member_tenant()?.clone();
                 let handle = self.engine.stream(&tenant, &stream).await?;
-                let _ = handle.actor.cast(StreamMsg::React(emoji));
+                handle.actor.cast(StreamMsg::React(emoji));
                 Ok(())
             }
             ClientOp::Claim {
@@ -239,7 +247,15 @@ impl Actor for SessionActor {
                 args.out.clone(),
             );
         }
+        let parent = args.identity.tenant.as_ref().map(|t| format!("tenant:{t}"));
+        args.engine.tree().register(
+            kind::SESSION,
+            args.session.as_str(),
+            parent,
+            args.depth.clone(),
+        );
         Ok(SessionState {
+            depth: args.depth,
             engine: args.engine,
             identity: args.identity,
             session: args.session,
@@ -256,6 +272,7 @@ impl Actor for SessionActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
+        state.depth.taken();
         match message {
             SessionMsg::Frame(frame) => {
                 let r#ref = frame.r#ref.clone();
@@ -288,6 +305,10 @@ impl Actor for SessionActor {
                 .engine
                 .unregister_user(tenant, &state.identity.user, &state.session);
         }
+        state
+            .engine
+            .tree()
+            .remove(kind::SESSION, state.session.as_str());
         Ok(())
     }
 }

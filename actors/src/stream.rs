@@ -23,6 +23,7 @@ use tokio::sync::broadcast;
 use crate::broker::StreamOut;
 use crate::clock;
 use crate::engine::Engine;
+use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
 
 /// How often ephemeral tallies are considered for sending.
@@ -42,6 +43,8 @@ pub struct StreamArgs {
     pub stream: StreamId,
     /// True when restarting after a failure: subscribers are told to re-join.
     pub restarted: bool,
+    /// Its mailbox counter.
+    pub depth: Depth,
 }
 
 /// What a joining connection gets back.
@@ -128,6 +131,7 @@ pub struct StreamState {
     reactions: BTreeMap<String, u64>,
     last_viewers: (u64, Instant),
     restarted: bool,
+    depth: Depth,
     _alive: AliveGuard,
 }
 
@@ -342,7 +346,14 @@ impl Actor for StreamActor {
             .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
             .collect();
         myself.send_interval(TICK, || StreamMsg::Tick);
+        args.engine.tree().register(
+            kind::STREAM,
+            args.stream.as_str(),
+            Some(format!("tenant:{}", args.tenant)),
+            args.depth.clone(),
+        );
         Ok(StreamState {
+            depth: args.depth,
             log: EventLog::new(args.stream.clone(), epoch, limits.resume_buffer),
             engine: args.engine,
             record,
@@ -377,6 +388,9 @@ impl Actor for StreamActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
+        if !matches!(message, StreamMsg::Tick) {
+            state.depth.taken();
+        }
         match message {
             StreamMsg::Join { resume, reply } => {
                 let _ = reply.send(Ok(state.join(resume)));
@@ -422,6 +436,10 @@ impl Actor for StreamActor {
         if state.record.status == StreamStatus::Ended {
             state.engine.broker().remove(&state.record.id);
         }
+        state
+            .engine
+            .tree()
+            .remove(kind::STREAM, state.record.id.as_str());
         Ok(())
     }
 }

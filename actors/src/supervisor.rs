@@ -7,6 +7,7 @@ use liveshop_engine::{Rejection, TenantId};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::engine::Engine;
+use crate::mailbox::{Addr, Depth};
 use crate::metrics::{self, AliveGuard, kind};
 use crate::restart::RestartBudget;
 use crate::tenant::{TenantActor, TenantMsg};
@@ -14,10 +15,7 @@ use crate::tenant::{TenantActor, TenantMsg};
 /// Messages of the root supervisor.
 pub enum SupervisorMsg {
     /// Returns the tenant's actor, starting it if needed.
-    EnsureTenant(
-        TenantId,
-        RpcReplyPort<Result<ActorRef<TenantMsg>, Rejection>>,
-    ),
+    EnsureTenant(TenantId, RpcReplyPort<Result<Addr<TenantMsg>, Rejection>>),
 }
 
 /// The root supervisor.
@@ -36,13 +34,15 @@ impl EngineSupervisor {
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
         tenant: TenantId,
-    ) -> Result<ActorRef<TenantMsg>, Rejection> {
-        let args = (state.engine.clone(), tenant.clone());
+    ) -> Result<Addr<TenantMsg>, Rejection> {
+        let depth = Depth::new(kind::TENANT);
+        let args = (state.engine.clone(), tenant.clone(), depth.clone());
         match Actor::spawn_linked(None, TenantActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
                 state.children.insert(actor.get_id(), tenant.clone());
-                state.engine.tenants().insert(tenant, actor.clone());
-                Ok(actor)
+                let addr = Addr::new(actor, depth);
+                state.engine.tenants().insert(tenant, addr.clone());
+                Ok(addr)
             }
             Err(err) => Err(spawn_rejection(err, "tenant")),
         }
@@ -125,7 +125,9 @@ impl Actor for EngineSupervisor {
                     .await;
                     return Ok(());
                 };
-                state.engine.tenants().remove(&tenant);
+                if let Some((_, addr)) = state.engine.tenants().remove(&tenant) {
+                    addr.discard();
+                }
                 let budget = state
                     .budgets
                     .entry(tenant.clone())
@@ -134,11 +136,16 @@ impl Actor for EngineSupervisor {
                     tracing::warn!(tenant_id = %tenant, error = %err, "tenant actor failed; restarting");
                     ::metrics::counter!(metrics::ACTOR_RESTARTS, "kind" => kind::TENANT)
                         .increment(1);
+                    state
+                        .engine
+                        .tree()
+                        .note_restart(kind::TENANT, tenant.as_str());
                     let _ = Self::start_tenant(&myself, state, tenant).await;
                 } else {
                     tracing::error!(tenant_id = %tenant, error = %err, "tenant actor keeps failing; giving up until next use");
                     ::metrics::counter!(metrics::ACTOR_ESCALATIONS, "kind" => kind::TENANT)
                         .increment(1);
+                    state.engine.tree().remove(kind::TENANT, tenant.as_str());
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {

@@ -12,6 +12,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use crate::broker::StreamOut;
 use crate::drop::{DropActor, DropArgs};
 use crate::engine::{DropHandle, Engine, StreamHandle};
+use crate::mailbox::{Addr, Depth};
 use crate::metrics::{self, AliveGuard, kind};
 use crate::restart::RestartBudget;
 use crate::stream::{StreamActor, StreamArgs};
@@ -40,6 +41,7 @@ pub struct TenantState {
     engine: Engine,
     tenant: TenantId,
     children: HashMap<ActorId, Child>,
+    depth: Depth,
     budgets: HashMap<Child, RestartBudget>,
     _alive: AliveGuard,
 }
@@ -51,18 +53,20 @@ impl TenantState {
         stream: StreamId,
         restarted: bool,
     ) -> Result<StreamHandle, Rejection> {
+        let depth = Depth::new(kind::STREAM);
         let args = StreamArgs {
             engine: self.engine.clone(),
             tenant: self.tenant.clone(),
             stream: stream.clone(),
             restarted,
+            depth: depth.clone(),
         };
         match Actor::spawn_linked(None, StreamActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
                 self.children
                     .insert(actor.get_id(), Child::Stream(stream.clone()));
                 let handle = StreamHandle {
-                    actor,
+                    actor: Addr::new(actor, depth),
                     tenant: self.tenant.clone(),
                 };
                 self.engine.streams().insert(stream, handle.clone());
@@ -79,17 +83,19 @@ impl TenantState {
         myself: &ActorRef<TenantMsg>,
         drop: DropId,
     ) -> Result<DropHandle, Rejection> {
+        let depth = Depth::new(kind::DROP);
         let args = DropArgs {
             engine: self.engine.clone(),
             tenant: self.tenant.clone(),
             drop: drop.clone(),
+            depth: depth.clone(),
         };
         match Actor::spawn_linked(None, DropActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
                 self.children
                     .insert(actor.get_id(), Child::Drop(drop.clone()));
                 let handle = DropHandle {
-                    actor,
+                    actor: Addr::new(actor, depth),
                     tenant: self.tenant.clone(),
                 };
                 self.engine.drops().insert(drop, handle.clone());
@@ -107,10 +113,14 @@ impl TenantState {
         };
         match &child {
             Child::Stream(s) => {
-                self.engine.streams().remove(s);
+                if let Some((_, h)) = self.engine.streams().remove(s) {
+                    h.actor.discard();
+                }
             }
             Child::Drop(d) => {
-                self.engine.drops().remove(d);
+                if let Some((_, h)) = self.engine.drops().remove(d) {
+                    h.actor.discard();
+                }
             }
         }
         let budget = self
@@ -120,6 +130,7 @@ impl TenantState {
         if !budget.allow(Instant::now()) {
             tracing::error!(tenant_id = %self.tenant, kind = label, id = %id, error = %err, "actor exhausted its restart budget; it starts again on next use");
             ::metrics::counter!(metrics::ACTOR_ESCALATIONS, "kind" => label).increment(1);
+            self.engine.tree().remove(label, &id);
             if let Child::Stream(s) = &child {
                 self.engine.broker().publish(s, StreamOut::Restarted);
                 self.engine.broker().remove(s);
@@ -128,6 +139,7 @@ impl TenantState {
         }
         tracing::warn!(tenant_id = %self.tenant, kind = label, id = %id, error = %err, "actor failed; restoring it from storage");
         ::metrics::counter!(metrics::ACTOR_RESTARTS, "kind" => label).increment(1);
+        self.engine.tree().note_restart(label, &id);
         let restored = match child {
             Child::Stream(s) => self.start_stream(myself, s, true).await.map(|_| ()),
             Child::Drop(d) => self.start_drop(myself, d).await.map(|_| ()),
@@ -141,17 +153,21 @@ impl TenantState {
 impl Actor for TenantActor {
     type Msg = TenantMsg;
     type State = TenantState;
-    type Arguments = (Engine, TenantId);
+    type Arguments = (Engine, TenantId, Depth);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        (engine, tenant): (Engine, TenantId),
+        (engine, tenant, depth): (Engine, TenantId, Depth),
     ) -> Result<Self::State, ActorProcessingErr> {
         if engine.store().tenant(&tenant).await?.is_none() {
             return Err("tenant not found".into());
         }
+        engine
+            .tree()
+            .register(kind::TENANT, tenant.as_str(), None, depth.clone());
         Ok(TenantState {
+            depth,
             engine,
             tenant,
             children: HashMap::new(),
@@ -167,6 +183,7 @@ impl Actor for TenantActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
+        state.depth.taken();
         match message {
             TenantMsg::EnsureStream(stream, reply) => {
                 let existing = state.engine.streams().get(&stream).map(|h| h.clone());
@@ -210,13 +227,13 @@ impl Actor for TenantActor {
                         state
                             .engine
                             .streams()
-                            .remove_if(&s, |_, h| h.actor.get_id() == id);
+                            .remove_if(&s, |_, h| h.actor.actor().get_id() == id);
                     }
                     Some(Child::Drop(d)) => {
                         state
                             .engine
                             .drops()
-                            .remove_if(&d, |_, h| h.actor.get_id() == id);
+                            .remove_if(&d, |_, h| h.actor.actor().get_id() == id);
                     }
                     None => {}
                 }

@@ -165,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/drops/{id}/claims", post(drops::claim))
         .route("/v1/claims", get(drops::my_claims))
         .route("/v1/admin/claims/{id}/pay", post(admin::pay_claim))
+        .route("/v1/admin/actors", get(admin::actors))
         .route("/v1/ws", get(ws::gateway::upgrade));
     if state.config.fault_injection {
         api = api

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use liveshop_actors::drop::DropMsg;
-use liveshop_actors::engine::ask;
 use liveshop_actors::stream::StreamMsg;
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::records::Claim;
@@ -74,6 +73,16 @@ pub async fn pay_claim(
         .await?
         .ok_or_else(|| ApiError::not_found("claim"))?;
     let handle = state.engine.drop_actor(&drop.tenant, &drop_id).await?;
-    let paid = ask(&handle.actor, |reply| DropMsg::Pay(id, reply)).await??;
+    let paid = handle.actor.ask(|reply| DropMsg::Pay(id, reply)).await??;
     Ok(Json(paid))
+}
+
+/// The live actor tree: kind, id, parent, mailbox depth, restarts and uptime of every actor.
+pub async fn actors(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<Value>> {
+    caller.require_operator()?;
+    let items = state.engine.tree().snapshot();
+    Ok(Json(json!({ "count": items.len(), "items": items })))
 }

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use liveshop_actors::drop::DropMsg;
-use liveshop_actors::engine::ask;
 use liveshop_actors::stream::StreamMsg;
 use liveshop_engine::auth::Identity;
 use liveshop_engine::drops::{CloseReason, DropTerms};
@@ -88,11 +87,13 @@ pub async fn open(
         closed_reason: None,
     };
     let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
-    let drop = ask(&handle.actor, |reply| StreamMsg::OpenDrop {
-        drop: Box::new(drop),
-        reply,
-    })
-    .await??;
+    let drop = handle
+        .actor
+        .ask(|reply| StreamMsg::OpenDrop {
+            drop: Box::new(drop),
+            reply,
+        })
+        .await??;
     // Start its actor now, so a duration closes it even if nobody claims.
     state.engine.drop_actor(&drop.tenant, &drop.id).await?;
     tracing::info!(stream_id = %stream.id, drop_id = %drop.id, quantity = drop.quantity, "drop opened");
@@ -132,10 +133,10 @@ pub async fn close(
         .ok_or_else(|| ApiError::not_found("drop"))?;
     caller.require_stream_owner(&stream.tenant, &stream.seller)?;
     let handle = state.engine.drop_actor(&drop.tenant, &drop.id).await?;
-    let closed = ask(&handle.actor, |reply| {
-        DropMsg::Close(CloseReason::Seller, Some(reply))
-    })
-    .await?;
+    let closed = handle
+        .actor
+        .ask(|reply| DropMsg::Close(CloseReason::Seller, Some(reply)))
+        .await?;
     Ok(Json(closed))
 }
 
@@ -146,10 +147,10 @@ pub async fn close_all_of_stream(state: &AppState, stream: &StreamId) -> ApiResu
             continue;
         }
         let handle = state.engine.drop_actor(&drop.tenant, &drop.id).await?;
-        ask(&handle.actor, |reply| {
-            DropMsg::Close(CloseReason::StreamEnded, Some(reply))
-        })
-        .await?;
+        handle
+            .actor
+            .ask(|reply| DropMsg::Close(CloseReason::StreamEnded, Some(reply)))
+            .await?;
     }
     Ok(())
 }

@@ -50,6 +50,7 @@ async fn redis_ping(client: &redis::Client) -> bool {
 
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    liveshop_actors::mailbox::publish_gauges();
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -1,20 +1,20 @@
 //! Streams, contract 3.4. Reads come from storage; every change goes through the stream's actor.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use liveshop_actors::engine::ask;
 use liveshop_actors::stream::StreamMsg;
 use liveshop_engine::auth::Identity;
 use liveshop_engine::records::{Stream, StreamStatus};
 use liveshop_engine::stream::Lifecycle;
-use liveshop_engine::{ProductId, StreamId, Timestamp};
+use liveshop_engine::{ErrorCode, ProductId, StreamId, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{fresh, text_field};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, ApiPath, Caller};
 use crate::state::AppState;
 
 /// Body of `POST /v1/streams`.
@@ -67,9 +67,10 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let tenant = caller.member_tenant()?;
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     let status =
         match query.status.as_deref() {
             None | Some("") => None,
@@ -102,7 +103,7 @@ async fn visible_stream(state: &AppState, caller: &Identity, id: &str) -> ApiRes
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Stream>> {
     Ok(Json(visible_stream(&state, &caller, &id).await?))
 }
@@ -121,11 +122,10 @@ async fn lifecycle(
 ) -> ApiResult<Json<Stream>> {
     let stream = owned_stream(state, caller, id).await?;
     let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
-    let updated = ask(&handle.actor, |reply| StreamMsg::Lifecycle {
-        action,
-        reply,
-    })
-    .await??;
+    let updated = handle
+        .actor
+        .ask(|reply| StreamMsg::Lifecycle { action, reply })
+        .await??;
     if action == Lifecycle::End {
         super::drops::close_all_of_stream(state, &stream.id).await?;
     }
@@ -137,7 +137,7 @@ async fn lifecycle(
 pub async fn start(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Stream>> {
     lifecycle(&state, &caller, &id, Lifecycle::Start).await
 }
@@ -146,7 +146,7 @@ pub async fn start(
 pub async fn end(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Stream>> {
     lifecycle(&state, &caller, &id, Lifecycle::End).await
 }
@@ -161,7 +161,7 @@ pub struct PinBody {
 pub async fn pin(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PinBody>,
 ) -> ApiResult<Json<Stream>> {
     let stream = owned_stream(&state, &caller, &id).await?;
@@ -175,6 +175,9 @@ pub async fn pin(
         return Err(ApiError::not_found("product"));
     }
     let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
-    let updated = ask(&handle.actor, |reply| StreamMsg::Pin { product, reply }).await??;
+    let updated = handle
+        .actor
+        .ask(|reply| StreamMsg::Pin { product, reply })
+        .await??;
     Ok(Json(updated))
 }

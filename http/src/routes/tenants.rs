@@ -1,7 +1,7 @@
 //! Tenants (role `operator`), contract 3.2.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use liveshop_engine::records::Tenant;
 use liveshop_engine::{Slug, TenantId};
@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{fresh, text_field};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, ApiPath, Caller};
 use crate::state::AppState;
 
 /// Body of `POST /v1/tenants`.
@@ -42,7 +42,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Tenant>> {
     let id = TenantId::parse(&id).map_err(|_| ApiError::not_found("tenant"))?;
     if !caller.can_read(&id) {

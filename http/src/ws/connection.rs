@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::StreamExt;
+use liveshop_actors::mailbox::{Addr, Depth};
+use liveshop_actors::metrics::kind;
 use liveshop_actors::session::{
     OUTGOING_CAPACITY, Outgoing, SessionActor, SessionArgs, SessionMsg,
 };
@@ -63,14 +65,17 @@ async fn serve(
             .unwrap_or_default(),
         protocol: PROTOCOL_VERSION,
     };
+    let depth = Depth::new(kind::SESSION);
+    let session_id = session.clone();
     let args = SessionArgs {
         engine: state.engine.clone(),
         identity,
         session,
         out: out_tx.clone(),
+        depth: depth.clone(),
     };
     let (actor, mut actor_done) = match Actor::spawn(None, SessionActor, args).await {
-        Ok(spawned) => spawned,
+        Ok((actor, done)) => (Addr::new(actor, depth), done),
         Err(err) => {
             tracing::error!(error = %err, "session actor failed to start");
             return CloseReason::Internal;
@@ -84,7 +89,7 @@ async fn serve(
             out: out_rx,
             close: close_rx,
             rejoin: Box::new(move |stream| {
-                let _ = rejoin_target.cast(SessionMsg::Rejoin(stream));
+                rejoin_target.cast(SessionMsg::Rejoin(stream));
             }),
             ping_every: state.config.ping_interval(),
         }
@@ -144,7 +149,7 @@ async fn serve(
                         } else {
                             match ClientFrame::decode(text.as_str()) {
                                 Ok(frame) => {
-                                    let _ = actor.cast(SessionMsg::Frame(frame));
+                                    actor.cast(SessionMsg::Frame(frame));
                                     continue;
                                 }
                                 Err(e) => ServerFrame::error(e.r#ref, &e.rejection),
@@ -157,7 +162,15 @@ async fn serve(
         }
     };
 
-    actor.stop(None);
+    actor.actor().stop(None);
+    if reason == CloseReason::Internal {
+        // A failed session actor skipped its own clean-up.
+        actor.discard();
+        state
+            .engine
+            .tree()
+            .remove(kind::SESSION, session_id.as_str());
+    }
     if writer_done.is_none() {
         let _ = close_tx.send(Some(reason));
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;

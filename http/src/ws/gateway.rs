@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -19,12 +20,13 @@ use crate::state::AppState;
 /// [`MAX_FRAME_BYTES`] up to this size are refused by the reader with close 1009.
 const TRANSPORT_MAX_MESSAGE: usize = 64 * MAX_FRAME_BYTES;
 
-/// `GET /v1/ws`.
+/// `GET /v1/ws`. The origin and the token are checked first; a request that is not a WebSocket
+/// upgrade is then a `bad_request` in the contract's error shape.
 pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Some(allowed) = &state.config.allowed_origins {
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -44,6 +46,13 @@ pub async fn upgrade(
     let verified = match authenticate(&state, &token).await {
         Ok(v) => v,
         Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let message = format!("expected a WebSocket upgrade: {}", rejection.body_text());
+            return ApiError::new(ErrorCode::BadRequest, message).into_response();
+        }
     };
     ws.max_message_size(TRANSPORT_MAX_MESSAGE)
         .max_frame_size(TRANSPORT_MAX_MESSAGE)

@@ -1,0 +1,170 @@
+//! Addresses that count what is queued: ractor mailboxes do not expose their length, so every send
+//! through an [`Addr`] raises the target's depth and the actor lowers it when it takes the message.
+//! Depths feed `liveshop_actor_mailbox_depth{kind}` and the operator's actor tree.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use liveshop_engine::{ErrorCode, Rejection};
+use ractor::{ActorRef, Message, RpcReplyPort};
+
+use crate::engine::CALL_TIMEOUT;
+use crate::metrics::{ACTOR_MAILBOX_DEPTH, kind};
+
+/// Kinds whose mailboxes are counted, in the order of [`TOTALS`].
+const KINDS: [&str; 4] = [kind::TENANT, kind::STREAM, kind::DROP, kind::SESSION];
+
+/// Messages queued per kind, summed over every actor of that kind.
+static TOTALS: [AtomicI64; 4] = [
+    AtomicI64::new(0),
+    AtomicI64::new(0),
+    AtomicI64::new(0),
+    AtomicI64::new(0),
+];
+
+fn slot(kind: &str) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+/// Messages waiting in one actor's mailbox.
+#[derive(Clone, Debug)]
+pub struct Depth {
+    queued: Arc<AtomicI64>,
+    slot: usize,
+}
+
+impl Depth {
+    /// A counter for a new actor of `kind`.
+    pub fn new(kind: &'static str) -> Self {
+        Self {
+            queued: Arc::new(AtomicI64::new(0)),
+            slot: slot(kind),
+        }
+    }
+
+    /// One more message is waiting.
+    pub fn queued(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        TOTALS[self.slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The actor took one message.
+    pub fn taken(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        TOTALS[self.slot].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Messages waiting now.
+    pub fn current(&self) -> i64 {
+        self.queued.load(Ordering::Relaxed).max(0)
+    }
+
+    /// Forgets what an actor that died left queued, so totals stay true.
+    pub fn discard(&self) {
+        let left = self.queued.swap(0, Ordering::Relaxed);
+        TOTALS[self.slot].fetch_sub(left, Ordering::Relaxed);
+    }
+}
+
+/// Copies the per-kind totals into the `liveshop_actor_mailbox_depth` gauges.
+pub fn publish_gauges() {
+    for (i, k) in KINDS.iter().enumerate() {
+        let depth = TOTALS[i].load(Ordering::Relaxed).max(0);
+        metrics::gauge!(ACTOR_MAILBOX_DEPTH, "kind" => *k).set(depth as f64);
+    }
+}
+
+/// An actor reference that counts its sends into the actor's [`Depth`].
+pub struct Addr<M: Message> {
+    actor: ActorRef<M>,
+    depth: Depth,
+}
+
+impl<M: Message> std::fmt::Debug for Addr<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Addr({}, depth {})",
+            self.actor.get_id(),
+            self.depth.current()
+        )
+    }
+}
+
+impl<M: Message> Clone for Addr<M> {
+    fn clone(&self) -> Self {
+        Self {
+            actor: self.actor.clone(),
+            depth: self.depth.clone(),
+        }
+    }
+}
+
+impl<M: Message> Addr<M> {
+    /// Wraps a spawned actor and the depth it decrements.
+    pub fn new(actor: ActorRef<M>, depth: Depth) -> Self {
+        Self { actor, depth }
+    }
+
+    /// The underlying reference (for supervision and identity).
+    pub fn actor(&self) -> &ActorRef<M> {
+        &self.actor
+    }
+
+    /// Messages waiting now.
+    pub fn depth(&self) -> i64 {
+        self.depth.current()
+    }
+
+    /// Forgets what a dead actor left queued (its supervisor calls this before replacing it).
+    pub fn discard(&self) {
+        self.depth.discard();
+    }
+
+    /// Sends without waiting; a dead actor drops the message.
+    pub fn cast(&self, message: M) {
+        self.depth.queued();
+        if self.actor.cast(message).is_err() {
+            self.depth.taken();
+        }
+    }
+
+    /// Sends and waits for the answer; a dead or stuck actor is `unavailable`.
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<T>) -> M,
+    ) -> Result<T, Rejection> {
+        self.depth.queued();
+        match self.actor.call(build, Some(CALL_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
+            Err(_) => {
+                self.depth.taken();
+                Err(unavailable())
+            }
+            Ok(_) => Err(unavailable()),
+        }
+    }
+}
+
+fn unavailable() -> Rejection {
+    Rejection::new(
+        ErrorCode::Unavailable,
+        "the actor in charge did not answer; retry",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_queued_minus_taken_and_discard_clears_it() {
+        let d = Depth::new(kind::DROP);
+        d.queued();
+        d.queued();
+        d.taken();
+        assert_eq!(d.current(), 1);
+        d.discard();
+        assert_eq!(d.current(), 0);
+    }
+}
