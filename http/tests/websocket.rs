@@ -26,6 +26,13 @@ both! {
     the_upgrade_is_refused_without_a_valid_token,
     the_upgrade_checks_the_origin_allowlist,
     joining_another_tenants_stream_is_not_found,
+    a_plain_get_of_the_socket_route_is_refused_in_the_error_shape,
+    a_connection_closes_with_1008_when_its_token_expires,
+    frames_are_rate_limited_per_connection_without_closing,
+    a_connection_may_join_a_limited_number_of_streams,
+    reactions_are_tallied_and_unknown_emoji_refused,
+    chat_shows_the_display_name_of_the_token,
+    ending_a_stream_tells_joined_clients_and_stops_chat,
 }
 
 /// Sends a chat frame with a ref.
@@ -569,4 +576,146 @@ async fn joining_another_tenants_stream_is_not_found(backend: Backend) {
     )
     .await;
     assert_eq!(stream["error"]["code"], "not_found");
+}
+
+async fn a_plain_get_of_the_socket_route_is_refused_in_the_error_shape(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("plain-get").await;
+    let url = app.url("/v1/ws");
+    let response = app.http.get(&url).send().await.unwrap();
+    common::expect_error(response, 401, "unauthorized").await;
+    let response = app
+        .http
+        .get(&url)
+        .bearer_auth(&shop.viewer)
+        .send()
+        .await
+        .unwrap();
+    common::expect_error(response, 400, "bad_request").await;
+}
+
+async fn a_connection_closes_with_1008_when_its_token_expires(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "expiring").await;
+    let short = common::mint(&liveshop_http::auth::claims_for(
+        Role::Viewer,
+        Some(&shop.tenant),
+        "brief",
+        None,
+        2,
+    ));
+    let mut client = app.ws(&short).await;
+    client.join(&stream, None).await;
+    assert_eq!(client.expect_close_code().await, 1008);
+}
+
+async fn frames_are_rate_limited_per_connection_without_closing(backend: Backend) {
+    let app = TestApp::spawn(backend, |c| {
+        c.frame_burst = 3;
+        c.frames_per_sec = 0.1;
+    })
+    .await;
+    let shop = app.shop("frame-limit").await;
+    let mut client = app.ws(&shop.viewer).await;
+    for i in 0..3 {
+        client.ping(&format!("p{i}")).await;
+    }
+    client
+        .send_json(&json!({ "op": "ping", "ref": "over" }))
+        .await;
+    let error = client.expect_type("error").await;
+    assert_eq!(error["code"], "rate_limited", "{error}");
+    assert!(
+        error["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{error}"
+    );
+    // The connection stays open, and other connections have their own allowance.
+    let mut other = app.ws(&shop.viewer).await;
+    other.ping("fresh").await;
+}
+
+async fn a_connection_may_join_a_limited_number_of_streams(backend: Backend) {
+    let app = TestApp::spawn(backend, |c| c.max_joins = 2).await;
+    let shop = app.shop("max-joins").await;
+    let mut streams = Vec::new();
+    for i in 0..3 {
+        streams.push(app.create_stream(&shop.seller, &format!("show {i}")).await);
+    }
+    let mut client = app.ws(&shop.viewer).await;
+    client.join(&streams[0], None).await;
+    client.join(&streams[1], None).await;
+    // Joining one of them again is not a new join.
+    client.join(&streams[1], None).await;
+    client
+        .send_json(&json!({ "op": "join", "stream": streams[2], "ref": "third" }))
+        .await;
+    client.expect_error("limit_exceeded", Some("third")).await;
+    client
+        .send_json(&json!({ "op": "leave", "stream": streams[0], "ref": "bye" }))
+        .await;
+    assert_eq!(client.expect_type("ok").await["ref"], "bye");
+    client.join(&streams[2], None).await;
+}
+
+async fn reactions_are_tallied_and_unknown_emoji_refused(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "reactions").await;
+    let mut client = app.ws(&shop.viewer).await;
+    client.join(&stream, None).await;
+    client
+        .send_json(&json!({ "op": "react", "stream": stream, "emoji": "nope", "ref": "bad" }))
+        .await;
+    client.expect_error("bad_request", Some("bad")).await;
+    for _ in 0..3 {
+        client
+            .send_json(&json!({ "op": "react", "stream": stream, "emoji": "heart" }))
+            .await;
+    }
+    // No reply to a valid reaction: a ping right after is answered first.
+    client.ping("after-react").await;
+    let mut hearts = 0;
+    while hearts < 3 {
+        let frame = client.next_any().await;
+        if frame["kind"] == "reactions" {
+            assert!(frame.get("seq").is_none(), "{frame}");
+            hearts += frame["data"]["counts"]["heart"].as_u64().unwrap_or(0);
+        }
+    }
+    assert_eq!(hearts, 3);
+}
+
+async fn chat_shows_the_display_name_of_the_token(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "names").await;
+    let named = common::mint(&liveshop_http::auth::claims_for(
+        Role::Viewer,
+        Some(&shop.tenant),
+        "u-ann",
+        Some("Ann"),
+        3600,
+    ));
+    let mut client = app.ws(&named).await;
+    client.join(&stream, None).await;
+    send_chat(&mut client, &stream, "hi", "h").await;
+    let (events, _) = collect(&mut client, 1, 1).await;
+    assert_eq!(
+        events[0]["data"]["user"],
+        json!({ "id": "u-ann", "name": "Ann" })
+    );
+    assert_eq!(events[0]["data"]["text"], "hi");
+}
+
+async fn ending_a_stream_tells_joined_clients_and_stops_chat(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "ending").await;
+    let mut client = app.ws(&shop.viewer).await;
+    let seq = client.join(&stream, None).await["seq"].as_u64().unwrap();
+    let end = format!("/v1/streams/{stream}/end");
+    expect_json(app.post(&end, &shop.seller, &json!({})).await, 200).await;
+    let status = client.expect_type("event").await;
+    assert_eq!(status["kind"], "status", "{status}");
+    assert_eq!(status["data"]["status"], "ended");
+    assert_eq!(status["seq"], seq + 1);
+    send_chat(&mut client, &stream, "too late", "late").await;
+    client.expect_error("invalid_state", Some("late")).await;
 }

@@ -28,7 +28,7 @@ pub async fn crash_stream(
         .await?
         .ok_or_else(|| ApiError::not_found("stream"))?;
     let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
-    let _ = handle.actor.cast(StreamMsg::Crash);
+    handle.actor.cast(StreamMsg::Crash);
     tracing::warn!(stream_id = %id, "fault injection: stream actor crash requested");
     Ok(Json(json!({ "stream": id, "crashed": true })))
 }
@@ -47,7 +47,7 @@ pub async fn crash_drop(
         .await?
         .ok_or_else(|| ApiError::not_found("drop"))?;
     let handle = state.engine.drop_actor(&drop.tenant, &id).await?;
-    let _ = handle.actor.cast(DropMsg::Crash);
+    handle.actor.cast(DropMsg::Crash);
     tracing::warn!(drop_id = %id, "fault injection: drop actor crash requested");
     Ok(Json(json!({ "drop": id, "crashed": true })))
 }

@@ -31,18 +31,21 @@ pub const SECRET: &str = "integration-secret-0123456789-abcdefghij";
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Runs each named case, an `async fn case(backend: Backend)`, on both databases: `both!{x}`
-/// generates the tests `x::on_sqlite` and `x::on_postgres`.
+/// generates the tests `x::on_sqlite` and `x::on_postgres`. Attributes written before a case
+/// (such as `#[ignore = "why"]`) apply to both of its tests.
 #[allow(unused_macros)]
 macro_rules! both {
-    ($($case:ident),* $(,)?) => {
+    ($($(#[$attr:meta])* $case:ident),* $(,)?) => {
         $(
             mod $case {
                 #[tokio::test]
+                $(#[$attr])*
                 async fn on_sqlite() {
                     super::$case($crate::common::Backend::Sqlite).await;
                 }
 
                 #[tokio::test]
+                $(#[$attr])*
                 async fn on_postgres() {
                     super::$case($crate::common::Backend::Postgres).await;
                 }

@@ -4,7 +4,7 @@
 //! against every answer (contract 3.5: no oversell, no lost reservation). A broken invariant
 //! exits with code 3.
 
-use super::bar;
+use super::{bar, server_stats};
 use crate::claims::{Answer, BuyerAnswers, DropCounts, Listing, Tally, Terms, Verdict};
 use crate::cli::{Common, DropArgs};
 use crate::client::{Conn, Endpoint, Frame, Incoming};
@@ -175,6 +175,9 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     let connect_s = connect_started.elapsed().as_secs_f64();
 
     // Phase 2: the barrier opens; every connected buyer claims at once.
+    let sampler = common
+        .server_pid
+        .map(|pid| crate::procstat::Sampler::start(pid, Duration::from_millis(100)));
     let release = Instant::now();
     let _ = go_tx.send(true);
     let progress = bar(common, "claims", (args.buyers * rush.sends) as u64);
@@ -192,6 +195,10 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         }
     }
     progress.finish();
+    let series = match sampler {
+        Some(s) => Some(s.finish().await),
+        None => None,
+    };
     let _ = finish_tx.send(true);
     // WebSocket buyers close their sockets now; leftovers are cut after a grace period.
     let closing = async { while tasks.join_next().await.is_some() {} };
@@ -279,6 +286,7 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     report.stat("checks", &verdict.checks);
     report.violations = verdict.failures();
     report.stat("invariants_held", report.violations.is_empty());
+    server_stats(&mut report, series, 0);
     let others: Vec<String> = tally
         .answers_by_code
         .iter()
