@@ -17,6 +17,7 @@ use serde_json::json;
 
 both! {
     sigterm_closes_websockets_with_1012_and_exits_cleanly,
+    chat_sent_before_sigterm_is_in_the_snapshot_after_restart,
 }
 
 /// The engine binary as a child process; killed if a test fails before it exits.
@@ -111,16 +112,14 @@ impl Drop for Server {
     }
 }
 
-async fn sigterm_closes_websockets_with_1012_and_exits_cleanly(backend: Backend) {
-    let db = fresh(backend).await;
-    let (mut server, addr) = Server::start(db.url());
+/// A tenant with a live stream on the server at `addr`, made over HTTP.
+async fn live_stream(addr: SocketAddr, slug: &str) -> (Shop, String) {
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{addr}{path}");
-
     let tenant = http
         .post(url("/v1/tenants"))
         .bearer_auth(operator())
-        .json(&json!({ "slug": "drain", "name": "Drain" }))
+        .json(&json!({ "slug": slug, "name": "Drain" }))
         .send()
         .await
         .expect("tenant request");
@@ -152,19 +151,31 @@ async fn sigterm_closes_websockets_with_1012_and_exits_cleanly(backend: Backend)
         .await
         .expect("start request");
     expect_json(started, 200).await;
+    (shop, stream)
+}
 
-    let ws_url = format!("ws://{addr}/v1/ws?token={}", shop.viewer);
+/// A WebSocket client of the server at `addr`, past its `welcome`.
+async fn client(addr: SocketAddr, token: &str) -> WsClient {
+    let mut client = common::connect(&format!("ws://{addr}/v1/ws?token={token}"), None)
+        .await
+        .expect("upgrade");
+    assert_eq!(client.next_json().await["type"], "welcome");
+    client
+}
+
+async fn sigterm_closes_websockets_with_1012_and_exits_cleanly(backend: Backend) {
+    let db = fresh(backend).await;
+    let (mut server, addr) = Server::start(db.url());
+    let (shop, stream) = live_stream(addr, "drain").await;
+
     let mut clients: Vec<WsClient> = Vec::new();
     for _ in 0..2 {
-        let mut client = common::connect(&ws_url, None).await.expect("upgrade");
-        assert_eq!(client.next_json().await["type"], "welcome");
-        client.join(&stream, None).await;
-        clients.push(client);
+        let mut joined = client(addr, &shop.viewer).await;
+        joined.join(&stream, None).await;
+        clients.push(joined);
     }
-    // One connection that never joined a stream is drained too.
-    let mut idle = common::connect(&ws_url, None).await.expect("upgrade");
-    assert_eq!(idle.next_json().await["type"], "welcome");
-    clients.push(idle);
+    // A connection that never joined a stream is drained too.
+    clients.push(client(addr, &shop.viewer).await);
 
     server.terminate();
     for client in &mut clients {
@@ -172,6 +183,50 @@ async fn sigterm_closes_websockets_with_1012_and_exits_cleanly(backend: Backend)
     }
     let status = server.wait_exit().await;
     assert!(status.success(), "exit status {status:?}");
+    drop(server);
+    drop(db);
+}
+
+async fn chat_sent_before_sigterm_is_in_the_snapshot_after_restart(backend: Backend) {
+    let db = fresh(backend).await;
+    let (mut server, addr) = Server::start(db.url());
+    let (shop, stream) = live_stream(addr, "restart").await;
+    let mut writer = client(addr, &shop.viewer).await;
+    let epoch = writer.join(&stream, None).await["epoch"].as_u64().unwrap();
+    let texts = ["before one", "before two", "before three"];
+    for (i, text) in texts.iter().enumerate() {
+        writer
+            .send_json(
+                &json!({ "op": "chat", "stream": stream, "text": text, "ref": i.to_string() }),
+            )
+            .await;
+    }
+    let mut oks = 0;
+    while oks < texts.len() {
+        if writer.next_json().await["type"] == "ok" {
+            oks += 1;
+        }
+    }
+    server.terminate();
+    assert_eq!(writer.expect_close_code().await, 1012);
+    assert!(server.wait_exit().await.success());
+    drop(server);
+
+    let (server, addr) = Server::start(db.url());
+    let mut reader = client(addr, &shop.viewer).await;
+    // The old position cannot be resumed on a new process: a fresh snapshot, a new epoch.
+    let joined = reader.join(&stream, Some((epoch, 4))).await;
+    assert_eq!(joined["resumed"], false, "{joined}");
+    assert!(joined["epoch"].as_u64().unwrap() > epoch, "{joined}");
+    let snapshot = &joined["snapshot"];
+    assert_eq!(snapshot["stream"]["status"], "live", "{joined}");
+    let chat: Vec<&str> = snapshot["chat"]
+        .as_array()
+        .expect("chat")
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(chat, texts, "{joined}");
     drop(server);
     drop(db);
 }
