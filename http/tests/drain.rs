@@ -4,13 +4,9 @@
 #[macro_use]
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use common::{Backend, SECRET, Shop, WsClient, expect_json, operator, token};
+use common::{Backend, EngineProcess, Shop, WsClient, expect_json, operator, token};
 use liveshop_engine::auth::Role;
 use liveshop_storage::testing::fresh;
 use serde_json::json;
@@ -18,98 +14,6 @@ use serde_json::json;
 both! {
     sigterm_closes_websockets_with_1012_and_exits_cleanly,
     chat_sent_before_sigterm_is_in_the_snapshot_after_restart,
-}
-
-/// The engine binary as a child process; killed if a test fails before it exits.
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(database_url: &str) -> (Self, SocketAddr) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_liveshop"))
-            .arg("serve")
-            // Away from the repository, so no `.env` file is picked up.
-            .current_dir(std::env::temp_dir())
-            .env("LIVESHOP_LISTEN", "127.0.0.1:0")
-            .env("DATABASE_URL", database_url)
-            .env("LIVESHOP_JWT_SECRET", SECRET)
-            .env("LIVESHOP_ENV", "dev")
-            .env("RUST_LOG", "info")
-            .env_remove("REDIS_URL")
-            .env_remove("LIVESHOP_ALLOWED_ORIGINS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the liveshop binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        // Keep reading to the end so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // Nobody listens any more; keep draining the pipe.
-                }
-            }
-        });
-        let mut server = Self { child, lines };
-        let addr = server.wait_for_line("listening", Duration::from_secs(60));
-        let addr = addr
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("addr="))
-            .unwrap_or_else(|| panic!("no addr= in {addr:?}"))
-            .parse()
-            .expect("addr is IP:PORT");
-        (server, addr)
-    }
-
-    fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(err) => panic!(
-                    "no log line with {needle:?} ({err}); exit: {:?}",
-                    self.child.try_wait()
-                ),
-            }
-        }
-    }
-
-    fn terminate(&self) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
-        // SAFETY: `kill` has no memory-safety preconditions; the pid is our own child.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "SIGTERM is delivered");
-    }
-
-    async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("child status") {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the server exits after draining"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// A tenant with a live stream on the server at `addr`, made over HTTP.
@@ -165,7 +69,7 @@ async fn client(addr: SocketAddr, token: &str) -> WsClient {
 
 async fn sigterm_closes_websockets_with_1012_and_exits_cleanly(backend: Backend) {
     let db = fresh(backend).await;
-    let (mut server, addr) = Server::start(db.url());
+    let (mut server, addr) = EngineProcess::start(db.url(), &[]);
     let (shop, stream) = live_stream(addr, "drain").await;
 
     let mut clients: Vec<WsClient> = Vec::new();
@@ -189,7 +93,7 @@ async fn sigterm_closes_websockets_with_1012_and_exits_cleanly(backend: Backend)
 
 async fn chat_sent_before_sigterm_is_in_the_snapshot_after_restart(backend: Backend) {
     let db = fresh(backend).await;
-    let (mut server, addr) = Server::start(db.url());
+    let (mut server, addr) = EngineProcess::start(db.url(), &[]);
     let (shop, stream) = live_stream(addr, "restart").await;
     let mut writer = client(addr, &shop.viewer).await;
     let epoch = writer.join(&stream, None).await["epoch"].as_u64().unwrap();
@@ -212,7 +116,7 @@ async fn chat_sent_before_sigterm_is_in_the_snapshot_after_restart(backend: Back
     assert!(server.wait_exit().await.success());
     drop(server);
 
-    let (server, addr) = Server::start(db.url());
+    let (server, addr) = EngineProcess::start(db.url(), &[]);
     let mut reader = client(addr, &shop.viewer).await;
     // The old position cannot be resumed on a new process: a fresh snapshot, a new epoch.
     let joined = reader.join(&stream, Some((epoch, 4))).await;

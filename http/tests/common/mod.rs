@@ -3,7 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -468,5 +472,186 @@ where
             "never happened: {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `liveshop` command with a clean, explicit environment: the test secret, development mode,
+/// `DATABASE_URL` when given, run in `cwd` (away from the repository, so no `.env` is read).
+/// `env` entries override, `None` removes a variable.
+pub fn liveshop_command(
+    cwd: &Path,
+    database_url: Option<&str>,
+    env: &[(&str, Option<&str>)],
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_liveshop"));
+    command
+        .current_dir(cwd)
+        .env("LIVESHOP_JWT_SECRET", SECRET)
+        .env("LIVESHOP_ENV", "dev")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    for name in [
+        "LIVESHOP_LISTEN",
+        "REDIS_URL",
+        "LIVESHOP_ALLOWED_ORIGINS",
+        "LIVESHOP_CHAT_BURST",
+        "LIVESHOP_CHAT_PER_SEC",
+        "LIVESHOP_ENABLE_FAULT_INJECTION",
+    ] {
+        command.env_remove(name);
+    }
+    match database_url {
+        Some(url) => command.env("DATABASE_URL", url),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    for (name, value) in env {
+        match value {
+            Some(v) => command.env(name, v),
+            None => command.env_remove(name),
+        };
+    }
+    command
+}
+
+/// Runs `liveshop args...` to completion (see [`liveshop_command`]).
+pub fn run_liveshop(
+    cwd: &Path,
+    database_url: Option<&str>,
+    env: &[(&str, Option<&str>)],
+    args: &[&str],
+) -> Output {
+    liveshop_command(cwd, database_url, env)
+        .args(args)
+        .output()
+        .expect("the liveshop binary runs")
+}
+
+/// An empty directory of its own under the system temp folder, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates the directory.
+    pub fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("liveshop-{label}-{:016x}", rand_suffix()));
+        std::fs::create_dir_all(&path).expect("temp dir is created");
+        Self(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// `liveshop serve` as a child process on port 0; killed on drop if still running.
+pub struct EngineProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Log lines seen while waiting for others.
+    pub seen: Vec<String>,
+}
+
+impl EngineProcess {
+    /// Starts the engine in the system temp folder over `database_url` and waits for its
+    /// `listening addr=...` line; returns it with the bound address.
+    pub fn start(database_url: &str, env: &[(&str, Option<&str>)]) -> (Self, SocketAddr) {
+        Self::start_in(&std::env::temp_dir(), database_url, env)
+    }
+
+    /// As [`EngineProcess::start`], in the working directory `cwd`.
+    pub fn start_in(
+        cwd: &Path,
+        database_url: &str,
+        env: &[(&str, Option<&str>)],
+    ) -> (Self, SocketAddr) {
+        let mut child = liveshop_command(cwd, Some(database_url), env)
+            .arg("serve")
+            .env("LIVESHOP_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the liveshop binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::channel();
+        // Read to the end, so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        let line = server.wait_for_line("listening");
+        let addr = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+            .parse()
+            .expect("addr is IP:PORT");
+        (server, addr)
+    }
+
+    /// Waits (up to a minute) for a stdout line containing `needle`.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => self.seen.push(line),
+                Err(err) => panic!(
+                    "no log line with {needle:?} ({err}); exit: {:?}; seen: {:#?}",
+                    self.child.try_wait(),
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: `kill` has no memory-safety preconditions; the pid is our own live child.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "SIGTERM is delivered");
+    }
+
+    /// Waits (up to 30 s) for the process to exit.
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server exits after draining"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
