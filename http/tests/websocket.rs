@@ -33,6 +33,7 @@ both! {
     reactions_are_tallied_and_unknown_emoji_refused,
     chat_shows_the_display_name_of_the_token,
     ending_a_stream_tells_joined_clients_and_stops_chat,
+    a_silent_connection_is_closed_after_the_idle_timeout,
 }
 
 /// Sends a chat frame with a ref.
@@ -718,4 +719,14 @@ async fn ending_a_stream_tells_joined_clients_and_stops_chat(backend: Backend) {
     assert_eq!(status["seq"], seq + 1);
     send_chat(&mut client, &stream, "too late", "late").await;
     client.expect_error("invalid_state", Some("late")).await;
+}
+
+async fn a_silent_connection_is_closed_after_the_idle_timeout(backend: Backend) {
+    let app = TestApp::spawn(backend, |c| c.idle_secs = 1).await;
+    let shop = app.shop("idle").await;
+    let mut client = app.ws(&shop.viewer).await;
+    // Send nothing and read nothing (so not even pongs) for longer than the idle timeout.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let code = client.expect_close_code().await;
+    assert_eq!(code, 1000, "idle connections close normally");
 }
