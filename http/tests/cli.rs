@@ -61,7 +61,11 @@ async fn token_prints_a_token_the_server_accepts(backend: Backend) {
     let output = run_liveshop(dir.path(), None, &[], &args);
     assert!(output.status.success(), "{}", stderr(&output));
     let viewer = stdout(&output);
-    assert_eq!(viewer.lines().count(), 1, "stdout is the token alone: {viewer}");
+    assert_eq!(
+        viewer.lines().count(),
+        1,
+        "stdout is the token alone: {viewer}"
+    );
     expect_json(app.get("/v1/products", Some(&viewer)).await, 200).await;
     let mut client = app.ws_raw(&viewer, None).await.expect("upgrade");
     let welcome = client.next_json().await;
