@@ -37,6 +37,8 @@ pub enum ErrorCode {
     BadFrame,
     /// A stream operation on a stream the connection has not joined.
     NotJoined,
+    /// The path exists but not for this HTTP method.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
@@ -58,6 +60,7 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::BadFrame => "bad_frame",
             Self::NotJoined => "not_joined",
+            Self::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -74,6 +77,7 @@ impl ErrorCode {
             | Self::LimitExceeded
             | Self::DropClosed
             | Self::NotJoined => 409,
+            Self::MethodNotAllowed => 405,
             Self::TooLarge => 413,
             Self::RateLimited => 429,
             Self::Unavailable => 503,

@@ -178,6 +178,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .merge(api)
         .fallback(|| async { crate::error::ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            crate::error::ApiError::new(
+                liveshop_engine::ErrorCode::MethodNotAllowed,
+                "method not allowed on this path",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(CatchPanicLayer::custom(|_| {

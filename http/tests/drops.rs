@@ -6,10 +6,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 
-use common::{Backend, Shop, TestApp, expect_error, expect_json, operator};
+use common::{Backend, EngineProcess, Shop, TestApp, expect_error, expect_json, operator};
 use liveshop_engine::auth::Role;
 use liveshop_storage::testing::fresh;
 use serde_json::{Value, json};
@@ -191,57 +189,11 @@ async fn expired_holds_return_to_inventory_and_tell_the_buyer(backend: Backend) 
     app.stop().await;
 }
 
-/// The engine binary as a child process on `database_url`, killed when dropped.
-struct Engine {
-    child: Child,
-    addr: String,
-}
-
-impl Engine {
-    fn start(database_url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_liveshop"))
-            .arg("serve")
-            .env("LIVESHOP_LISTEN", "127.0.0.1:0")
-            .env("DATABASE_URL", database_url)
-            .env("LIVESHOP_JWT_SECRET", common::SECRET)
-            .env("RUST_LOG", "info")
-            .env_remove("LIVESHOP_ENV")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("engine binary starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("engine logs its address before exiting")
-                .expect("log line");
-            if let Some(rest) = line.split("listening addr=").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, addr }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn reservations_survive_a_kill_without_warning(backend: Backend) {
     let db = fresh(backend).await;
-    let engine = Engine::start(db.url());
+    let (engine, addr) = EngineProcess::start(db.url(), &[]);
     let http = reqwest::Client::new();
-    let base = format!("http://{}", engine.addr);
+    let base = format!("http://{addr}");
     let post = |path: String, token: String, body: Value| {
         let http = http.clone();
         let url = format!("{base}{path}");
@@ -330,10 +282,10 @@ async fn reservations_survive_a_kill_without_warning(backend: Backend) {
         .map(|(t, _, b)| (t.clone(), b["id"].as_str().expect("id").to_owned()))
         .collect();
     assert_eq!(winners.len(), 100);
-    std::mem::drop(engine); // SIGKILL: no drain, no flush.
+    std::mem::drop(engine); // SIGKILL (the helper's Drop): no drain, no flush.
 
-    let engine = Engine::start(db.url());
-    let base = format!("http://{}", engine.addr);
+    let (_engine, addr) = EngineProcess::start(db.url(), &[]);
+    let base = format!("http://{addr}");
     let viewer = common::token(Role::Viewer, Some(&tenant), "b0");
     let counts: Value = http
         .get(format!("{base}/v1/drops/{drop}"))

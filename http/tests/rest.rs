@@ -32,7 +32,6 @@ both! {
     streams_of_other_tenants_are_not_found,
     unknown_routes_are_not_found_in_the_error_shape,
     a_malformed_query_or_path_is_a_bad_request_in_the_error_shape,
-    #[ignore = "405 has an empty body: app.rs needs a method_not_allowed_fallback in the error shape"]
     a_wrong_method_is_answered_in_the_error_shape,
 }
 

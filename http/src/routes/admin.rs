@@ -2,7 +2,7 @@
 //! claim paid.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use liveshop_actors::drop::DropMsg;
 use liveshop_actors::stream::StreamMsg;
 use liveshop_engine::ids::ClaimId;
@@ -11,14 +11,14 @@ use liveshop_engine::{DropId, StreamId};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Caller;
+use crate::extract::{ApiPath, Caller};
 use crate::state::AppState;
 
 /// Makes a stream's actor panic so its supervisor restores it; 404 unless fault injection is on.
 pub async fn crash_stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_operator()?;
     let id = StreamId::parse(&id).map_err(|_| ApiError::not_found("stream"))?;
@@ -37,7 +37,7 @@ pub async fn crash_stream(
 pub async fn crash_drop(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_operator()?;
     let id = DropId::parse(&id).map_err(|_| ApiError::not_found("drop"))?;
@@ -57,7 +57,7 @@ pub async fn crash_drop(
 pub async fn pay_claim(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Claim>> {
     caller.require_operator()?;
     let id = ClaimId::parse(&id).map_err(|_| ApiError::not_found("claim"))?;

@@ -1,7 +1,7 @@
 //! Drops and claims, contract 3.5. Every claim decision goes through the drop's actor.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use liveshop_actors::drop::DropMsg;
 use liveshop_actors::stream::StreamMsg;
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::fresh;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, ApiPath, Caller};
 use crate::state::AppState;
 
 /// Body of `POST /v1/streams/{id}/drops`.
@@ -42,7 +42,7 @@ fn five_minutes() -> i64 {
 pub async fn open(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(stream_id): Path<String>,
+    ApiPath(stream_id): ApiPath<String>,
     ApiJson(body): ApiJson<NewDrop>,
 ) -> ApiResult<(StatusCode, Json<Drop>)> {
     let stream_id = StreamId::parse(&stream_id).map_err(|_| ApiError::not_found("stream"))?;
@@ -114,7 +114,7 @@ async fn visible_drop(state: &AppState, caller: &Identity, id: &str) -> ApiResul
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Drop>> {
     Ok(Json(visible_drop(&state, &caller, &id).await?))
 }
@@ -123,7 +123,7 @@ pub async fn get(
 pub async fn close(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Drop>> {
     let drop = visible_drop(&state, &caller, &id).await?;
     let stream = state
@@ -167,7 +167,7 @@ pub struct NewClaim {
 pub async fn claim(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<NewClaim>,
 ) -> ApiResult<(StatusCode, Json<Claim>)> {
     let tenant = caller.member_tenant()?.clone();
