@@ -77,6 +77,22 @@ struct Rush {
     ready: AtomicU64,
     answered: AtomicU64,
     latency: Arc<Recorder>,
+    latency_http: Recorder,
+    latency_ws: Recorder,
+}
+
+impl Rush {
+    /// Records one claim's send→answer time, overall and per transport.
+    fn record(&self, buyer: usize, ws: bool, us: u64) {
+        self.latency.record(buyer, us);
+        let per = if ws {
+            &self.latency_ws
+        } else {
+            &self.latency_http
+        };
+        per.record(buyer, us);
+        self.answered.fetch_add(1, Relaxed);
+    }
 }
 
 /// Whether buyer `i` uses the WebSocket: spreads `fraction` evenly over the indices.
@@ -132,6 +148,8 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         ready: AtomicU64::new(0),
         answered: AtomicU64::new(0),
         latency: Recorder::shared(),
+        latency_http: Recorder::default(),
+        latency_ws: Recorder::default(),
     });
     let ws_buyers = (0..args.buyers)
         .filter(|&i| is_ws(i, args.ws_fraction))
@@ -264,6 +282,8 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     report.latency_ms = rush.latency.summary();
     report.lost = verdict.lost;
     report.errors = tally.errors + connect_failed;
+    report.stat("latency_http_ms", rush.latency_http.summary());
+    report.stat("latency_ws_ms", rush.latency_ws.summary());
     report.stat("connected", answered.len());
     report.stat("connected_ws", ws_claimed);
     report.stat("connect_failed", connect_failed);
@@ -558,8 +578,7 @@ async fn http_buyer(
             .await;
         let answer = answer_of(response).await;
         let at = Instant::now();
-        rush.latency.record(i, (at - sent).as_micros() as u64);
-        rush.answered.fetch_add(1, Relaxed);
+        rush.record(i, false, (at - sent).as_micros() as u64);
         (answer, at)
     }))
     .await
@@ -637,8 +656,7 @@ async fn ws_buyer(
                             .filter(|&n| n < answers.len());
                         if let (Some(n), Some(answer)) = (slot, classify_frame(&frame)) {
                             let at = Instant::now();
-                            rush.latency.record(i, (at - sent).as_micros() as u64);
-                            rush.answered.fetch_add(1, Relaxed);
+                            rush.record(i, true, (at - sent).as_micros() as u64);
                             last = Some(at);
                             answers[n] = Some(answer);
                         }
