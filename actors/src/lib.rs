@@ -1,7 +1,8 @@
 //! The supervised actor tree of the Liveshop engine.
 //!
 //! ```text
-//! EngineSupervisor ── TenantActor ── StreamActor (one per stream in use)
+//! EngineSupervisor ── TenantActor ─┬─ StreamActor (one per stream in use)
+//!                                 └─ DropActor (one per drop in use)
 //!                  └─ Persister (batched chat writes)
 //! SessionActor (one per WebSocket connection)
 //! ```

@@ -30,7 +30,12 @@ pub enum Mode {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to bind; port 0 picks a free port.
-    #[arg(long, env = "LIVESHOP_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
     /// `sqlite://...` (embedded default) or `postgres://...`.
     #[arg(
@@ -40,55 +45,101 @@ pub struct Config {
     )]
     pub database_url: String,
     /// Redis for cluster mode; unset runs a single node.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(global = true, long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
     /// HS256 secret for tokens.
-    #[arg(long, env = "LIVESHOP_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
     /// `dev` or `production`.
-    #[arg(long = "env", env = "LIVESHOP_ENV", value_enum, default_value = "dev")]
+    #[arg(
+        global = true,
+        long = "env",
+        env = "LIVESHOP_ENV",
+        value_enum,
+        default_value = "dev"
+    )]
     pub mode: Mode,
     /// Comma-separated origins allowed to open WebSockets; unset allows any.
-    #[arg(long, env = "LIVESHOP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Option<Vec<String>>,
     /// `1` enables the operator fault-injection endpoints.
-    #[arg(long, env = "LIVESHOP_ENABLE_FAULT_INJECTION", default_value = "0", value_parser = parse_flag)]
+    #[arg(global = true, long, env = "LIVESHOP_ENABLE_FAULT_INJECTION", default_value = "0", value_parser = parse_flag)]
     pub fault_injection: bool,
     /// Chat messages a user may burst per stream.
-    #[arg(long, env = "LIVESHOP_CHAT_BURST", default_value_t = 20)]
+    #[arg(global = true, long, env = "LIVESHOP_CHAT_BURST", default_value_t = 20)]
     pub chat_burst: u32,
     /// Chat messages per second a user may sustain per stream.
-    #[arg(long, env = "LIVESHOP_CHAT_PER_SEC", default_value_t = 5.0)]
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_CHAT_PER_SEC",
+        default_value_t = 5.0
+    )]
     pub chat_per_sec: f64,
     /// Frames a connection may burst.
-    #[arg(long, env = "LIVESHOP_FRAME_BURST", default_value_t = 100)]
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_FRAME_BURST",
+        default_value_t = 100
+    )]
     pub frame_burst: u32,
     /// Frames per second a connection may sustain.
-    #[arg(long, env = "LIVESHOP_FRAMES_PER_SEC", default_value_t = 50.0)]
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_FRAMES_PER_SEC",
+        default_value_t = 50.0
+    )]
     pub frames_per_sec: f64,
     /// Streams one connection may join at once.
-    #[arg(long, env = "LIVESHOP_MAX_JOINS", default_value_t = 20)]
+    #[arg(global = true, long, env = "LIVESHOP_MAX_JOINS", default_value_t = 20)]
     pub max_joins: usize,
     /// REST requests a caller may burst.
-    #[arg(long, env = "LIVESHOP_HTTP_BURST", default_value_t = 200)]
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_HTTP_BURST",
+        default_value_t = 200
+    )]
     pub http_burst: u32,
     /// REST requests per second a caller may sustain.
-    #[arg(long, env = "LIVESHOP_HTTP_PER_SEC", default_value_t = 100.0)]
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_HTTP_PER_SEC",
+        default_value_t = 100.0
+    )]
     pub http_per_sec: f64,
     /// Events a viewer may fall behind before it is closed as a slow consumer (4008).
-    #[arg(long, env = "LIVESHOP_BROADCAST_CAPACITY", default_value_t = 4096)]
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_BROADCAST_CAPACITY",
+        default_value_t = 4096
+    )]
     pub broadcast_capacity: usize,
     /// `0` writes each claim in its own transaction instead of group-committing (for comparison).
-    #[arg(long, env = "LIVESHOP_GROUP_COMMIT", default_value = "1", value_parser = parse_flag)]
+    #[arg(global = true, long, env = "LIVESHOP_GROUP_COMMIT", default_value = "1", value_parser = parse_flag)]
     pub group_commit: bool,
     /// Seconds between server pings.
-    #[arg(long, env = "LIVESHOP_PING_SECS", default_value_t = 25)]
+    #[arg(global = true, long, env = "LIVESHOP_PING_SECS", default_value_t = 25)]
     pub ping_secs: u64,
     /// Seconds without any sign of life before a connection is closed.
-    #[arg(long, env = "LIVESHOP_IDLE_SECS", default_value_t = 60)]
+    #[arg(global = true, long, env = "LIVESHOP_IDLE_SECS", default_value_t = 60)]
     pub idle_secs: u64,
     /// Seconds graceful drain waits for connections to close before exiting anyway.
-    #[arg(long, env = "LIVESHOP_DRAIN_SECS", default_value_t = 10)]
+    #[arg(global = true, long, env = "LIVESHOP_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
 }
 
