@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use bytes::Bytes;
-use liveshop_engine::auth::Identity;
+use liveshop_engine::auth::{Identity, Role};
 use liveshop_engine::chat::validate_emoji;
 use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame};
 use liveshop_engine::records::ChatAuthor;
@@ -107,10 +107,7 @@ impl SessionState {
         if self.joined.contains(stream) {
             Ok(())
         } else {
-            Err(Rejection::new(
-                ErrorCode::NotJoined,
-                "join the stream first",
-            ))
+            Err(not_joined())
         }
     }
 
@@ -171,7 +168,15 @@ impl SessionState {
                 Ok(())
             }
             ClientOp::Chat { stream, text } => {
-                self.require_joined(&stream)?;
+                // Viewers must have joined; a broadcaster (the stream's seller, or an admin) may
+                // publish without subscribing to its own feed: the stream actor checks which.
+                let publisher = if self.joined.contains(&stream) {
+                    None
+                } else if matches!(self.identity.role, Role::Seller | Role::Admin) {
+                    Some(self.identity.role)
+                } else {
+                    return Err(not_joined());
+                };
                 let tenant = self.identity.member_tenant()?.clone();
                 let handle = self.engine.stream(&tenant, &stream).await?;
                 let author = ChatAuthor {
@@ -183,6 +188,7 @@ impl SessionState {
                     .ask(|reply| StreamMsg::Chat {
                         author,
                         text,
+                        publisher,
                         reply,
                     })
                     .await??;
@@ -227,6 +233,11 @@ impl SessionState {
             }
         }
     }
+}
+
+/// The refusal for stream operations before `join`.
+pub fn not_joined() -> Rejection {
+    Rejection::new(ErrorCode::NotJoined, "join the stream first")
 }
 
 impl Actor for SessionActor {

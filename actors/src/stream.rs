@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use liveshop_engine::auth::Role;
 use liveshop_engine::chat::validate_chat_text;
 use liveshop_engine::frames::{EventBody, encode_event, pinned_body};
 use liveshop_engine::ids::ChatId;
@@ -79,6 +80,9 @@ pub enum StreamMsg {
         author: ChatAuthor,
         /// Raw text.
         text: String,
+        /// Set when the author has not joined: their role, which must make them the stream's
+        /// broadcaster (its seller, or an admin) to publish.
+        publisher: Option<liveshop_engine::auth::Role>,
         /// The answer.
         reply: RpcReplyPort<Result<u64, Rejection>>,
     },
@@ -398,9 +402,21 @@ impl Actor for StreamActor {
             StreamMsg::Chat {
                 author,
                 text,
+                publisher,
                 reply,
             } => {
-                let _ = reply.send(state.chat(author, &text));
+                let allowed = match publisher {
+                    None => true,
+                    Some(Role::Admin) => true,
+                    Some(Role::Seller) => author.id == state.record.seller,
+                    Some(_) => false,
+                };
+                let result = if allowed {
+                    state.chat(author, &text)
+                } else {
+                    Err(crate::session::not_joined())
+                };
+                let _ = reply.send(result);
             }
             StreamMsg::React(emoji) => {
                 if state.record.status == StreamStatus::Live {

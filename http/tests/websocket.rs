@@ -18,6 +18,7 @@ both! {
     bad_frames_are_answered_without_closing_the_connection,
     a_missing_field_is_a_bad_request_naming_it,
     chat_before_join_is_not_joined,
+    the_streams_seller_may_publish_without_joining,
     chat_needs_a_live_stream_and_valid_text,
     a_frame_over_16_kib_closes_with_1009,
     a_megabyte_frame_also_closes_with_1009,
@@ -380,6 +381,25 @@ async fn a_missing_field_is_a_bad_request_naming_it(backend: Backend) {
         .await;
     client.expect_error("bad_request", Some("r3")).await;
     client.ping("alive").await;
+}
+
+async fn the_streams_seller_may_publish_without_joining(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "publisher").await;
+    let mut viewer = app.ws(&shop.viewer).await;
+    viewer.join(&stream, None).await;
+    let mut seller = app.ws(&shop.seller).await;
+    send_chat(&mut seller, &stream, "on air", "pub").await;
+    let ok = seller.expect_type("ok").await;
+    assert_eq!(ok["ref"], "pub");
+    let (events, _) = collect(&mut viewer, 1, 0).await;
+    assert_eq!(events[0]["data"]["text"], "on air");
+    assert_eq!(events[0]["seq"], ok["seq"]);
+    // Another seller of the tenant is not this stream's broadcaster.
+    let mut other = app.ws(&shop.token(Role::Seller, "seller-2")).await;
+    send_chat(&mut other, &stream, "hijack", "no").await;
+    other.expect_error("not_joined", Some("no")).await;
+    app.stop().await;
 }
 
 async fn chat_before_join_is_not_joined(backend: Backend) {
