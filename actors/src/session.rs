@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use liveshop_engine::auth::{Identity, Role};
 use liveshop_engine::chat::validate_emoji;
-use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame};
+use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame, encode_joined};
 use liveshop_engine::records::ChatAuthor;
 use liveshop_engine::{ErrorCode, Rejection, SessionId, StreamId};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -130,16 +130,16 @@ impl SessionState {
             .actor
             .ask(|reply| StreamMsg::Join { resume, reply })
             .await??;
-        let joined = ServerFrame::Joined {
-            r#ref,
-            stream: stream.as_str().to_owned(),
-            epoch: reply.epoch,
-            seq: reply.seq,
-            resumed: reply.resumed,
-            snapshot: reply.snapshot,
-        };
+        let joined = encode_joined(
+            r#ref.as_deref(),
+            stream.as_str(),
+            reply.epoch,
+            reply.seq,
+            reply.resumed,
+            reply.snapshot.as_deref(),
+        );
         let mut frames = Vec::with_capacity(1 + reply.replay.len());
-        frames.push(joined.encode());
+        frames.push(joined);
         frames.extend(reply.replay);
         self.joined.insert(stream.clone());
         self.send(Outgoing::Subscribe {

@@ -19,6 +19,8 @@ use liveshop_engine::stream::{EventLog, Lifecycle, Resume, accepts_interaction, 
 use liveshop_engine::{ErrorCode, ProductId, Rejection, StreamId, TenantId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::broker::StreamOut;
@@ -57,8 +59,8 @@ pub struct JoinReply {
     pub seq: u64,
     /// True when `replay` holds exactly the missed events.
     pub resumed: bool,
-    /// A fresh snapshot when not resumed.
-    pub snapshot: Option<Value>,
+    /// A fresh snapshot when not resumed, serialized once and shared until the stream changes.
+    pub snapshot: Option<Arc<RawValue>>,
     /// Missed events, in order, when resumed.
     pub replay: Vec<Bytes>,
     /// Every item published after the join.
@@ -135,6 +137,10 @@ pub struct StreamState {
     reactions: BTreeMap<String, u64>,
     last_viewers: (u64, Instant),
     restarted: bool,
+    /// The serialized snapshot, valid until the next change (see `invalidate`).
+    snapshot_cache: Option<Arc<RawValue>>,
+    /// Viewer count the cached snapshot shows (refreshed on the tick, like `viewers` events).
+    snapshot_viewers: u64,
     depth: Depth,
     _alive: AliveGuard,
 }
@@ -150,18 +156,38 @@ impl StreamState {
         s
     }
 
-    fn snapshot(&self) -> Value {
-        let stream = self.current();
-        serde_json::json!({
+    /// The stream's state for joiners. Serialized once and shared until something changes; the
+    /// viewer count in it is refreshed at most every tick, like the `viewers` event.
+    fn snapshot(&mut self) -> Arc<RawValue> {
+        if let Some(cached) = &self.snapshot_cache {
+            return cached.clone();
+        }
+        let mut stream = self.record.clone();
+        stream.viewers = self.engine.viewers(&stream.id);
+        self.snapshot_viewers = stream.viewers;
+        let snapshot = serde_json::json!({
             "stream": stream,
             "viewers": stream.viewers,
             "pinned": stream.pinned,
             "drops": self.drops,
             "chat": self.recent_chat,
-        })
+        });
+        let raw: Arc<RawValue> = serde_json::value::to_raw_value(&snapshot)
+            .map(Arc::from)
+            .unwrap_or_else(|_| {
+                Arc::from(RawValue::from_string("null".into()).expect("null is JSON"))
+            });
+        self.snapshot_cache = Some(raw.clone());
+        raw
+    }
+
+    /// Forgets the cached snapshot after any change of state.
+    fn invalidate(&mut self) {
+        self.snapshot_cache = None;
     }
 
     fn publish_ordered(&mut self, body: EventBody) -> u64 {
+        self.invalidate();
         let started = Instant::now();
         let (seq, bytes) = self.log.append(body);
         self.engine
@@ -283,6 +309,7 @@ impl StreamState {
     }
 
     fn drop_changed(&mut self, value: Value) {
+        self.invalidate();
         let id = value.get("id").cloned();
         self.drops.retain(|d| d.get("id") != id.as_ref());
         if value.get("status").and_then(Value::as_str) != Some(DropStatus::Closed.as_str()) {
@@ -296,6 +323,9 @@ impl StreamState {
             self.publish_ephemeral(EventBody::Reactions { counts });
         }
         let viewers = self.engine.viewers(self.id());
+        if viewers != self.snapshot_viewers {
+            self.invalidate();
+        }
         if viewers != self.last_viewers.0 && self.last_viewers.1.elapsed() >= VIEWERS_EVERY {
             self.last_viewers = (viewers, Instant::now());
             self.publish_ephemeral(EventBody::Viewers { count: viewers });
@@ -367,6 +397,8 @@ impl Actor for StreamActor {
             reactions: BTreeMap::new(),
             last_viewers: (u64::MAX, Instant::now() - VIEWERS_EVERY),
             restarted: args.restarted,
+            snapshot_cache: None,
+            snapshot_viewers: 0,
             _alive: AliveGuard::new(kind::STREAM),
         })
     }

@@ -341,6 +341,40 @@ impl ServerFrame {
     }
 }
 
+/// Encodes a `joined` reply around a snapshot that was serialized once and is shared by every
+/// joiner until the stream changes (a reconnect storm then costs no re-encoding of the state).
+pub fn encode_joined(
+    r#ref: Option<&str>,
+    stream: &str,
+    epoch: u64,
+    seq: u64,
+    resumed: bool,
+    snapshot: Option<&serde_json::value::RawValue>,
+) -> Bytes {
+    #[derive(Serialize)]
+    struct Joined<'a> {
+        r#type: &'static str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+        stream: &'a str,
+        epoch: u64,
+        seq: u64,
+        resumed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        snapshot: Option<&'a serde_json::value::RawValue>,
+    }
+    let frame = Joined {
+        r#type: "joined",
+        r#ref,
+        stream,
+        epoch,
+        seq,
+        resumed,
+        snapshot,
+    };
+    Bytes::from(serde_json::to_vec(&frame).unwrap_or_default())
+}
+
 /// `{"type":"event","stream","seq"?,"kind","data"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventFrame {
@@ -516,6 +550,27 @@ mod tests {
             v,
             serde_json::json!({"type":"event","stream":"s1","seq":7,"kind":"status","data":{"status":"live"}})
         );
+    }
+
+    #[test]
+    fn joined_frames_embed_the_shared_snapshot_and_decode_as_joined() {
+        let raw = serde_json::value::to_raw_value(&serde_json::json!({"viewers": 2})).unwrap();
+        let bytes = encode_joined(Some("j"), "s1", 3, 9, false, Some(&raw));
+        let frame = ServerFrame::decode(std::str::from_utf8(&bytes).unwrap()).unwrap();
+        assert_eq!(
+            frame,
+            ServerFrame::Joined {
+                r#ref: Some("j".into()),
+                stream: "s1".into(),
+                epoch: 3,
+                seq: 9,
+                resumed: false,
+                snapshot: Some(serde_json::json!({"viewers": 2})),
+            }
+        );
+        let resumed = encode_joined(None, "s1", 3, 9, true, None);
+        let v: Value = serde_json::from_slice(&resumed).unwrap();
+        assert!(v.get("snapshot").is_none() && v.get("ref").is_none());
     }
 
     #[test]
