@@ -74,7 +74,9 @@ async fn serve(
         out: out_tx.clone(),
         depth: depth.clone(),
     };
-    let (actor, mut actor_done) = match Actor::spawn(None, SessionActor, args).await {
+    // Boxed: the spawn future is large and needed once; inline it would stay in this task for
+    // the connection's whole life.
+    let (actor, mut actor_done) = match Box::pin(Actor::spawn(None, SessionActor, args)).await {
         Ok((actor, done)) => (Addr::new(actor, depth), done),
         Err(err) => {
             tracing::error!(error = %err, "session actor failed to start");
