@@ -10,6 +10,7 @@ use serde_json::json;
 both! {
     health_answers_ok,
     ready_lists_its_checks,
+    ready_checks_redis_when_configured,
     metrics_count_http_requests,
     operator_creates_a_tenant,
     a_taken_slug_is_a_conflict,
@@ -46,6 +47,24 @@ async fn ready_lists_its_checks(backend: Backend) {
     let body = expect_json(app.get("/ready", None).await, 200).await;
     assert_eq!(body["status"], "ready", "{body}");
     assert_eq!(body["checks"]["storage"], "ok", "{body}");
+}
+
+async fn ready_checks_redis_when_configured(backend: Backend) {
+    let redis = std::env::var("LIVESHOP_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let app = TestApp::spawn(backend, |c| c.redis_url = Some(redis)).await;
+    let body = expect_json(app.get("/ready", None).await, 200).await;
+    assert_eq!(body["checks"]["redis"], "ok", "{body}");
+    app.stop().await;
+    // A Redis that does not answer makes the node unready, and says which check failed.
+    let dead = TestApp::spawn(backend, |c| {
+        c.redis_url = Some("redis://127.0.0.1:1".into())
+    })
+    .await;
+    let body = expect_json(dead.get("/ready", None).await, 503).await;
+    assert_eq!(body["checks"]["redis"], "down", "{body}");
+    assert_eq!(body["checks"]["storage"], "ok", "{body}");
+    dead.stop().await;
 }
 
 async fn metrics_count_http_requests(backend: Backend) {
