@@ -15,7 +15,7 @@ use crate::broker::Broker;
 use crate::drop::{ClaimOutcome, DropMsg};
 use crate::mailbox::Addr;
 use crate::persister::{Persister, PersisterMsg};
-use crate::session::Outgoing;
+use crate::session::{Outgoing, SessionMsg};
 use crate::stream::StreamMsg;
 use crate::supervisor::{EngineSupervisor, SupervisorMsg};
 use crate::tenant::TenantMsg;
@@ -82,6 +82,7 @@ struct EngineInner {
     drops: DashMap<DropId, DropHandle>,
     drop_locks: DashMap<DropId, Arc<Mutex<()>>>,
     users: DashMap<(TenantId, UserId), Vec<UserQueue>>,
+    sessions: DashMap<SessionId, Addr<SessionMsg>>,
     supervisor: OnceLock<ActorRef<SupervisorMsg>>,
     persister: OnceLock<ActorRef<PersisterMsg>>,
 }
@@ -112,6 +113,7 @@ impl Engine {
                 drops: DashMap::new(),
                 drop_locks: DashMap::new(),
                 users: DashMap::new(),
+                sessions: DashMap::new(),
                 supervisor: OnceLock::new(),
                 persister: OnceLock::new(),
             }),
@@ -186,6 +188,21 @@ impl Engine {
             .entry((tenant.clone(), user.clone()))
             .or_default()
             .push((session, out));
+    }
+
+    /// Lists a connection's session actor, so operators can reach it (fault injection).
+    pub fn register_session(&self, session: SessionId, addr: Addr<SessionMsg>) {
+        self.inner.sessions.insert(session, addr);
+    }
+
+    /// Forgets a connection's session actor when the connection ends.
+    pub fn unregister_session(&self, session: &SessionId) {
+        self.inner.sessions.remove(session);
+    }
+
+    /// The session actor of a live connection.
+    pub fn session(&self, session: &SessionId) -> Option<Addr<SessionMsg>> {
+        self.inner.sessions.get(session).map(|a| a.clone())
     }
 
     /// Forgets a connection registered with [`Engine::register_user`].

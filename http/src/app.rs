@@ -170,7 +170,8 @@ pub fn router(state: AppState) -> Router {
     if state.config.fault_injection {
         api = api
             .route("/v1/admin/streams/{id}/crash", post(admin::crash_stream))
-            .route("/v1/admin/drops/{id}/crash", post(admin::crash_drop));
+            .route("/v1/admin/drops/{id}/crash", post(admin::crash_drop))
+            .route("/v1/admin/sessions/{id}/crash", post(admin::crash_session));
     }
     let mut router = Router::new()
         .route("/health", get(ops::health))

@@ -190,6 +190,34 @@ async fn a_drop_actor_crash_mid_rush_loses_and_oversells_nothing(backend: Backen
     app.stop().await;
 }
 
+async fn a_crashed_session_actor_closes_only_its_connection_with_1011(backend: Backend) {
+    let app = fault_app(backend).await;
+    let shop = app.shop("crash-session").await;
+    let stream = app.live_stream(&shop).await;
+    let mut victim = app
+        .ws_raw(&shop.token(Role::Viewer, "victim"), None)
+        .await
+        .expect("upgrade succeeds");
+    let welcome = victim.expect_type("welcome").await;
+    let mut bystander = app.ws(&shop.token(Role::Viewer, "bystander")).await;
+    victim.join(&stream, None).await;
+    bystander.join(&stream, None).await;
+    let session = welcome["session"].as_str().expect("session id").to_owned();
+    let r = app
+        .post(
+            &format!("/v1/admin/sessions/{session}/crash"),
+            &operator(),
+            &json!({}),
+        )
+        .await;
+    expect_json(r, 200).await;
+    assert_eq!(victim.expect_close_code().await, 1011);
+    bystander.ping("still-here").await;
+    chat(&mut bystander, &stream, "unharmed").await;
+    assert_eq!(next_chat(&mut bystander).await["data"]["text"], "unharmed");
+    app.stop().await;
+}
+
 async fn fault_injection_is_not_found_unless_enabled(backend: Backend) {
     let app = TestApp::default(backend).await;
     let shop = app.shop("no-faults").await;
@@ -280,6 +308,7 @@ async fn operators_see_the_live_actor_tree(backend: Backend) {
 both! {
     a_crashed_stream_actor_comes_back_and_viewers_stay_connected,
     a_drop_actor_crash_mid_rush_loses_and_oversells_nothing,
+    a_crashed_session_actor_closes_only_its_connection_with_1011,
     fault_injection_is_not_found_unless_enabled,
     metrics_list_every_contract_name,
     operators_see_the_live_actor_tree,

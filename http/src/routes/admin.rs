@@ -4,10 +4,11 @@
 use axum::Json;
 use axum::extract::State;
 use liveshop_actors::drop::DropMsg;
+use liveshop_actors::session::SessionMsg;
 use liveshop_actors::stream::StreamMsg;
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::records::Claim;
-use liveshop_engine::{DropId, StreamId};
+use liveshop_engine::{DropId, SessionId, StreamId};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
@@ -85,4 +86,21 @@ pub async fn actors(
     caller.require_operator()?;
     let items = state.engine.tree().snapshot();
     Ok(Json(json!({ "count": items.len(), "items": items })))
+}
+
+/// Makes a connection's session actor panic: that connection, and only that one, closes with 1011.
+pub async fn crash_session(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_operator()?;
+    let id = SessionId::parse(&id).map_err(|_| ApiError::not_found("session"))?;
+    let session = state
+        .engine
+        .session(&id)
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    session.cast(SessionMsg::Crash);
+    tracing::warn!(session_id = %id, "fault injection: session actor crash requested");
+    Ok(Json(json!({ "session": id, "crashed": true })))
 }

@@ -83,6 +83,9 @@ async fn serve(
             return CloseReason::Internal;
         }
     };
+    state
+        .engine
+        .register_session(session_id.clone(), actor.clone());
     let _ = out_tx.send(Outgoing::Frame(welcome.encode())).await;
     let rejoin_target = actor.clone();
     let mut writer = tokio::spawn(
@@ -164,6 +167,7 @@ async fn serve(
         }
     };
 
+    state.engine.unregister_session(&session_id);
     actor.actor().stop(None);
     if reason == CloseReason::Internal {
         // A failed session actor skipped its own clean-up.
