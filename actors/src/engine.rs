@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use liveshop_engine::limits::Limits;
-use liveshop_engine::records::ChatMessage;
+use liveshop_engine::records::{ChatMessage, UserSeen};
 use liveshop_engine::storage::Storage;
 use liveshop_engine::{DropId, ErrorCode, Rejection, SessionId, StreamId, TenantId, UserId};
 use ractor::{Actor, ActorRef, RpcReplyPort};
@@ -274,6 +274,13 @@ impl Engine {
     pub fn persist_chat(&self, message: ChatMessage) {
         if let Some(p) = self.inner.persister.get() {
             let _ = p.cast(PersisterMsg::Chat(message));
+        }
+    }
+
+    /// Queues a users-seen upsert for the next batched write.
+    pub fn persist_user_seen(&self, user: UserSeen) {
+        if let Some(p) = self.inner.persister.get() {
+            let _ = p.cast(PersisterMsg::UserSeen(user));
         }
     }
 

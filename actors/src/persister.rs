@@ -1,4 +1,4 @@
-//! Batched chat writes, off the hot path.
+//! Batched chat writes (and users-seen upserts), off the hot path.
 //!
 //! Stream actors hand each accepted message here and move on. Messages that arrive while a write is
 //! in flight wait in the mailbox and go into the next single transaction, so the number of
@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use liveshop_engine::records::ChatMessage;
+use liveshop_engine::records::{ChatMessage, UserSeen};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::engine::Engine;
@@ -24,6 +24,8 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub enum PersisterMsg {
     /// A chat message to write.
     Chat(ChatMessage),
+    /// A user seen in an accepted token, to upsert.
+    UserSeen(UserSeen),
     /// Write everything queued, then answer.
     Flush(RpcReplyPort<()>),
     /// Timer: write a partial batch.
@@ -37,11 +39,29 @@ pub struct Persister;
 pub struct PersisterState {
     engine: Engine,
     pending: Vec<ChatMessage>,
+    users: Vec<UserSeen>,
     _alive: AliveGuard,
 }
 
 impl PersisterState {
     async fn write(&mut self) {
+        self.write_chat().await;
+        self.write_users().await;
+    }
+
+    /// Users seen are bookkeeping: a failed batch is logged and dropped, never retried forever.
+    async fn write_users(&mut self) {
+        while !self.users.is_empty() {
+            let n = self.users.len().min(MAX_BATCH);
+            let batch: Vec<UserSeen> = self.users.drain(..n).collect();
+            if let Err(err) = self.engine.store().record_users_seen(&batch).await {
+                tracing::warn!(error = %err, users = batch.len(), "users-seen batch not written");
+                return;
+            }
+        }
+    }
+
+    async fn write_chat(&mut self) {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(MAX_BATCH);
             match self.engine.store().insert_chat(&self.pending[..n]).await {
@@ -76,6 +96,7 @@ impl Actor for Persister {
         Ok(PersisterState {
             engine,
             pending: Vec::new(),
+            users: Vec::new(),
             _alive: AliveGuard::new(kind::PERSISTER),
         })
     }
@@ -92,6 +113,11 @@ impl Actor for Persister {
                 state.pending.push(m);
                 if state.pending.len() >= MAX_BATCH {
                     state.write().await;
+                }
+            }
+            PersisterMsg::UserSeen(user) => {
+                if state.users.len() < MAX_BACKLOG {
+                    state.users.push(user);
                 }
             }
             PersisterMsg::Tick => state.write().await,

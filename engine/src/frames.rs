@@ -595,3 +595,66 @@ mod tests {
         );
     }
 }
+
+/// Wraps a server message in an unmasked WebSocket text frame (RFC 6455 §5.2), once, so fan-out
+/// can write the same bytes to every subscriber socket without per-connection framing.
+pub fn ws_text_frame(payload: &[u8]) -> Bytes {
+    ws_frame(0x1, payload)
+}
+
+/// An unmasked WebSocket frame with FIN set and the given opcode (text 0x1, close 0x8, ping 0x9).
+pub fn ws_frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let len = payload.len();
+    let mut out = Vec::with_capacity(len + 10);
+    out.push(0x80 | (opcode & 0x0f));
+    if len < 126 {
+        out.push(len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        out.push(126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+/// A close frame with a status code and a short reason.
+pub fn ws_close_frame(code: u16, reason: &str) -> Bytes {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(120)]);
+    ws_frame(0x8, &payload)
+}
+
+#[cfg(test)]
+mod ws_frame_tests {
+    use super::*;
+
+    #[test]
+    fn short_frames_carry_the_length_in_the_second_byte() {
+        assert_eq!(&ws_text_frame(b"hi")[..], &[0x81, 2, b'h', b'i']);
+    }
+
+    #[test]
+    fn medium_frames_use_a_16_bit_length() {
+        let f = ws_text_frame(&[b'x'; 300]);
+        assert_eq!(&f[..4], &[0x81, 126, 0x01, 0x2c]);
+        assert_eq!(f.len(), 304);
+    }
+
+    #[test]
+    fn large_frames_use_a_64_bit_length() {
+        let f = ws_text_frame(&vec![b'x'; 70_000]);
+        assert_eq!(f[1], 127);
+        assert_eq!(u64::from_be_bytes(f[2..10].try_into().unwrap()), 70_000);
+    }
+
+    #[test]
+    fn close_frames_start_with_the_status_code() {
+        assert_eq!(
+            &ws_close_frame(4008, "slow")[..],
+            &[0x88, 6, 0x0f, 0xa8, b's', b'l', b'o', b'w']
+        );
+    }
+}

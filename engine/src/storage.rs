@@ -47,6 +47,14 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Records (upserts) a user seen in an accepted token.
     async fn record_user_seen(&self, user: &UserSeen) -> StorageResult<()>;
+    /// Records many users seen, batched off the request path; implementations should use one
+    /// transaction.
+    async fn record_users_seen(&self, users: &[UserSeen]) -> StorageResult<()> {
+        for user in users {
+            self.record_user_seen(user).await?;
+        }
+        Ok(())
+    }
 
     /// Creates a product; `Conflict("sku")` when the tenant already has that sku.
     async fn create_product(&self, product: &Product) -> StorageResult<()>;

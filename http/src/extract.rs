@@ -36,18 +36,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Verified, Rej
             }
         }
         if state.user_seen_due(tenant, &verified.identity.user) {
-            let store = state.store.clone();
-            let seen = UserSeen {
+            state.engine.persist_user_seen(UserSeen {
                 tenant: tenant.clone(),
                 id: verified.identity.user.clone(),
                 name: verified.identity.name.clone(),
                 role: verified.identity.role.as_str().to_owned(),
                 last_seen_at: liveshop_actors::clock::now(),
-            };
-            tokio::spawn(async move {
-                if let Err(err) = store.record_user_seen(&seen).await {
-                    tracing::warn!(error = %err, "could not record user as seen");
-                }
             });
         }
     }

@@ -33,6 +33,10 @@ impl Storage for SqlStore {
         self.upsert_user_seen(user).await
     }
 
+    async fn record_users_seen(&self, users: &[UserSeen]) -> StorageResult<()> {
+        self.upsert_users_seen(users).await
+    }
+
     async fn create_product(&self, product: &Product) -> StorageResult<()> {
         self.insert_product(product).await
     }

@@ -38,20 +38,29 @@ impl SqlStore {
     }
 
     pub(crate) async fn upsert_user_seen(&self, user: &UserSeen) -> StorageResult<()> {
-        sqlx::query(
-            "INSERT INTO users_seen (tenant_id, user_id, name, role, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant_id, user_id) DO UPDATE SET \
-             name = excluded.name, role = excluded.role, last_seen_at = excluded.last_seen_at",
-        )
-        .bind(user.tenant.as_str())
-        .bind(user.id.as_str())
-        .bind(user.name.as_str())
-        .bind(user.role.as_str())
-        .bind(user.last_seen_at.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        self.upsert_users_seen(std::slice::from_ref(user)).await
+    }
+
+    /// Upserts many users seen in one transaction.
+    pub(crate) async fn upsert_users_seen(&self, users: &[UserSeen]) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        for user in users {
+            sqlx::query(
+                "INSERT INTO users_seen (tenant_id, user_id, name, role, last_seen_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET \
+                 name = excluded.name, role = excluded.role, last_seen_at = excluded.last_seen_at",
+            )
+            .bind(user.tenant.as_str())
+            .bind(user.id.as_str())
+            .bind(user.name.as_str())
+            .bind(user.role.as_str())
+            .bind(user.last_seen_at.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
         Ok(())
     }
 

@@ -44,6 +44,7 @@ both! {
     migrate_twice => case_migrate_twice,
     tenants => case_tenants,
     users_seen => case_users_seen,
+    users_seen_in_a_batch => case_users_seen_in_a_batch,
     products => case_products,
     streams => case_streams,
     stream_status_pin_and_epoch => case_stream_status_pin_and_epoch,
@@ -263,6 +264,31 @@ async fn case_users_seen(store: &SqlStore) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn case_users_seen_in_a_batch(store: &SqlStore) {
+    store
+        .create_tenant(&tenant("ten_a", "shop-a"))
+        .await
+        .unwrap();
+    let tenant_a = TenantId::from_trusted("ten_a");
+    let mut batch: Vec<UserSeen> = (0..300)
+        .map(|i| UserSeen {
+            tenant: tenant_a.clone(),
+            id: UserId::from_trusted(format!("u{i:03}")),
+            name: format!("User {i}"),
+            role: "viewer".to_owned(),
+            last_seen_at: Timestamp(T0),
+        })
+        .collect();
+    store.record_users_seen(&batch).await.unwrap();
+    // A later batch updates the rows it names and leaves the others.
+    batch[0].name = "Renamed".to_owned();
+    store.record_users_seen(&batch[..1]).await.unwrap();
+    let all = store.users_seen(&tenant_a).await.unwrap();
+    assert_eq!(all.len(), 300);
+    assert_eq!(all[0].name, "Renamed");
+    assert_eq!(all[1].name, "User 1");
 }
 
 async fn case_products(store: &SqlStore) {
