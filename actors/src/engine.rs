@@ -9,13 +9,13 @@ use liveshop_engine::records::{ChatMessage, UserSeen};
 use liveshop_engine::storage::Storage;
 use liveshop_engine::{DropId, ErrorCode, Rejection, SessionId, StreamId, TenantId, UserId};
 use ractor::{Actor, ActorRef, RpcReplyPort};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::Mutex;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Subscriber};
 use crate::drop::{ClaimOutcome, DropMsg};
 use crate::mailbox::Addr;
 use crate::persister::{Persister, PersisterMsg};
-use crate::session::{Outgoing, SessionMsg};
+use crate::session::SessionMsg;
 use crate::stream::StreamMsg;
 use crate::supervisor::{EngineSupervisor, SupervisorMsg};
 use crate::tenant::TenantMsg;
@@ -29,7 +29,7 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct EngineConfig {
     /// Protocol limits (rates, joins, resume buffer).
     pub limits: Limits,
-    /// Items a subscriber may fall behind before it is a slow consumer.
+    /// Frames a connection may have waiting for its socket before it is a slow consumer.
     pub broadcast_capacity: usize,
     /// Most claims written in one transaction; 1 turns group commit off (one write per claim).
     pub claim_batch_max: usize,
@@ -63,9 +63,6 @@ pub struct DropHandle {
     pub tenant: TenantId,
 }
 
-/// A connection's queue, registered so private frames (`claim_update`) reach the buyer.
-type UserQueue = (SessionId, mpsc::Sender<Outgoing>);
-
 /// Cheap-to-clone handle on the running engine.
 #[derive(Clone)]
 pub struct Engine {
@@ -81,7 +78,7 @@ struct EngineInner {
     tree: ActorTree,
     drops: DashMap<DropId, DropHandle>,
     drop_locks: DashMap<DropId, Arc<Mutex<()>>>,
-    users: DashMap<(TenantId, UserId), Vec<UserQueue>>,
+    users: DashMap<(TenantId, UserId), Vec<Subscriber>>,
     sessions: DashMap<SessionId, Addr<SessionMsg>>,
     supervisor: OnceLock<ActorRef<SupervisorMsg>>,
     persister: OnceLock<ActorRef<PersisterMsg>>,
@@ -175,19 +172,31 @@ impl Engine {
         self.inner.streams.get(stream).map(|h| h.clone())
     }
 
-    /// Registers a connection of `user`, so private frames reach it.
-    pub fn register_user(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        session: SessionId,
-        out: mpsc::Sender<Outgoing>,
-    ) {
+    /// Registers a connection of `user`, so private frames (`claim_update`) reach it.
+    pub fn register_user(&self, tenant: &TenantId, user: &UserId, conn: Subscriber) {
         self.inner
             .users
             .entry((tenant.clone(), user.clone()))
             .or_default()
-            .push((session, out));
+            .push(conn);
+    }
+
+    /// Forgets a connection registered with [`Engine::register_user`].
+    pub fn unregister_user(&self, tenant: &TenantId, user: &UserId, conn: u64) {
+        let key = (tenant.clone(), user.clone());
+        if let Some(mut conns) = self.inner.users.get_mut(&key) {
+            conns.retain(|c| c.id() != conn);
+        }
+        self.inner.users.remove_if(&key, |_, c| c.is_empty());
+    }
+
+    /// Sends a private frame to every connection of `user`.
+    pub fn notify_user(&self, tenant: &TenantId, user: &UserId, frame: bytes::Bytes) {
+        if let Some(conns) = self.inner.users.get(&(tenant.clone(), user.clone())) {
+            for conn in conns.iter() {
+                conn.send_json(&frame);
+            }
+        }
     }
 
     /// Lists a connection's session actor, so operators can reach it (fault injection).
@@ -203,24 +212,6 @@ impl Engine {
     /// The session actor of a live connection.
     pub fn session(&self, session: &SessionId) -> Option<Addr<SessionMsg>> {
         self.inner.sessions.get(session).map(|a| a.clone())
-    }
-
-    /// Forgets a connection registered with [`Engine::register_user`].
-    pub fn unregister_user(&self, tenant: &TenantId, user: &UserId, session: &SessionId) {
-        let key = (tenant.clone(), user.clone());
-        if let Some(mut queues) = self.inner.users.get_mut(&key) {
-            queues.retain(|(s, out)| s != session && !out.is_closed());
-        }
-        self.inner.users.remove_if(&key, |_, q| q.is_empty());
-    }
-
-    /// Sends a private frame to every connection of `user` (dropped for connections that lag).
-    pub fn notify_user(&self, tenant: &TenantId, user: &UserId, frame: bytes::Bytes) {
-        if let Some(queues) = self.inner.users.get(&(tenant.clone(), user.clone())) {
-            for (_, out) in queues.iter() {
-                let _ = out.try_send(Outgoing::Frame(frame.clone()));
-            }
-        }
     }
 
     /// The running actor of a drop of `tenant`, started (restored from storage) if needed.

@@ -1,53 +1,23 @@
 //! One actor per WebSocket connection: identity, joined streams, and the protocol's operations.
 //!
-//! The connection's reader task decodes frames and casts them here; replies and subscriptions go to
-//! the connection's writer task as [`Outgoing`] items. The writer (a plain task, not an actor) reads
-//! the joined streams' broadcast rings directly, so events never pass through this mailbox.
+//! The connection's reader decodes frames and casts them here. Replies are written straight to the
+//! connection; stream events reach it from the streams' fan-out tasks, never through this mailbox.
 
 use std::collections::HashSet;
 use std::time::Instant;
 
-use bytes::Bytes;
 use liveshop_engine::auth::{Identity, Role};
 use liveshop_engine::chat::validate_emoji;
-use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame, encode_joined};
+use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame};
 use liveshop_engine::records::ChatAuthor;
 use liveshop_engine::{ErrorCode, Rejection, SessionId, StreamId};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::{broadcast, mpsc};
 
-use crate::broker::StreamOut;
+use crate::broker::Subscriber;
 use crate::engine::Engine;
 use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
 use crate::stream::{JoinReply, StreamMsg};
-
-/// Items for a connection's writer task, in the order they must reach the socket.
-#[derive(Debug)]
-pub enum Outgoing {
-    /// A frame to write.
-    Frame(Bytes),
-    /// Start forwarding a stream: write `frames` (the `joined` reply, then any replayed events),
-    /// then everything the receiver yields. Replaces an earlier subscription to the same stream.
-    Subscribe {
-        /// The stream.
-        stream: StreamId,
-        /// Frames to write first.
-        frames: Vec<Bytes>,
-        /// The live feed.
-        receiver: broadcast::Receiver<StreamOut>,
-    },
-    /// Stop forwarding a stream, then write `reply`.
-    Unsubscribe {
-        /// The stream.
-        stream: StreamId,
-        /// The `ok` reply to write after.
-        reply: Bytes,
-    },
-}
-
-/// Bound of a connection's outgoing queue; a client that lets it fill up is a slow consumer.
-pub const OUTGOING_CAPACITY: usize = 256;
 
 /// Start-up arguments of a session actor.
 pub struct SessionArgs {
@@ -57,8 +27,8 @@ pub struct SessionArgs {
     pub identity: Identity,
     /// This connection's id.
     pub session: SessionId,
-    /// The writer task's queue.
-    pub out: mpsc::Sender<Outgoing>,
+    /// The connection replies and events are written to.
+    pub conn: Subscriber,
     /// Its mailbox counter (the reader sends through an [`crate::mailbox::Addr`]).
     pub depth: Depth,
 }
@@ -81,22 +51,16 @@ pub struct SessionState {
     engine: Engine,
     identity: Identity,
     session: SessionId,
-    out: mpsc::Sender<Outgoing>,
+    conn: Subscriber,
     joined: HashSet<StreamId>,
     depth: Depth,
     _alive: AliveGuard,
 }
 
 impl SessionState {
-    /// Queues an item for the writer. A client that stops reading fills the queue, which pauses
-    /// this actor and so the connection's reader: backpressure instead of unbounded buffering.
-    async fn send(&self, item: Outgoing) {
-        // An error means the writer is gone: the connection is closing anyway.
-        let _ = self.out.send(item).await;
-    }
-
+    /// Writes a reply; the connection buffers (boundedly) if its socket is busy.
     async fn reply(&self, frame: ServerFrame) {
-        self.send(Outgoing::Frame(frame.encode())).await;
+        self.conn.send_json(&frame.encode());
     }
 
     async fn refuse(&self, r#ref: Option<String>, rejection: &Rejection) {
@@ -126,28 +90,17 @@ impl SessionState {
         }
         let tenant = self.identity.member_tenant()?.clone();
         let handle = self.engine.stream(&tenant, &stream).await?;
-        let reply: JoinReply = handle
+        let conn = self.conn.clone();
+        let _joined: JoinReply = handle
             .actor
-            .ask(|reply| StreamMsg::Join { resume, reply })
+            .ask(|reply| StreamMsg::Join {
+                resume,
+                r#ref,
+                conn,
+                reply,
+            })
             .await??;
-        let joined = encode_joined(
-            r#ref.as_deref(),
-            stream.as_str(),
-            reply.epoch,
-            reply.seq,
-            reply.resumed,
-            reply.snapshot.as_deref(),
-        );
-        let mut frames = Vec::with_capacity(1 + reply.replay.len());
-        frames.push(joined);
-        frames.extend(reply.replay);
-        self.joined.insert(stream.clone());
-        self.send(Outgoing::Subscribe {
-            stream,
-            frames,
-            receiver: reply.receiver,
-        })
-        .await;
+        self.joined.insert(stream);
         Ok(())
     }
 
@@ -164,7 +117,9 @@ impl SessionState {
                     claim: None,
                 }
                 .encode();
-                self.send(Outgoing::Unsubscribe { stream, reply }).await;
+                self.engine
+                    .broker()
+                    .unsubscribe(&stream, self.conn.id(), Some(reply));
                 Ok(())
             }
             ClientOp::Chat { stream, text } => {
@@ -251,12 +206,8 @@ impl Actor for SessionActor {
         args: SessionArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         if let Some(tenant) = &args.identity.tenant {
-            args.engine.register_user(
-                tenant,
-                &args.identity.user,
-                args.session.clone(),
-                args.out.clone(),
-            );
+            args.engine
+                .register_user(tenant, &args.identity.user, args.conn.clone());
         }
         let parent = args.identity.tenant.as_ref().map(|t| format!("tenant:{t}"));
         args.engine.tree().register(
@@ -270,7 +221,7 @@ impl Actor for SessionActor {
             engine: args.engine,
             identity: args.identity,
             session: args.session,
-            out: args.out,
+            conn: args.conn,
             joined: HashSet::new(),
             _alive: AliveGuard::new(kind::SESSION),
         })
@@ -314,7 +265,7 @@ impl Actor for SessionActor {
         if let Some(tenant) = &state.identity.tenant {
             state
                 .engine
-                .unregister_user(tenant, &state.identity.user, &state.session);
+                .unregister_user(tenant, &state.identity.user, state.conn.id());
         }
         state
             .engine

@@ -8,10 +8,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use liveshop_engine::auth::Role;
 use liveshop_engine::chat::validate_chat_text;
-use liveshop_engine::frames::{EventBody, encode_event, pinned_body};
+use liveshop_engine::frames::{EventBody, encode_event, encode_joined, pinned_body};
 use liveshop_engine::ids::ChatId;
 use liveshop_engine::limits::TokenBucket;
 use liveshop_engine::records::{ChatAuthor, ChatMessage, DropStatus, Stream, StreamStatus};
@@ -21,9 +20,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::sync::Arc;
-use tokio::sync::broadcast;
 
-use crate::broker::StreamOut;
+use crate::broker::Subscriber;
 use crate::clock;
 use crate::engine::Engine;
 use crate::mailbox::Depth;
@@ -50,8 +48,8 @@ pub struct StreamArgs {
     pub depth: Depth,
 }
 
-/// What a joining connection gets back.
-#[derive(Debug)]
+/// What a joining session learns (its connection got the `joined` frame and the replay).
+#[derive(Debug, Clone, Copy)]
 pub struct JoinReply {
     /// Current epoch.
     pub epoch: u64,
@@ -59,12 +57,6 @@ pub struct JoinReply {
     pub seq: u64,
     /// True when `replay` holds exactly the missed events.
     pub resumed: bool,
-    /// A fresh snapshot when not resumed, serialized once and shared until the stream changes.
-    pub snapshot: Option<Arc<RawValue>>,
-    /// Missed events, in order, when resumed.
-    pub replay: Vec<Bytes>,
-    /// Every item published after the join.
-    pub receiver: broadcast::Receiver<StreamOut>,
 }
 
 /// Messages of a stream actor.
@@ -73,6 +65,10 @@ pub enum StreamMsg {
     Join {
         /// Epoch and last seq seen.
         resume: Option<(u64, u64)>,
+        /// The client's correlation string for the `joined` reply.
+        r#ref: Option<String>,
+        /// The joining connection.
+        conn: Subscriber,
         /// The answer.
         reply: RpcReplyPort<Result<JoinReply, Rejection>>,
     },
@@ -190,39 +186,63 @@ impl StreamState {
         self.invalidate();
         let started = Instant::now();
         let (seq, bytes) = self.log.append(body);
-        self.engine
-            .broker()
-            .publish(&self.record.id, StreamOut::Event(bytes));
+        self.engine.broker().publish(&self.record.id, bytes);
         ::metrics::histogram!(metrics::FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
         seq
     }
 
     fn publish_ephemeral(&self, body: EventBody) {
         let bytes = encode_event(&self.record.id, None, body);
-        self.engine
-            .broker()
-            .publish(&self.record.id, StreamOut::Event(bytes));
+        self.engine.broker().publish(&self.record.id, bytes);
     }
 
-    fn join(&mut self, resume: Option<(u64, u64)>) -> JoinReply {
-        // Subscribing inside the actor, before answering, means no event falls between the
-        // snapshot (or replay) and the live feed.
-        let receiver = self.engine.broker().subscribe(self.id());
+    /// Subscribes a connection. Doing it inside the actor, in the same step as the snapshot (or
+    /// replay), means no event falls between them and the live feed: the broker queues the
+    /// `joined` frame and the replay behind every event published before, ahead of every later one.
+    fn join(
+        &mut self,
+        resume: Option<(u64, u64)>,
+        r#ref: Option<&str>,
+        conn: Subscriber,
+    ) -> JoinReply {
         let replay = match resume {
             Some((epoch, since)) => self.log.resume(epoch, since),
             None => Resume::Snapshot,
         };
-        let (resumed, snapshot, replay) = match replay {
-            Resume::Replay(events) => (true, None, events),
-            Resume::Snapshot => (false, Some(self.snapshot()), Vec::new()),
+        let (epoch, seq) = (self.log.epoch(), self.log.seq());
+        let (resumed, first) = match replay {
+            Resume::Replay(events) => {
+                let mut first = Vec::with_capacity(1 + events.len());
+                first.push(encode_joined(
+                    r#ref,
+                    self.record.id.as_str(),
+                    epoch,
+                    seq,
+                    true,
+                    None,
+                ));
+                first.extend(events);
+                (true, first)
+            }
+            Resume::Snapshot => {
+                self.engine.broker().joining(self.id());
+                let snapshot = self.snapshot();
+                let joined = encode_joined(
+                    r#ref,
+                    self.record.id.as_str(),
+                    epoch,
+                    seq,
+                    false,
+                    Some(&snapshot),
+                );
+                (false, vec![joined])
+            }
         };
+        self.engine.broker().subscribe(self.id(), conn, first);
         JoinReply {
-            epoch: self.log.epoch(),
-            seq: self.log.seq(),
+            epoch,
+            seq,
             resumed,
-            snapshot,
-            replay,
-            receiver,
         }
     }
 
@@ -409,10 +429,7 @@ impl Actor for StreamActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if state.restarted {
-            state
-                .engine
-                .broker()
-                .publish(&state.record.id, StreamOut::Restarted);
+            state.engine.broker().restarted(&state.record.id);
         }
         Ok(())
     }
@@ -428,8 +445,13 @@ impl Actor for StreamActor {
             state.depth.taken();
         }
         match message {
-            StreamMsg::Join { resume, reply } => {
-                let _ = reply.send(Ok(state.join(resume)));
+            StreamMsg::Join {
+                resume,
+                r#ref,
+                conn,
+                reply,
+            } => {
+                let _ = reply.send(Ok(state.join(resume, r#ref.as_deref(), conn)));
             }
             StreamMsg::Chat {
                 author,

@@ -9,7 +9,6 @@ use std::time::Instant;
 use liveshop_engine::{DropId, Rejection, StreamId, TenantId};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use crate::broker::StreamOut;
 use crate::drop::{DropActor, DropArgs};
 use crate::engine::{DropHandle, Engine, StreamHandle};
 use crate::mailbox::{Addr, Depth};
@@ -132,7 +131,7 @@ impl TenantState {
             ::metrics::counter!(metrics::ACTOR_ESCALATIONS, "kind" => label).increment(1);
             self.engine.tree().remove(label, &id);
             if let Child::Stream(s) = &child {
-                self.engine.broker().publish(s, StreamOut::Restarted);
+                self.engine.broker().restarted(s);
                 self.engine.broker().remove(s);
             }
             return;

@@ -1,21 +1,44 @@
-//! The fan-out hot path, without sockets: encode one chat event once, then hand the same bytes to
-//! every subscriber of the stream through the in-process broker's broadcast ring.
+//! The fan-out hot path, without sockets: encode one chat event once, frame it once, then hand
+//! the same bytes to every subscriber of the stream from one loop.
 //!
 //! * `encode/chat_200B`: `EventLog::append` of one chat event with a 200-byte text
 //!   (number, encode to JSON `Bytes`, keep for resume).
-//! * `fanout/10000`: the same encode, one `Broker::publish`, then every one of 10,000 subscribers
-//!   takes the item with `try_recv` (what each connection's writer task does before its socket
-//!   write). Per-subscriber cost = time / 10,000.
+//! * `fanout/10000`: the same encode, one WebSocket framing, then `Fanout::deliver` to 10,000
+//!   subscribers whose `deliver` only counts (the socket write is left out: it is the kernel's
+//!   cost, measured end to end by the peer benchmark). Per-subscriber cost = time / 10,000.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use liveshop_actors::broker::{Broker, InProcessBroker, StreamOut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use liveshop_actors::broker::{Connection, Fanout};
 use liveshop_benches::{TEXT_BYTES, chat_body, stream_id};
+use liveshop_engine::StreamId;
+use liveshop_engine::frames::ws_text_frame;
 use liveshop_engine::limits::Limits;
 use liveshop_engine::stream::EventLog;
-use tokio::sync::broadcast;
+
+/// A subscriber whose socket write is replaced by a counter.
+struct Counting {
+    id: u64,
+    delivered: AtomicU64,
+}
+
+impl Connection for Counting {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn deliver(&self, frame: &Bytes) -> bool {
+        self.delivered
+            .fetch_add(u64::from(!frame.is_empty()), Ordering::Relaxed);
+        true
+    }
+    fn rejoin(&self, _: &StreamId) {}
+}
 
 /// Subscribers in the fan-out bench.
 const SUBSCRIBERS: usize = 10_000;
@@ -38,39 +61,41 @@ fn encode(c: &mut Criterion) {
 fn fanout(c: &mut Criterion) {
     let body = chat_body(TEXT_BYTES);
     let stream = stream_id();
-    let mut log = EventLog::new(stream.clone(), 1, Limits::default().resume_buffer);
-    // Every receiver drains the ring each iteration, so a small ring never lags; 1,024 leaves room.
-    let broker = InProcessBroker::new(1024);
-    let mut receivers: Vec<broadcast::Receiver<StreamOut>> = (0..SUBSCRIBERS)
-        .map(|_| broker.subscribe(&stream))
+    let mut log = EventLog::new(stream, 1, Limits::default().resume_buffer);
+    let subscribers: Vec<Arc<Counting>> = (0..SUBSCRIBERS as u64)
+        .map(|id| {
+            Arc::new(Counting {
+                id,
+                delivered: AtomicU64::new(0),
+            })
+        })
         .collect();
-    assert_eq!(broker.subscribers(&stream), SUBSCRIBERS);
+    let mut fanout = Fanout::default();
+    for s in &subscribers {
+        fanout.subscribe(s.clone(), &[]);
+    }
+    assert_eq!(fanout.len(), SUBSCRIBERS);
 
     let mut group = c.benchmark_group("fanout");
     group.throughput(Throughput::Elements(SUBSCRIBERS as u64));
+    let mut rounds = 0u64;
     group.bench_function(SUBSCRIBERS.to_string(), |b| {
         b.iter_batched(
             || body.clone(),
             |body| {
-                let (_, bytes) = log.append(body);
-                broker.publish(&stream, StreamOut::Event(bytes));
-                let mut delivered = 0usize;
-                for rx in &mut receivers {
-                    if let Ok(StreamOut::Event(bytes)) = rx.try_recv() {
-                        delivered += usize::from(!bytes.is_empty());
-                    }
-                }
-                assert_eq!(delivered, SUBSCRIBERS);
-                delivered
+                let (_, json) = log.append(body);
+                let frame = ws_text_frame(&json);
+                rounds += 1;
+                black_box(fanout.deliver(&frame, 1))
             },
             BatchSize::SmallInput,
         );
     });
     group.finish();
 
-    // Every subscriber got every event and nothing is left behind.
-    for rx in &mut receivers {
-        assert!(rx.try_recv().is_err());
+    // Every subscriber got every event.
+    for s in &subscribers {
+        assert_eq!(s.delivered.load(Ordering::Relaxed), rounds);
     }
 }
 

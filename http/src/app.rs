@@ -66,7 +66,7 @@ impl Application {
             broadcast_capacity: config.broadcast_capacity,
             claim_batch_max: if config.group_commit { 1000 } else { 1 },
         };
-        let broker = Arc::new(InProcessBroker::new(engine_config.broadcast_capacity));
+        let broker = Arc::new(InProcessBroker::new());
         let engine = Engine::start(store.clone(), broker, engine_config).await?;
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -115,16 +115,12 @@ impl Application {
             }
         });
         let drain = state.drain.clone();
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutdown requested: draining");
-                drain.send_replace(true);
-            })
-            .await?;
+        crate::serve::serve(self.listener, self.router, async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: draining");
+            drain.send_replace(true);
+        })
+        .await;
         drain_connections(&state).await;
         janitor.abort();
         state.engine.shutdown().await;

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod telemetry;
 pub mod ws;

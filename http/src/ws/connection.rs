@@ -1,30 +1,41 @@
 //! One connection's life: welcome, the reader loop, and an orderly close with the right code.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
 use futures_util::StreamExt;
+use liveshop_actors::broker::Connection;
 use liveshop_actors::mailbox::{Addr, Depth};
 use liveshop_actors::metrics::kind;
-use liveshop_actors::session::{
-    OUTGOING_CAPACITY, Outgoing, SessionActor, SessionArgs, SessionMsg,
+use liveshop_actors::session::{SessionActor, SessionArgs, SessionMsg};
+use liveshop_engine::frames::{
+    ClientFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, ServerFrame, ws_frame,
 };
-use liveshop_engine::frames::{ClientFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, ServerFrame};
 use liveshop_engine::limits::TokenBucket;
 use liveshop_engine::{ErrorCode, Rejection, SessionId};
 use ractor::Actor;
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
 use super::close::CloseReason;
-use super::writer::Writer;
+use super::conn::{Conn, ConnIo};
 use crate::auth::{Verified, unix_now};
 use crate::state::AppState;
 
+/// Largest message the socket layer assembles before refusing; frames above [`MAX_FRAME_BYTES`]
+/// up to this size are refused by the reader with close 1009, larger ones by the library.
+const TRANSPORT_MAX_MESSAGE: usize = 64 * MAX_FRAME_BYTES;
+
+/// How long a closing connection may take to hand its last frames to the socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs a connection until it closes, then records why.
-pub async fn run(state: AppState, verified: Verified, socket: WebSocket) {
+pub async fn run(state: AppState, verified: Verified, conn: Arc<Conn>, read_buf: Bytes) {
     let session = SessionId::generate(&liveshop_actors::clock::unique_suffix());
     let identity = &verified.identity;
     let span = tracing::info_span!(
@@ -36,7 +47,7 @@ pub async fn run(state: AppState, verified: Verified, socket: WebSocket) {
     metrics::counter!("websocket_connections_total").increment(1);
     metrics::gauge!("websocket_connections_active").increment(1.0);
     state.connections.fetch_add(1, Ordering::SeqCst);
-    let reason = serve(&state, verified, session, socket)
+    let reason = Box::pin(serve(&state, verified, session, conn, read_buf))
         .instrument(span.clone())
         .await;
     span.in_scope(|| tracing::debug!(reason = reason.label(), "connection closed"));
@@ -49,11 +60,9 @@ async fn serve(
     state: &AppState,
     verified: Verified,
     session: SessionId,
-    socket: WebSocket,
+    conn: Arc<Conn>,
+    read_buf: Bytes,
 ) -> CloseReason {
-    let (sink, mut stream) = socket.split();
-    let (out_tx, out_rx) = mpsc::channel(OUTGOING_CAPACITY);
-    let (close_tx, close_rx) = watch::channel(None);
     let identity = verified.identity;
     let welcome = ServerFrame::Welcome {
         session: session.to_string(),
@@ -71,7 +80,7 @@ async fn serve(
         engine: state.engine.clone(),
         identity,
         session,
-        out: out_tx.clone(),
+        conn: conn.clone(),
         depth: depth.clone(),
     };
     // Boxed: the spawn future is large and needed once; inline it would stay in this task for
@@ -80,27 +89,28 @@ async fn serve(
         Ok((actor, done)) => (Addr::new(actor, depth), done),
         Err(err) => {
             tracing::error!(error = %err, "session actor failed to start");
+            conn.close(CloseReason::Internal);
             return CloseReason::Internal;
         }
     };
+    conn.set_session(actor.clone());
     state
         .engine
         .register_session(session_id.clone(), actor.clone());
-    let _ = out_tx.send(Outgoing::Frame(welcome.encode())).await;
-    let rejoin_target = actor.clone();
-    let mut writer = tokio::spawn(
-        Writer {
-            sink,
-            out: out_rx,
-            close: close_rx,
-            rejoin: Box::new(move |stream| {
-                rejoin_target.cast(SessionMsg::Rejoin(stream));
-            }),
-            ping_every: state.config.ping_interval(),
-        }
-        .run()
-        .in_current_span(),
-    );
+    conn.send_json(&welcome.encode());
+
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(TRANSPORT_MAX_MESSAGE))
+        .max_frame_size(Some(TRANSPORT_MAX_MESSAGE))
+        .read_buffer_size(512)
+        .write_buffer_size(0);
+    let mut stream = WebSocketStream::from_partially_read(
+        ConnIo(conn.clone()),
+        read_buf.to_vec(),
+        Role::Server,
+        Some(config),
+    )
+    .await;
 
     let limits = state.engine.config().limits;
     let mut bucket = TokenBucket::full(limits.frame_burst, liveshop_actors::clock::now().millis());
@@ -109,9 +119,11 @@ async fn serve(
     tokio::pin!(token_expiry);
     let idle_timeout = state.config.idle_timeout();
     let mut idle_check = tokio::time::interval(idle_timeout / 4);
+    let mut ping = tokio::time::interval(state.config.ping_interval());
+    ping.tick().await;
+    let ping_frame = ws_frame(0x9, b"");
     let mut last_seen = Instant::now();
     let mut drain = state.drain.subscribe();
-    let mut writer_done = None;
 
     let reason = loop {
         if *drain.borrow_and_update() {
@@ -120,12 +132,11 @@ async fn serve(
         tokio::select! {
             _ = drain.changed() => continue,
             _ = &mut actor_done => break CloseReason::Internal,
-            result = &mut writer => {
-                let reason = result.unwrap_or(CloseReason::Internal);
-                writer_done = Some(reason);
-                break reason;
-            }
+            () = conn.closed() => break conn.close_reason().unwrap_or(CloseReason::TransportError),
             _ = &mut token_expiry => break CloseReason::TokenExpired,
+            _ = ping.tick() => {
+                conn.deliver(&ping_frame);
+            }
             _ = idle_check.tick() => {
                 if last_seen.elapsed() > idle_timeout {
                     break CloseReason::Idle;
@@ -137,7 +148,7 @@ async fn serve(
                     None => break CloseReason::ClientClosed,
                     Some(Err(err)) => break read_error(&err),
                     Some(Ok(Message::Close(_))) => break CloseReason::ClientClosed,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                     Some(Ok(Message::Binary(bytes))) => {
                         if bytes.len() > MAX_FRAME_BYTES {
                             break CloseReason::TooLarge;
@@ -162,7 +173,7 @@ async fn serve(
                         }
                     }
                 };
-                let _ = out_tx.send(Outgoing::Frame(reply.encode())).await;
+                conn.send_json(&reply.encode());
             }
         }
     };
@@ -177,22 +188,22 @@ async fn serve(
             .tree()
             .remove(kind::SESSION, session_id.as_str());
     }
-    if writer_done.is_none() {
-        let _ = close_tx.send(Some(reason));
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // The client's own close was answered by the WebSocket library already.
+    if reason != CloseReason::ClientClosed {
+        conn.close(reason);
     }
+    let deadline = Instant::now() + CLOSE_GRACE;
+    while !conn.drained() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    conn.shutdown();
     reason
 }
 
 /// Classifies a read error: oversize messages close with 1009, anything else is a broken socket.
-fn read_error(err: &axum::Error) -> CloseReason {
-    let text = err.to_string();
-    if text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("too big")
-    {
-        CloseReason::TooLarge
-    } else {
-        CloseReason::TransportError
+fn read_error(err: &WsError) -> CloseReason {
+    match err {
+        WsError::Capacity(_) => CloseReason::TooLarge,
+        _ => CloseReason::TransportError,
     }
 }

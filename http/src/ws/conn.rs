@@ -1,0 +1,288 @@
+//! One WebSocket connection's socket, shared by everyone who writes to it.
+//!
+//! Fan-out tasks, the session actor and the reader all write through [`Conn::deliver`], which tries
+//! the socket directly (a non-blocking `try_write`) and only when the socket is full keeps the rest
+//! in a bounded buffer, drained by a flusher task started on demand. So the common path costs one
+//! syscall per delivery and no task wake-up; a client that stops reading fills its buffer and is
+//! closed as a slow consumer (4008). Frames from different writers never interleave: every write
+//! happens under the connection's lock.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use liveshop_actors::broker::Connection;
+use liveshop_actors::mailbox::Addr;
+use liveshop_actors::metrics as names;
+use liveshop_actors::session::SessionMsg;
+use liveshop_engine::StreamId;
+use liveshop_engine::frames::ws_close_frame;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::close::CloseReason;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A connection's socket and its write buffer.
+pub struct Conn {
+    id: u64,
+    me: Weak<Conn>,
+    socket: TcpStream,
+    out: Mutex<Out>,
+    /// Most frames (or byte chunks) buffered before the connection is a slow consumer.
+    max_pending: usize,
+    /// Woken when the connection closes, so its reader stops.
+    closed: Notify,
+    session: OnceLock<Addr<SessionMsg>>,
+}
+
+#[derive(Default)]
+struct Out {
+    pending: VecDeque<Bytes>,
+    flushing: bool,
+    /// Set once a close frame was queued: nothing else is written after it.
+    closing: Option<CloseReason>,
+    /// The socket failed.
+    broken: bool,
+}
+
+impl Conn {
+    /// Wraps an upgraded socket.
+    pub fn new(socket: TcpStream, max_pending: usize) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            me: me.clone(),
+            socket,
+            out: Mutex::new(Out::default()),
+            max_pending: max_pending.max(16),
+            closed: Notify::new(),
+            session: OnceLock::new(),
+        })
+    }
+
+    /// Ties the connection to its session actor (for re-joins after a stream restart).
+    pub fn set_session(&self, session: Addr<SessionMsg>) {
+        let _ = self.session.set(session);
+    }
+
+    /// Why the connection closed, once it did.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        let out = self.lock();
+        if out.broken {
+            Some(CloseReason::TransportError)
+        } else {
+            out.closing
+        }
+    }
+
+    /// Resolves when the connection closed (by the server, or because the socket failed).
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.close_reason().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Out> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a close frame with the reason's code after what is already queued; nothing is
+    /// written after it. The reader notices and ends the connection.
+    pub fn close(&self, reason: CloseReason) {
+        let mut out = self.lock();
+        self.close_locked(&mut out, reason);
+        drop(out);
+        self.closed.notify_waiters();
+    }
+
+    fn close_locked(&self, out: &mut Out, reason: CloseReason) {
+        if out.closing.is_some() || out.broken {
+            return;
+        }
+        if reason == CloseReason::SlowConsumer {
+            // The client is not reading: what it has not taken is dropped.
+            out.pending.clear();
+            count_slow_consumer();
+        }
+        let frame = ws_close_frame(reason.code(), reason.label());
+        self.write_locked(out, frame);
+        out.closing = Some(reason);
+    }
+
+    /// Writes `frame` now if the socket takes it, else buffers it (bounded). Must hold the lock.
+    /// Returns false when the connection no longer takes frames.
+    fn write_locked(&self, out: &mut Out, frame: Bytes) -> bool {
+        if out.broken || out.closing.is_some() {
+            return false;
+        }
+        if out.pending.len() >= self.max_pending {
+            self.close_locked(out, CloseReason::SlowConsumer);
+            self.closed.notify_waiters();
+            return false;
+        }
+        if out.pending.is_empty() && !out.flushing {
+            match self.socket.try_write(&frame) {
+                Ok(n) if n == frame.len() => return true,
+                Ok(n) => out.pending.push_back(frame.slice(n..)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.pending.push_back(frame),
+                Err(_) => {
+                    out.broken = true;
+                    self.closed.notify_waiters();
+                    return false;
+                }
+            }
+        } else {
+            out.pending.push_back(frame);
+        }
+        if !out.flushing
+            && let Some(conn) = self.me.upgrade()
+        {
+            out.flushing = true;
+            tokio::spawn(conn.flush());
+        }
+        true
+    }
+
+    /// Drains the buffer as the socket becomes writable, then shuts the write side down if the
+    /// connection is closing.
+    async fn flush(self: Arc<Self>) {
+        loop {
+            {
+                let mut out = self.lock();
+                while let Some(front) = out.pending.front_mut() {
+                    match self.socket.try_write(front) {
+                        Ok(n) if n == front.len() => {
+                            out.pending.pop_front();
+                        }
+                        Ok(n) => {
+                            let rest = front.slice(n..);
+                            *front = rest;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            out.broken = true;
+                            out.pending.clear();
+                            break;
+                        }
+                    }
+                }
+                if out.pending.is_empty() || out.broken {
+                    out.flushing = false;
+                    let done = out.broken || out.closing.is_some();
+                    drop(out);
+                    if done {
+                        self.closed.notify_waiters();
+                    }
+                    return;
+                }
+            }
+            if self.socket.writable().await.is_err() {
+                let mut out = self.lock();
+                out.broken = true;
+                out.flushing = false;
+                drop(out);
+                self.closed.notify_waiters();
+                return;
+            }
+        }
+    }
+
+    /// Whether everything queued has reached the socket.
+    pub fn drained(&self) -> bool {
+        let out = self.lock();
+        out.pending.is_empty() || out.broken
+    }
+}
+
+impl Connection for Conn {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn deliver(&self, frame: &Bytes) -> bool {
+        let mut out = self.lock();
+        self.write_locked(&mut out, frame.clone())
+    }
+
+    fn rejoin(&self, stream: &StreamId) {
+        if let Some(session) = self.session.get() {
+            session.cast(SessionMsg::Rejoin(stream.clone()));
+        }
+    }
+}
+
+/// Adapts the shared socket to the reader: reads come from the socket, writes (the WebSocket
+/// library's own pongs and close replies) go through [`Conn`] like every other frame.
+pub struct ConnIo(pub Arc<Conn>);
+
+impl AsyncRead for ConnIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.socket.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match self.0.socket.try_read(unfilled) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ConnIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        // After our close frame, the library's own close reply is not needed: it is dropped.
+        let conn = &self.0;
+        let mut out = conn.lock();
+        conn.write_locked(&mut out, Bytes::copy_from_slice(buf));
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Counts a slow consumer.
+pub fn count_slow_consumer() {
+    metrics::counter!(names::SLOW_CONSUMERS).increment(1);
+}
+
+impl Conn {
+    /// Shuts the socket down both ways, so the peer sees the end even while fan-out lists still
+    /// hold this connection (they drop it at their next write).
+    pub fn shutdown(&self) {
+        {
+            let mut out = self.lock();
+            out.broken = true;
+            out.pending.clear();
+        }
+        let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Both);
+        self.closed.notify_waiters();
+    }
+}
