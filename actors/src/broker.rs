@@ -48,7 +48,7 @@ pub trait Broker: Send + Sync + 'static {
     /// replayed events), then every event published after this call, and nothing published before.
     fn subscribe(&self, stream: &StreamId, subscriber: Subscriber, first: Vec<Bytes>);
     /// Removes a subscriber after the events already published, then sends it `then` (JSON).
-    fn unsubscribe(&self, stream: &StreamId, subscriber: u64, then: Option<Bytes>);
+    fn unsubscribe(&self, stream: &StreamId, subscriber: Subscriber, then: Option<Bytes>);
     /// The stream's actor restarted: every subscriber is asked to re-join, and is dropped.
     fn restarted(&self, stream: &StreamId);
     /// Connections subscribed to `stream` on this node.
@@ -60,7 +60,7 @@ pub trait Broker: Send + Sync + 'static {
 enum FanoutMsg {
     Event(Bytes),
     Subscribe(Subscriber, Vec<Bytes>),
-    Unsubscribe(u64, Option<Bytes>),
+    Unsubscribe(Subscriber, Option<Bytes>),
     Restarted(StreamId),
 }
 
@@ -122,10 +122,10 @@ async fn fan_out(mut rx: mpsc::UnboundedReceiver<FanoutMsg>, count: Arc<AtomicUs
                     queued = 0;
                     fanout.subscribe(subscriber, &first);
                 }
-                FanoutMsg::Unsubscribe(id, then) => {
+                FanoutMsg::Unsubscribe(subscriber, then) => {
                     fanout.deliver(&events.split().freeze(), queued);
                     queued = 0;
-                    fanout.unsubscribe(id, then.as_deref());
+                    fanout.unsubscribe(&subscriber, then.as_deref());
                 }
                 FanoutMsg::Restarted(stream) => {
                     fanout.deliver(&events.split().freeze(), queued);
@@ -183,13 +183,12 @@ impl Fanout {
         }
     }
 
-    /// Removes a subscriber, then sends it `then` (JSON), if it was subscribed.
-    pub fn unsubscribe(&mut self, id: u64, then: Option<&[u8]>) {
-        if let Some(pos) = self.subscribers.iter().position(|s| s.id() == id) {
-            let s = self.subscribers.swap_remove(pos);
-            if let Some(json) = then {
-                s.send_json(json);
-            }
+    /// Removes a subscriber (if subscribed), then sends it `then` (JSON).
+    pub fn unsubscribe(&mut self, subscriber: &Subscriber, then: Option<&[u8]>) {
+        let id = subscriber.id();
+        self.subscribers.retain(|s| s.id() != id);
+        if let Some(json) = then {
+            subscriber.send_json(json);
         }
     }
 
@@ -221,13 +220,16 @@ impl Broker for InProcessBroker {
         self.send(stream, FanoutMsg::Subscribe(subscriber, first));
     }
 
-    fn unsubscribe(&self, stream: &StreamId, subscriber: u64, then: Option<Bytes>) {
+    fn unsubscribe(&self, stream: &StreamId, subscriber: Subscriber, then: Option<Bytes>) {
         match self.topics.get(stream) {
             Some(topic) => {
                 let _ = topic.tx.send(FanoutMsg::Unsubscribe(subscriber, then));
             }
+            // No fan-out task: nothing to leave, but the reply is still owed.
             None => {
-                let _ = then;
+                if let Some(json) = then {
+                    subscriber.send_json(&json);
+                }
             }
         }
     }
@@ -329,7 +331,7 @@ mod tests {
         let a = recorder(1);
         broker.subscribe(&s, a.clone(), vec![]);
         broker.publish(&s, Bytes::from_static(b"e1"));
-        broker.unsubscribe(&s, 1, Some(Bytes::from_static(b"ok")));
+        broker.unsubscribe(&s, a.clone(), Some(Bytes::from_static(b"ok")));
         broker.publish(&s, Bytes::from_static(b"e2"));
         settle().await;
         assert_eq!(payloads(&a.got.lock().unwrap()), ["e1", "ok"]);

@@ -29,8 +29,6 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct EngineConfig {
     /// Protocol limits (rates, joins, resume buffer).
     pub limits: Limits,
-    /// Frames a connection may have waiting for its socket before it is a slow consumer.
-    pub broadcast_capacity: usize,
     /// Most claims written in one transaction; 1 turns group commit off (one write per claim).
     pub claim_batch_max: usize,
 }
@@ -39,7 +37,6 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
-            broadcast_capacity: 4096,
             claim_batch_max: 1000,
         }
     }

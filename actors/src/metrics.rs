@@ -18,7 +18,7 @@ pub const EVENTS_DELIVERED: &str = "liveshop_events_delivered_total";
 pub const FANOUT_SECONDS: &str = "liveshop_fanout_duration_seconds";
 /// Counter of connections closed because they could not keep up.
 pub const SLOW_CONSUMERS: &str = "liveshop_slow_consumers_total";
-/// Counter of events a lagging receiver skipped before it was closed.
+/// Counter of frames a slow connection had not taken when it was closed (4008).
 pub const BROADCAST_LAG: &str = "liveshop_broadcast_lag_events_total";
 /// Counter of claim decisions, by `result`.
 pub const CLAIMS: &str = "liveshop_claims_total";

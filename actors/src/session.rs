@@ -119,7 +119,7 @@ impl SessionState {
                 .encode();
                 self.engine
                     .broker()
-                    .unsubscribe(&stream, self.conn.id(), Some(reply));
+                    .unsubscribe(&stream, self.conn.clone(), Some(reply));
                 Ok(())
             }
             ClientOp::Chat { stream, text } => {
@@ -238,13 +238,15 @@ impl Actor for SessionActor {
         match message {
             SessionMsg::Frame(frame) => {
                 let r#ref = frame.r#ref.clone();
-                if let Err(rejection) = state.handle_frame(frame).await {
+                // Boxed: the handler's future is large (it awaits other actors); inline, its size
+                // would stay reserved in every idle session's task.
+                if let Err(rejection) = Box::pin(state.handle_frame(frame)).await {
                     state.refuse(r#ref, &rejection).await;
                 }
             }
             SessionMsg::Rejoin(stream) => {
                 if state.joined.contains(&stream)
-                    && let Err(rejection) = state.join(None, stream.clone(), None).await
+                    && let Err(rejection) = Box::pin(state.join(None, stream.clone(), None)).await
                 {
                     tracing::warn!(session_id = %state.session, stream_id = %stream, error = %rejection, "re-join after stream restart failed");
                     state.joined.remove(&stream);
@@ -271,6 +273,14 @@ impl Actor for SessionActor {
             .engine
             .tree()
             .remove(kind::SESSION, state.session.as_str());
+        // Leave every joined stream now, so viewer counts drop and the socket is released without
+        // waiting for the streams' next event.
+        for stream in state.joined.drain() {
+            state
+                .engine
+                .broker()
+                .unsubscribe(&stream, state.conn.clone(), None);
+        }
         Ok(())
     }
 }

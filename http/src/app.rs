@@ -63,7 +63,6 @@ impl Application {
         telemetry::describe_metrics();
         let engine_config = EngineConfig {
             limits: config.limits(),
-            broadcast_capacity: config.broadcast_capacity,
             claim_batch_max: if config.group_commit { 1000 } else { 1 },
         };
         let broker = Arc::new(InProcessBroker::new());

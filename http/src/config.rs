@@ -121,7 +121,8 @@ pub struct Config {
         default_value_t = 100.0
     )]
     pub http_per_sec: f64,
-    /// Events a viewer may fall behind before it is closed as a slow consumer (4008).
+    /// Writes a connection may have waiting for its socket (a write holds one or more frames)
+    /// before it is closed as a slow consumer (4008).
     #[arg(
         global = true,
         long,

@@ -35,6 +35,7 @@ both! {
     chat_shows_the_display_name_of_the_token,
     ending_a_stream_tells_joined_clients_and_stops_chat,
     a_silent_connection_is_closed_after_the_idle_timeout,
+    a_client_that_stops_reading_is_closed_as_a_slow_consumer,
 }
 
 /// Sends a chat frame with a ref.
@@ -749,4 +750,42 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout(backend: Backend) 
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let code = client.expect_close_code().await;
     assert_eq!(code, 1000, "idle connections close normally");
+}
+
+async fn a_client_that_stops_reading_is_closed_as_a_slow_consumer(backend: Backend) {
+    let app = TestApp::spawn(backend, |c| {
+        c.broadcast_capacity = 16;
+        c.chat_burst = 1_000_000;
+        c.chat_per_sec = 1_000_000.0;
+        c.frame_burst = 1_000_000;
+        c.frames_per_sec = 1_000_000.0;
+    })
+    .await;
+    let (shop, stream) = setup(&app, "slow").await;
+    let url = format!(
+        "{}?token={}",
+        app.ws_url(),
+        shop.token(Role::Viewer, "sloth")
+    );
+    let mut slow = WsClient::with_small_buffer(&url, 4096).await;
+    assert_eq!(slow.next_json().await["type"], "welcome");
+    slow.join(&stream, None).await;
+    let mut fast = app.ws(&shop.viewer).await;
+    fast.join(&stream, None).await;
+    // The seller floods the stream while the slow client reads nothing.
+    let mut seller = app.ws(&shop.seller).await;
+    let text = "x".repeat(500);
+    let mut sent = 0;
+    while sent < 10_000 {
+        send_chat(&mut seller, &stream, &text, &format!("c{sent}")).await;
+        sent += 1;
+    }
+    // A client that keeps reading gets everything, in order.
+    let (events, _) = collect(&mut fast, sent, 0).await;
+    assert_eq!(events.len(), sent);
+    // The one that did not is closed with 4008 once its buffer is full.
+    assert_eq!(slow.expect_close_code().await, 4008);
+    let metrics = app.get("/metrics", None).await.text().await.expect("text");
+    assert!(metrics.contains("websocket_disconnects_total{reason=\"slow_consumer\"}"));
+    app.stop().await;
 }

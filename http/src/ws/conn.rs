@@ -45,6 +45,9 @@ pub struct Conn {
 #[derive(Default)]
 struct Out {
     pending: VecDeque<Bytes>,
+    /// The front of `pending` is the rest of a frame the socket took in part: it must go out
+    /// whole before anything else, or the stream of frames would be corrupt.
+    front_partial: bool,
     flushing: bool,
     /// Set once a close frame was queued: nothing else is written after it.
     closing: Option<CloseReason>,
@@ -110,8 +113,12 @@ impl Conn {
             return;
         }
         if reason == CloseReason::SlowConsumer {
-            // The client is not reading: what it has not taken is dropped.
-            out.pending.clear();
+            // The client is not reading: what it has not taken is dropped, and counted.
+            // A frame already begun must be finished; everything after it is dropped.
+            let keep = usize::from(out.front_partial);
+            let dropped = out.pending.len().saturating_sub(keep);
+            metrics::counter!(names::BROADCAST_LAG).increment(dropped as u64);
+            out.pending.truncate(keep);
             count_slow_consumer();
         }
         let frame = ws_close_frame(reason.code(), reason.label());
@@ -133,7 +140,10 @@ impl Conn {
         if out.pending.is_empty() && !out.flushing {
             match self.socket.try_write(&frame) {
                 Ok(n) if n == frame.len() => return true,
-                Ok(n) => out.pending.push_back(frame.slice(n..)),
+                Ok(n) => {
+                    out.pending.push_back(frame.slice(n..));
+                    out.front_partial = n > 0;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.pending.push_back(frame),
                 Err(_) => {
                     out.broken = true;
@@ -163,10 +173,12 @@ impl Conn {
                     match self.socket.try_write(front) {
                         Ok(n) if n == front.len() => {
                             out.pending.pop_front();
+                            out.front_partial = false;
                         }
                         Ok(n) => {
                             let rest = front.slice(n..);
                             *front = rest;
+                            out.front_partial |= n > 0;
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(_) => {

@@ -188,8 +188,12 @@ async fn serve(
             .tree()
             .remove(kind::SESSION, session_id.as_str());
     }
-    // The client's own close was answered by the WebSocket library already.
-    if reason != CloseReason::ClientClosed {
+    // The client's own close was answered by the WebSocket library already, and a broken
+    // socket gets no close frame.
+    if !matches!(
+        reason,
+        CloseReason::ClientClosed | CloseReason::TransportError
+    ) {
         conn.close(reason);
     }
     let deadline = Instant::now() + CLOSE_GRACE;

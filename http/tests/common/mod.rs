@@ -332,6 +332,24 @@ pub struct WsClient {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
+impl WsClient {
+    /// Opens a WebSocket over a TCP socket whose receive buffer is `recv_buffer` bytes: a client
+    /// that reads slowly fills the path to it quickly (slow-consumer tests).
+    pub async fn with_small_buffer(url: &str, recv_buffer: u32) -> Self {
+        let request = url.into_client_request().expect("valid ws url");
+        let host = request.uri().host().expect("host").to_owned();
+        let port = request.uri().port_u16().expect("port");
+        let addr: SocketAddr = format!("{host}:{port}").parse().expect("ip:port");
+        let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+        tcp.set_recv_buffer_size(recv_buffer).expect("buffer size");
+        let stream = tcp.connect(addr).await.expect("tcp connect");
+        let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("upgrade");
+        Self { socket }
+    }
+}
+
 /// Whether a frame is an ephemeral event (`viewers`, `reactions`, `inventory`).
 pub fn is_ephemeral(frame: &Value) -> bool {
     frame["type"] == "event"
