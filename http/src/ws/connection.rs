@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use liveshop_actors::broker::Connection;
 use liveshop_actors::mailbox::{Addr, Depth};
@@ -35,7 +34,7 @@ const TRANSPORT_MAX_MESSAGE: usize = 64 * MAX_FRAME_BYTES;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs a connection until it closes, then records why.
-pub async fn run(state: AppState, verified: Verified, conn: Arc<Conn>, read_buf: Bytes) {
+pub async fn run(state: AppState, verified: Verified, conn: Arc<Conn>, early: Vec<u8>) {
     let session = SessionId::generate(&liveshop_actors::clock::unique_suffix());
     let identity = &verified.identity;
     let span = tracing::info_span!(
@@ -47,7 +46,7 @@ pub async fn run(state: AppState, verified: Verified, conn: Arc<Conn>, read_buf:
     metrics::counter!("websocket_connections_total").increment(1);
     metrics::gauge!("websocket_connections_active").increment(1.0);
     state.connections.fetch_add(1, Ordering::SeqCst);
-    let reason = Box::pin(serve(&state, verified, session, conn, read_buf))
+    let reason = Box::pin(serve(&state, verified, session, conn, early))
         .instrument(span.clone())
         .await;
     span.in_scope(|| tracing::debug!(reason = reason.label(), "connection closed"));
@@ -61,7 +60,7 @@ async fn serve(
     verified: Verified,
     session: SessionId,
     conn: Arc<Conn>,
-    read_buf: Bytes,
+    early: Vec<u8>,
 ) -> CloseReason {
     let identity = verified.identity;
     let welcome = ServerFrame::Welcome {
@@ -106,7 +105,7 @@ async fn serve(
         .write_buffer_size(0);
     let mut stream = WebSocketStream::from_partially_read(
         ConnIo(conn.clone()),
-        read_buf.to_vec(),
+        early,
         Role::Server,
         Some(config),
     )

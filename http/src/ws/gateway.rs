@@ -67,7 +67,11 @@ pub async fn upgrade(
                 let socket = parts.io.into_inner();
                 let _ = socket.set_nodelay(true);
                 let conn = Conn::new(socket, capacity);
-                connection::run(state, verified, conn, parts.read_buf).await;
+                // Copy what the client sent early: the `Bytes` may share hyper's whole read
+                // buffer, which would otherwise stay allocated for the connection's life.
+                let early = parts.read_buf.to_vec();
+                drop(parts.read_buf);
+                connection::run(state, verified, conn, early).await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP socket"),
         }
