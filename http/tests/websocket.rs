@@ -36,6 +36,7 @@ both! {
     ending_a_stream_tells_joined_clients_and_stops_chat,
     a_silent_connection_is_closed_after_the_idle_timeout,
     a_client_that_stops_reading_is_closed_as_a_slow_consumer,
+    a_client_close_gets_a_complete_closing_handshake,
 }
 
 /// Sends a chat frame with a ref.
@@ -787,5 +788,19 @@ async fn a_client_that_stops_reading_is_closed_as_a_slow_consumer(backend: Backe
     assert_eq!(slow.expect_close_code().await, 4008);
     let metrics = app.get("/metrics", None).await.text().await.expect("text");
     assert!(metrics.contains("websocket_disconnects_total{reason=\"slow_consumer\"}"));
+    app.stop().await;
+}
+
+async fn a_client_close_gets_a_complete_closing_handshake(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "close-handshake").await;
+    let mut client = app.ws(&shop.viewer).await;
+    client.join(&stream, None).await;
+    let answer = client.close_and_read_answer().await;
+    assert_eq!(
+        answer,
+        Ok(Some(1000)),
+        "the server answers a close with a close frame"
+    );
     app.stop().await;
 }

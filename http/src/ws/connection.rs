@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use liveshop_actors::broker::Connection;
 use liveshop_actors::mailbox::{Addr, Depth};
 use liveshop_actors::metrics::kind;
@@ -187,13 +187,15 @@ async fn serve(
             .tree()
             .remove(kind::SESSION, session_id.as_str());
     }
-    // The client's own close was answered by the WebSocket library already, and a broken
-    // socket gets no close frame.
-    if !matches!(
-        reason,
-        CloseReason::ClientClosed | CloseReason::TransportError
-    ) {
-        conn.close(reason);
+    match reason {
+        // The library queued its answer to the client's close; flushing writes it, so the
+        // client sees a complete closing handshake.
+        CloseReason::ClientClosed => {
+            let _ = stream.flush().await;
+        }
+        // A broken socket gets no close frame.
+        CloseReason::TransportError => {}
+        _ => conn.close(reason),
     }
     let deadline = Instant::now() + CLOSE_GRACE;
     while !conn.drained() && Instant::now() < deadline {

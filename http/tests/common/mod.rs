@@ -466,6 +466,30 @@ impl WsClient {
         }
     }
 
+    /// Closes the connection and returns the server's answer: its close frame, or the error the
+    /// client saw instead (an incomplete closing handshake).
+    pub async fn close_and_read_answer(mut self) -> Result<Option<u16>, String> {
+        let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        };
+        self.socket
+            .close(Some(frame))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let next = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .map_err(|_| "no answer in time".to_owned())?;
+            match next {
+                Some(Ok(Message::Close(frame))) => return Ok(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => {}
+                Some(Err(WsError::ConnectionClosed)) | None => return Ok(None),
+                Some(Err(err)) => return Err(err.to_string()),
+            }
+        }
+    }
+
     /// Closes the connection normally.
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
