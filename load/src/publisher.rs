@@ -41,6 +41,8 @@ struct Shared {
     rejected: AtomicU64,
     last_seq: AtomicU64,
     lost: AtomicBool,
+    /// Set before the publisher closes its own socket: the close that follows is not a loss.
+    closing: AtomicBool,
     writer_done: AtomicBool,
     errors: Mutex<BTreeMap<String, u64>>,
 }
@@ -88,7 +90,9 @@ impl Publisher {
                         }
                         Incoming::Frame(_) => {}
                         Incoming::Closed(_) => {
-                            shared.lost.store(true, Relaxed);
+                            if !shared.closing.load(Relaxed) {
+                                shared.lost.store(true, Relaxed);
+                            }
                             return;
                         }
                     }
@@ -127,6 +131,7 @@ impl Publisher {
                 shared.writer_done.store(true, Relaxed);
                 // Keep the socket open until the caller has collected the acknowledgements.
                 let _ = stopped.wait_for(|&s| s >= 2).await;
+                shared.closing.store(true, Relaxed);
                 let _ = tokio::time::timeout(Duration::from_millis(500), sink.close()).await;
                 max_late.as_secs_f64() * 1000.0
             })
