@@ -163,8 +163,8 @@ impl Conn {
         true
     }
 
-    /// Drains the buffer as the socket becomes writable, then shuts the write side down if the
-    /// connection is closing.
+    /// Drains the buffer as the socket becomes writable; once a closing connection's last frame
+    /// is out (or the socket failed), wakes whoever waits in [`Conn::closed`].
     async fn flush(self: Arc<Self>) {
         loop {
             {
