@@ -7,7 +7,8 @@
 //! SessionActor (one per WebSocket connection)
 //! ```
 //! A stream's state changes only inside its [`stream::StreamActor`]. It encodes each event once and
-//! hands the bytes to the [`broker::Broker`], whose subscribers are the connections' writer tasks.
+//! hands the bytes to the [`broker::Broker`], whose fan-out task writes them to every joined
+//! connection's socket.
 
 pub mod broker;
 pub mod clock;

@@ -77,7 +77,7 @@ impl Application {
             engine,
             metrics,
             known_tenants: DashMap::new(),
-            seen: DashMap::new(),
+            seen: crate::state::SeenMarks::default(),
             http_buckets: DashMap::new(),
             drain,
             connections: AtomicUsize::new(0),

@@ -37,7 +37,7 @@ pub struct Inner {
     /// Tenants known to exist (tenants are never deleted, so a positive answer stays true).
     pub known_tenants: DashMap<TenantId, ()>,
     /// When each user was last recorded as seen.
-    pub seen: DashMap<(TenantId, UserId), Instant>,
+    pub seen: SeenMarks,
     /// REST allowance per caller.
     pub http_buckets: DashMap<(Option<TenantId>, UserId), (TokenBucket, i64)>,
     /// Flips to true when the server starts draining.
@@ -84,19 +84,80 @@ impl Inner {
         let idle_ms = refill_ms.max(60_000);
         self.http_buckets
             .retain(|_, (_, last)| now - *last < idle_ms);
-        self.seen.retain(|_, at| at.elapsed() < USER_SEEN_EVERY);
+        self.seen.forget_older_than(Instant::now());
     }
 
     /// Whether the user's `users_seen` row is due for a refresh (and marks it refreshed).
     pub fn user_seen_due(&self, tenant: &TenantId, user: &UserId) -> bool {
-        let key = (tenant.clone(), user.clone());
-        let now = Instant::now();
-        match self.seen.get(&key) {
-            Some(at) if now.duration_since(*at) < USER_SEEN_EVERY => false,
-            _ => {
-                self.seen.insert(key, now);
-                true
-            }
+        self.seen
+            .due((tenant.clone(), user.clone()), Instant::now())
+    }
+}
+
+/// When each user was last recorded as seen, so `users_seen` is written at most every
+/// [`USER_SEEN_EVERY`] per user.
+#[derive(Debug, Default)]
+pub struct SeenMarks {
+    marks: DashMap<(TenantId, UserId), Instant>,
+}
+
+impl SeenMarks {
+    /// Whether `key` is due at `now`; marks it when it is.
+    pub fn due(&self, key: (TenantId, UserId), now: Instant) -> bool {
+        // The read guard must be gone before the insert: both lock the same shard.
+        let due = self
+            .marks
+            .get(&key)
+            .is_none_or(|at| now.saturating_duration_since(*at) >= USER_SEEN_EVERY);
+        if due {
+            self.marks.insert(key, now);
         }
+        due
+    }
+
+    /// Forgets marks old enough to be due anyway.
+    pub fn forget_older_than(&self, now: Instant) {
+        self.marks
+            .retain(|_, at| now.saturating_duration_since(*at) < USER_SEEN_EVERY);
+    }
+
+    /// Marks held.
+    pub fn len(&self) -> usize {
+        self.marks.len()
+    }
+
+    /// Whether no mark is held.
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> (TenantId, UserId) {
+        (TenantId::from_trusted("t"), UserId::from_trusted("u"))
+    }
+
+    #[test]
+    fn a_user_is_due_once_per_period_and_again_after_it() {
+        let marks = SeenMarks::default();
+        let t0 = Instant::now();
+        assert!(marks.due(key(), t0));
+        assert!(!marks.due(key(), t0 + Duration::from_secs(10)));
+        // A stale mark must be replaced without locking up (its read guard is gone first).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let marks = std::sync::Arc::new(marks);
+        let m = marks.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(m.due(key(), t0 + USER_SEEN_EVERY + Duration::from_secs(1)));
+        });
+        let again = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a stale mark is refreshed without deadlocking");
+        assert!(again);
+        marks.forget_older_than(t0 + USER_SEEN_EVERY * 3);
+        assert!(marks.is_empty());
     }
 }
