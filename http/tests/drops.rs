@@ -7,29 +7,10 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{Backend, EngineProcess, Shop, TestApp, expect_error, expect_json, operator};
+use common::{Backend, EngineProcess, TestApp, expect_error, expect_json, operator};
 use liveshop_engine::auth::Role;
 use liveshop_storage::testing::fresh;
 use serde_json::{Value, json};
-
-/// Opens a drop of `quantity` units in a new live stream; returns (stream, drop) ids.
-async fn open_drop(app: &TestApp, shop: &Shop, quantity: i64, extra: Value) -> (String, String) {
-    let stream = app.live_stream(shop).await;
-    let product = app.create_product(&shop.seller, "hat").await;
-    let mut body = json!({ "product": product["id"], "quantity": quantity });
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    let drop = expect_json(
-        app.post(&format!("/v1/streams/{stream}/drops"), &shop.seller, &body)
-            .await,
-        201,
-    )
-    .await;
-    assert_eq!(drop["status"], "open");
-    assert_eq!(drop["remaining"], quantity);
-    (stream, drop["id"].as_str().expect("drop id").to_owned())
-}
 
 async fn claim(app: &TestApp, drop: &str, token: &str, key: &str) -> reqwest::Response {
     let body = json!({ "quantity": 1, "idempotency_key": key });
@@ -72,7 +53,7 @@ async fn drops_open_only_in_live_streams(backend: Backend) {
 async fn rush_of_500_buyers_on_100_units_reserves_exactly_100(backend: Backend) {
     let app = TestApp::default(backend).await;
     let shop = app.shop("rush").await;
-    let (_, drop) = open_drop(&app, &shop, 100, json!({})).await;
+    let (_, drop) = app.open_drop(&shop, 100, json!({})).await;
     let answers = futures_util::future::join_all((0..500).map(|i| {
         let token = shop.token(Role::Viewer, &format!("buyer-{i}"));
         let app = &app;
@@ -100,7 +81,7 @@ async fn rush_of_500_buyers_on_100_units_reserves_exactly_100(backend: Backend) 
 async fn the_same_key_returns_the_same_claim_and_limits_hold(backend: Backend) {
     let app = TestApp::default(backend).await;
     let shop = app.shop("idem").await;
-    let (_, drop) = open_drop(&app, &shop, 10, json!({})).await;
+    let (_, drop) = app.open_drop(&shop, 10, json!({})).await;
     let first = expect_json(claim(&app, &drop, &shop.viewer, "k1").await, 201).await;
     assert_eq!(first["status"], "reserved");
     let again = expect_json(claim(&app, &drop, &shop.viewer, "k1").await, 200).await;
@@ -120,7 +101,7 @@ async fn the_same_key_returns_the_same_claim_and_limits_hold(backend: Backend) {
 async fn claims_after_the_stream_ends_get_drop_closed(backend: Backend) {
     let app = TestApp::default(backend).await;
     let shop = app.shop("ended").await;
-    let (stream, drop) = open_drop(&app, &shop, 10, json!({})).await;
+    let (stream, drop) = app.open_drop(&shop, 10, json!({})).await;
     let mut watcher = app.ws(&shop.token(Role::Viewer, "watcher")).await;
     watcher.join(&stream, None).await;
     expect_json(
@@ -158,7 +139,7 @@ async fn claims_after_the_stream_ends_get_drop_closed(backend: Backend) {
 async fn expired_holds_return_to_inventory_and_tell_the_buyer(backend: Backend) {
     let app = TestApp::default(backend).await;
     let shop = app.shop("expiry").await;
-    let (stream, drop) = open_drop(&app, &shop, 1, json!({ "hold_seconds": 1 })).await;
+    let (stream, drop) = app.open_drop(&shop, 1, json!({ "hold_seconds": 1 })).await;
     let mut buyer = app.ws(&shop.viewer).await;
     buyer.join(&stream, None).await;
     buyer

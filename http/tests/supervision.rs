@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::{Backend, Shop, TestApp, WsClient, expect_error, expect_json, operator};
+use common::{Backend, TestApp, WsClient, expect_error, expect_json, operator};
 use liveshop_engine::auth::Role;
 use serde_json::{Value, json};
 
@@ -96,23 +96,10 @@ async fn a_crashed_stream_actor_comes_back_and_viewers_stay_connected(backend: B
     app.stop().await;
 }
 
-async fn open_drop(app: &TestApp, shop: &Shop, quantity: i64) -> String {
-    let stream = app.live_stream(shop).await;
-    let product = app.create_product(&shop.seller, "sku").await;
-    let body = json!({ "product": product["id"], "quantity": quantity });
-    let drop = expect_json(
-        app.post(&format!("/v1/streams/{stream}/drops"), &shop.seller, &body)
-            .await,
-        201,
-    )
-    .await;
-    drop["id"].as_str().expect("id").to_owned()
-}
-
 async fn a_drop_actor_crash_mid_rush_loses_and_oversells_nothing(backend: Backend) {
     let app = fault_app(backend).await;
     let shop = app.shop("crash-drop").await;
-    let drop = open_drop(&app, &shop, 100).await;
+    let (_, drop) = app.open_drop(&shop, 100, json!({})).await;
     let claim = |i: usize| {
         let token = shop.token(Role::Viewer, &format!("buyer-{i}"));
         let (app, drop) = (&app, drop.clone());

@@ -62,6 +62,13 @@ fn check_batch(drop: &DropId, claims: &[NewClaim]) -> StorageResult<()> {
     Ok(())
 }
 
+fn decode_claim(row: Option<AnyRow>) -> StorageResult<Option<Claim>> {
+    row.as_ref()
+        .map(rows::claim)
+        .transpose()
+        .map_err(unavailable)
+}
+
 fn decode_claims(rows: &[AnyRow]) -> StorageResult<Vec<Claim>> {
     rows.iter()
         .map(rows::claim)
@@ -169,10 +176,7 @@ impl SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        row.as_ref()
-            .map(rows::claim)
-            .transpose()
-            .map_err(unavailable)
+        decode_claim(row)
     }
 
     pub(crate) async fn select_claim_by_id(&self, id: &ClaimId) -> StorageResult<Option<Claim>> {
@@ -185,10 +189,7 @@ impl SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        row.as_ref()
-            .map(rows::claim)
-            .transpose()
-            .map_err(unavailable)
+        decode_claim(row)
     }
 
     pub(crate) async fn select_claims_of_drop(&self, drop: &DropId) -> StorageResult<Vec<Claim>> {

@@ -257,6 +257,22 @@ impl TestApp {
         id
     }
 
+    /// Opens a drop of `quantity` units (plus any `extra` body fields) in a new live stream of the
+    /// shop's seller; panics unless 201 with status open. Returns (stream id, drop id).
+    pub async fn open_drop(&self, shop: &Shop, quantity: i64, extra: Value) -> (String, String) {
+        let stream = self.live_stream(shop).await;
+        let product = self.create_product(&shop.seller, "drop-item").await;
+        let mut body = json!({ "product": product["id"], "quantity": quantity });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let path = format!("/v1/streams/{stream}/drops");
+        let drop = expect_json(self.post(&path, &shop.seller, &body).await, 201).await;
+        assert_eq!(drop["status"], "open", "{drop}");
+        assert_eq!(drop["remaining"], quantity, "{drop}");
+        (stream, drop["id"].as_str().expect("drop id").to_owned())
+    }
+
     /// Opens a WebSocket with `?token=` and reads its `welcome`.
     pub async fn ws(&self, token: &str) -> WsClient {
         let mut client = self.ws_raw(token, None).await.expect("upgrade succeeds");
