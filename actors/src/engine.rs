@@ -15,7 +15,7 @@ use crate::broker::{Broker, Subscriber};
 use crate::drop::{ClaimOutcome, DropMsg};
 use crate::mailbox::Addr;
 use crate::persister::{Persister, PersisterMsg};
-use crate::session::SessionMsg;
+use crate::session::SessionInbox;
 use crate::stream::StreamMsg;
 use crate::supervisor::{EngineSupervisor, SupervisorMsg};
 use crate::tenant::TenantMsg;
@@ -76,7 +76,7 @@ struct EngineInner {
     drops: DashMap<DropId, DropHandle>,
     drop_locks: DashMap<DropId, Arc<Mutex<()>>>,
     users: DashMap<(TenantId, UserId), Vec<Subscriber>>,
-    sessions: DashMap<SessionId, Addr<SessionMsg>>,
+    sessions: DashMap<SessionId, Arc<SessionInbox>>,
     supervisor: OnceLock<ActorRef<SupervisorMsg>>,
     persister: OnceLock<ActorRef<PersisterMsg>>,
 }
@@ -196,18 +196,18 @@ impl Engine {
         }
     }
 
-    /// Lists a connection's session actor, so operators can reach it (fault injection).
-    pub fn register_session(&self, session: SessionId, addr: Addr<SessionMsg>) {
-        self.inner.sessions.insert(session, addr);
+    /// Lists a connection's session, so operators can reach it (fault injection).
+    pub fn register_session(&self, session: SessionId, inbox: Arc<SessionInbox>) {
+        self.inner.sessions.insert(session, inbox);
     }
 
-    /// Forgets a connection's session actor when the connection ends.
+    /// Forgets a connection's session when the connection ends.
     pub fn unregister_session(&self, session: &SessionId) {
         self.inner.sessions.remove(session);
     }
 
-    /// The session actor of a live connection.
-    pub fn session(&self, session: &SessionId) -> Option<Addr<SessionMsg>> {
+    /// The inbox of a live connection's session.
+    pub fn session(&self, session: &SessionId) -> Option<Arc<SessionInbox>> {
         self.inner.sessions.get(session).map(|a| a.clone())
     }
 

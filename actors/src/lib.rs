@@ -4,7 +4,7 @@
 //! EngineSupervisor ── TenantActor ─┬─ StreamActor (one per stream in use)
 //!                                 └─ DropActor (one per drop in use)
 //!                  └─ Persister (batched chat writes)
-//! SessionActor (one per WebSocket connection)
+//! Session (one per WebSocket connection, run by the connection's own task)
 //! ```
 //! A stream's state changes only inside its [`stream::StreamActor`]. It encodes each event once and
 //! hands the bytes to the [`broker::Broker`], whose fan-out task writes them to every joined

@@ -1,17 +1,30 @@
-//! One actor per WebSocket connection: identity, joined streams, and the protocol's operations.
+//! One session actor per WebSocket connection: identity, joined streams, and the protocol's
+//! operations.
 //!
-//! The connection's reader decodes frames and casts them here. Replies are written straight to the
-//! connection; stream events reach it from the streams' fan-out tasks, never through this mailbox.
+//! A session is a small actor without a task of its own: the connection's task runs it. Frames read
+//! from the socket are its main mailbox (handled one at a time, in order, so the socket applies
+//! back-pressure); messages from elsewhere (re-joins after a stream restart, fault injection) arrive
+//! in its [`SessionInbox`]. An idle session therefore costs a few hundred bytes instead of a task
+//! and four channels, which is what lets one node hold tens of thousands of viewers. A panic while
+//! handling a message is caught ([`Session::dispatch`]); the connection then closes with 1011 and
+//! the session's clean-up still runs, so nothing it registered outlives it.
+//!
+//! Replies are written straight to the connection; stream events reach it from the streams'
+//! fan-out tasks, never through the session.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use futures_util::FutureExt;
+use futures_util::task::AtomicWaker;
 use liveshop_engine::auth::{Identity, Role};
 use liveshop_engine::chat::validate_emoji;
 use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame};
 use liveshop_engine::records::ChatAuthor;
 use liveshop_engine::{ErrorCode, Rejection, SessionId, StreamId};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::broker::Subscriber;
 use crate::engine::Engine;
@@ -19,7 +32,7 @@ use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
 use crate::stream::{JoinReply, StreamMsg};
 
-/// Start-up arguments of a session actor.
+/// Start-up arguments of a session.
 pub struct SessionArgs {
     /// Shared context.
     pub engine: Engine,
@@ -29,11 +42,11 @@ pub struct SessionArgs {
     pub session: SessionId,
     /// The connection replies and events are written to.
     pub conn: Subscriber,
-    /// Its mailbox counter (the reader sends through an [`crate::mailbox::Addr`]).
-    pub depth: Depth,
+    /// Where others send this session messages.
+    pub inbox: Arc<SessionInbox>,
 }
 
-/// Messages of a session actor.
+/// Messages of a session.
 pub enum SessionMsg {
     /// A decoded client frame.
     Frame(ClientFrame),
@@ -43,21 +56,159 @@ pub enum SessionMsg {
     Crash,
 }
 
-/// The session actor.
-pub struct SessionActor;
+/// A session's mailbox for messages from outside its connection. Unbounded but small in practice:
+/// it receives at most one re-join per joined stream restart and operators' requests.
+#[derive(Debug)]
+pub struct SessionInbox {
+    queue: Mutex<VecDeque<SessionMsg>>,
+    ready: AtomicWaker,
+    depth: Depth,
+}
 
-/// Its state.
-pub struct SessionState {
+impl std::fmt::Debug for SessionMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Frame(_) => f.write_str("Frame"),
+            Self::Rejoin(stream) => write!(f, "Rejoin({stream})"),
+            Self::Crash => f.write_str("Crash"),
+        }
+    }
+}
+
+impl SessionInbox {
+    /// An empty inbox; allocates nothing until a message arrives.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            queue: Mutex::new(VecDeque::new()),
+            ready: AtomicWaker::new(),
+            depth: Depth::new(kind::SESSION),
+        })
+    }
+
+    /// Queues a message for the session; it is handled after the frame in progress.
+    pub fn cast(&self, message: SessionMsg) {
+        self.depth.queued();
+        self.lock().push_back(message);
+        self.ready.wake();
+    }
+
+    /// The next message, or `Pending` (the polling task is woken when one arrives). Only the
+    /// session's own task receives.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<SessionMsg> {
+        if let Some(message) = self.pop() {
+            return Poll::Ready(message);
+        }
+        self.ready.register(cx.waker());
+        match self.pop() {
+            Some(message) => Poll::Ready(message),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Waits for the next message.
+    pub async fn recv(&self) -> SessionMsg {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn pop(&self) -> Option<SessionMsg> {
+        let message = self.lock().pop_front()?;
+        self.depth.taken();
+        Some(message)
+    }
+
+    /// Messages waiting now.
+    pub fn depth(&self) -> i64 {
+        self.depth.current()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<SessionMsg>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for SessionInbox {
+    fn drop(&mut self) {
+        self.depth.discard();
+    }
+}
+
+/// A message handler panicked; the session must not be used again.
+#[derive(Debug, thiserror::Error)]
+#[error("session handler panicked")]
+pub struct SessionCrashed;
+
+/// A running session: its state and the registrations it undoes when dropped.
+pub struct Session {
     engine: Engine,
     identity: Identity,
     session: SessionId,
     conn: Subscriber,
     joined: HashSet<StreamId>,
-    depth: Depth,
     _alive: AliveGuard,
 }
 
-impl SessionState {
+impl Session {
+    /// Starts a session: registers it with the engine (private frames for its user, the operator's
+    /// actor tree). Dropping it undoes both and leaves every joined stream.
+    pub fn start(args: SessionArgs) -> Self {
+        if let Some(tenant) = &args.identity.tenant {
+            args.engine
+                .register_user(tenant, &args.identity.user, args.conn.clone());
+        }
+        let parent = args.identity.tenant.as_ref().map(|t| format!("tenant:{t}"));
+        args.engine.tree().register(
+            kind::SESSION,
+            args.session.as_str(),
+            parent,
+            args.inbox.depth.clone(),
+        );
+        Self {
+            engine: args.engine,
+            identity: args.identity,
+            session: args.session,
+            conn: args.conn,
+            joined: HashSet::new(),
+            _alive: AliveGuard::new(kind::SESSION),
+        }
+    }
+
+    /// Handles one message, catching a panic so that only this connection is affected. The
+    /// session moves into the returned future (its connection's task keeps that boxed while it
+    /// runs, so an idle connection reserves no room for it) and comes back with the outcome.
+    pub async fn dispatch(mut self, message: SessionMsg) -> (Self, Result<(), SessionCrashed>) {
+        let outcome = AssertUnwindSafe(self.handle(message))
+            .catch_unwind()
+            .await
+            .map_err(|_| {
+                tracing::error!(session_id = %self.session, "session handler panicked; closing its connection");
+                SessionCrashed
+            });
+        (self, outcome)
+    }
+
+    async fn handle(&mut self, message: SessionMsg) {
+        let started = Instant::now();
+        match message {
+            SessionMsg::Frame(frame) => {
+                let r#ref = frame.r#ref.clone();
+                if let Err(rejection) = self.handle_frame(frame).await {
+                    self.refuse(r#ref, &rejection).await;
+                }
+            }
+            SessionMsg::Rejoin(stream) => {
+                if self.joined.contains(&stream)
+                    && let Err(rejection) = self.join(None, stream.clone(), None).await
+                {
+                    tracing::warn!(session_id = %self.session, stream_id = %stream, error = %rejection, "re-join after stream restart failed");
+                    self.joined.remove(&stream);
+                    self.refuse(None, &rejection).await;
+                }
+            }
+            SessionMsg::Crash => panic!("fault injection: session crash requested"),
+        }
+        metrics::record_handling(kind::SESSION, started);
+    }
+
     /// Writes a reply; the connection buffers (boundedly) if its socket is busy.
     async fn reply(&self, frame: ServerFrame) {
         self.conn.send_json(&frame.encode());
@@ -195,92 +346,21 @@ pub fn not_joined() -> Rejection {
     Rejection::new(ErrorCode::NotJoined, "join the stream first")
 }
 
-impl Actor for SessionActor {
-    type Msg = SessionMsg;
-    type State = SessionState;
-    type Arguments = SessionArgs;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: SessionArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        if let Some(tenant) = &args.identity.tenant {
-            args.engine
-                .register_user(tenant, &args.identity.user, args.conn.clone());
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(tenant) = &self.identity.tenant {
+            self.engine
+                .unregister_user(tenant, &self.identity.user, self.conn.id());
         }
-        let parent = args.identity.tenant.as_ref().map(|t| format!("tenant:{t}"));
-        args.engine.tree().register(
-            kind::SESSION,
-            args.session.as_str(),
-            parent,
-            args.depth.clone(),
-        );
-        Ok(SessionState {
-            depth: args.depth,
-            engine: args.engine,
-            identity: args.identity,
-            session: args.session,
-            conn: args.conn,
-            joined: HashSet::new(),
-            _alive: AliveGuard::new(kind::SESSION),
-        })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let started = Instant::now();
-        state.depth.taken();
-        match message {
-            SessionMsg::Frame(frame) => {
-                let r#ref = frame.r#ref.clone();
-                // Boxed: the handler's future is large (it awaits other actors); inline, its size
-                // would stay reserved in every idle session's task.
-                if let Err(rejection) = Box::pin(state.handle_frame(frame)).await {
-                    state.refuse(r#ref, &rejection).await;
-                }
-            }
-            SessionMsg::Rejoin(stream) => {
-                if state.joined.contains(&stream)
-                    && let Err(rejection) = Box::pin(state.join(None, stream.clone(), None)).await
-                {
-                    tracing::warn!(session_id = %state.session, stream_id = %stream, error = %rejection, "re-join after stream restart failed");
-                    state.joined.remove(&stream);
-                    state.refuse(None, &rejection).await;
-                }
-            }
-            SessionMsg::Crash => panic!("fault injection: session actor crash requested"),
-        }
-        metrics::record_handling(kind::SESSION, started);
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(tenant) = &state.identity.tenant {
-            state
-                .engine
-                .unregister_user(tenant, &state.identity.user, state.conn.id());
-        }
-        state
-            .engine
+        self.engine
             .tree()
-            .remove(kind::SESSION, state.session.as_str());
+            .remove(kind::SESSION, self.session.as_str());
         // Leave every joined stream now, so viewer counts drop and the socket is released without
         // waiting for the streams' next event.
-        for stream in state.joined.drain() {
-            state
-                .engine
+        for stream in self.joined.drain() {
+            self.engine
                 .broker()
-                .unsubscribe(&stream, state.conn.clone(), None);
+                .unsubscribe(&stream, self.conn.clone(), None);
         }
-        Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub mod rejection;
 pub mod storage;
 pub mod stream;
 pub mod timestamp;
+pub mod wire;
 
 pub use ids::{ClaimId, DropId, ProductId, SessionId, Slug, StreamId, TenantId, UserId};
 pub use rejection::{ErrorCode, Rejection};

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -80,7 +79,7 @@ impl Application {
             seen: crate::state::SeenMarks::default(),
             http_buckets: DashMap::new(),
             drain,
-            connections: AtomicUsize::new(0),
+            live: crate::ws::keepalive::Live::default(),
             redis,
         }));
         let router = router(state.clone());
@@ -113,6 +112,7 @@ impl Application {
                 janitor_state.forget_idle();
             }
         });
+        let keepalive = tokio::spawn(crate::ws::keepalive::run(state.clone()));
         let drain = state.drain.clone();
         crate::serve::serve(self.listener, self.router, async move {
             shutdown.await;
@@ -122,6 +122,7 @@ impl Application {
         .await;
         drain_connections(&state).await;
         janitor.abort();
+        keepalive.abort();
         state.engine.shutdown().await;
         tracing::info!("drained; bye");
         Ok(())
@@ -130,10 +131,10 @@ impl Application {
 
 async fn drain_connections(state: &AppState) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(state.config.drain_secs);
-    while state.connections.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+    while !state.live.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let left = state.connections.load(Ordering::SeqCst);
+    let left = state.live.len();
     if left > 0 {
         tracing::warn!(
             connections = left,

@@ -1,7 +1,6 @@
 //! Shared state of the front door.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -42,8 +41,8 @@ pub struct Inner {
     pub http_buckets: DashMap<(Option<TenantId>, UserId), (TokenBucket, i64)>,
     /// Flips to true when the server starts draining.
     pub drain: watch::Sender<bool>,
-    /// Open WebSocket connections.
-    pub connections: AtomicUsize,
+    /// Open WebSocket connections, looked after by [`crate::ws::keepalive::run`].
+    pub live: crate::ws::keepalive::Live,
     /// Redis client for the readiness check, in cluster mode.
     pub redis: Option<redis::Client>,
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::{Backend, Shop, TestApp, WsClient, expect_json};
 use liveshop_engine::auth::Role;
+use liveshop_engine::wire::client_frame;
 use serde_json::{Value, json};
 
 both! {
@@ -37,6 +38,10 @@ both! {
     a_silent_connection_is_closed_after_the_idle_timeout,
     a_client_that_stops_reading_is_closed_as_a_slow_consumer,
     a_client_close_gets_a_complete_closing_handshake,
+    an_unmasked_frame_closes_with_1002,
+    text_that_is_not_utf8_closes_with_1007,
+    a_websocket_ping_is_answered_with_its_payload,
+    a_message_split_into_fragments_and_reads_is_understood,
 }
 
 /// Sends a chat frame with a ref.
@@ -803,4 +808,63 @@ async fn a_client_close_gets_a_complete_closing_handshake(backend: Backend) {
         "the server answers a close with a close frame"
     );
     app.stop().await;
+}
+
+const KEY: [u8; 4] = [1, 2, 3, 4];
+
+async fn an_unmasked_frame_closes_with_1002(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("unmasked").await;
+    let mut raw = app.ws_bytes(&shop.viewer).await;
+    let welcome = raw.expect_opcode(0x1).await;
+    assert!(String::from_utf8_lossy(&welcome).contains("welcome"));
+    raw.write(&[0x81, 0x02, b'h', b'i']).await;
+    assert_eq!(raw.expect_close_code().await, 1002);
+}
+
+async fn text_that_is_not_utf8_closes_with_1007(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("not-utf8").await;
+    let mut raw = app.ws_bytes(&shop.viewer).await;
+    raw.expect_opcode(0x1).await;
+    raw.write(&client_frame(true, 0x1, &[0xc3, 0x28], KEY))
+        .await;
+    assert_eq!(raw.expect_close_code().await, 1007);
+}
+
+async fn a_websocket_ping_is_answered_with_its_payload(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("ws-ping").await;
+    let mut raw = app.ws_bytes(&shop.viewer).await;
+    raw.expect_opcode(0x1).await;
+    raw.write(&client_frame(true, 0x9, b"are you there", KEY))
+        .await;
+    assert_eq!(raw.expect_opcode(0xA).await, b"are you there");
+}
+
+async fn a_message_split_into_fragments_and_reads_is_understood(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let (shop, stream) = setup(&app, "fragments").await;
+    let mut raw = app.ws_bytes(&shop.viewer).await;
+    raw.expect_opcode(0x1).await;
+    let join = json!({ "op": "join", "stream": stream, "ref": "in-pieces" }).to_string();
+    let (a, rest) = join.as_bytes().split_at(7);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    let mut bytes = client_frame(false, 0x1, a, KEY);
+    bytes.extend(client_frame(false, 0x0, b, KEY));
+    bytes.extend(client_frame(true, 0x9, b"between", KEY));
+    bytes.extend(client_frame(true, 0x0, c, KEY));
+    // Byte by byte: every frame arrives over many reads.
+    for byte in bytes {
+        raw.write(&[byte]).await;
+    }
+    assert_eq!(raw.expect_opcode(0xA).await, b"between");
+    let joined = loop {
+        let text = raw.expect_opcode(0x1).await;
+        let frame: Value = serde_json::from_slice(&text).expect("JSON frame");
+        if frame["type"] == "joined" {
+            break frame;
+        }
+    };
+    assert_eq!(joined["ref"], "in-pieces", "{joined}");
 }

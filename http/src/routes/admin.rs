@@ -101,6 +101,6 @@ pub async fn crash_session(
         .session(&id)
         .ok_or_else(|| ApiError::not_found("session"))?;
     session.cast(SessionMsg::Crash);
-    tracing::warn!(session_id = %id, "fault injection: session actor crash requested");
+    tracing::warn!(session_id = %id, "fault injection: session crash requested");
     Ok(Json(json!({ "session": id, "crashed": true })))
 }

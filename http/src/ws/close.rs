@@ -13,7 +13,11 @@ pub enum CloseReason {
     TokenExpired,
     /// A frame over 16 KiB (1009).
     TooLarge,
-    /// The session actor failed (1011).
+    /// Bytes that are not RFC 6455 frames: unmasked, bad opcode or fragmentation (1002).
+    ProtocolError,
+    /// A text frame that is not UTF-8 (1007).
+    InvalidPayload,
+    /// The session failed (1011).
     Internal,
     /// The server is draining (1012).
     Restarting,
@@ -28,6 +32,8 @@ impl CloseReason {
             Self::ClientClosed | Self::TransportError | Self::Idle => 1000,
             Self::TokenExpired => 1008,
             Self::TooLarge => 1009,
+            Self::ProtocolError => 1002,
+            Self::InvalidPayload => 1007,
             Self::Internal => 1011,
             Self::Restarting => 1012,
             Self::SlowConsumer => 4008,
@@ -42,6 +48,8 @@ impl CloseReason {
             Self::Idle => "idle_timeout",
             Self::TokenExpired => "token_expired",
             Self::TooLarge => "too_large",
+            Self::ProtocolError => "protocol_error",
+            Self::InvalidPayload => "invalid_payload",
             Self::Internal => "internal",
             Self::Restarting => "restarting",
             Self::SlowConsumer => "slow_consumer",

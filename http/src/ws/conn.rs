@@ -1,6 +1,6 @@
 //! One WebSocket connection's socket, shared by everyone who writes to it.
 //!
-//! Fan-out tasks, the session actor and the reader all write through [`Conn::deliver`], which tries
+//! Fan-out tasks, the session and the reader all write through [`Conn::deliver`], which tries
 //! the socket directly (a non-blocking `try_write`) and only when the socket is full keeps the rest
 //! in a bounded buffer, drained by a flusher task started on demand. So the common path costs one
 //! syscall per delivery and no task wake-up; a client that stops reading fills its buffer and is
@@ -9,21 +9,18 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use liveshop_actors::broker::Connection;
-use liveshop_actors::mailbox::Addr;
 use liveshop_actors::metrics as names;
-use liveshop_actors::session::SessionMsg;
+use liveshop_actors::session::{SessionInbox, SessionMsg};
 use liveshop_engine::StreamId;
 use liveshop_engine::frames::ws_close_frame;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use super::close::CloseReason;
 
@@ -37,9 +34,13 @@ pub struct Conn {
     out: Mutex<Out>,
     /// Most frames (or byte chunks) buffered before the connection is a slow consumer.
     max_pending: usize,
-    /// Woken when the connection closes, so its reader stops.
-    closed: Notify,
-    session: OnceLock<Addr<SessionMsg>>,
+    /// Woken when the connection closes, so its task stops.
+    closed: AtomicWaker,
+    session: OnceLock<Arc<SessionInbox>>,
+    /// When the client last sent anything (ms since the epoch), for the idle timeout.
+    last_seen_ms: AtomicI64,
+    /// When the connection's token expires (ms since the epoch).
+    expires_at_ms: i64,
 }
 
 #[derive(Default)]
@@ -56,21 +57,48 @@ struct Out {
 }
 
 impl Conn {
-    /// Wraps an upgraded socket.
-    pub fn new(socket: TcpStream, max_pending: usize) -> Arc<Self> {
+    /// Wraps an upgraded socket whose token expires at `expires_at_ms`.
+    pub fn new(socket: TcpStream, max_pending: usize, expires_at_ms: i64) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
             socket,
             out: Mutex::new(Out::default()),
             max_pending: max_pending.max(16),
-            closed: Notify::new(),
+            closed: AtomicWaker::new(),
             session: OnceLock::new(),
+            last_seen_ms: AtomicI64::new(liveshop_actors::clock::now().millis()),
+            expires_at_ms,
         })
     }
 
-    /// Ties the connection to its session actor (for re-joins after a stream restart).
-    pub fn set_session(&self, session: Addr<SessionMsg>) {
+    /// Notes a sign of life from the client.
+    pub fn touch(&self, now_ms: i64) {
+        self.last_seen_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// When the client last sent anything.
+    pub fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms.load(Ordering::Relaxed)
+    }
+
+    /// When the connection's token expires.
+    pub fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
+
+    /// Ready when the socket has bytes to read (or failed); wakes the connection's task then.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.socket.poll_read_ready(cx)
+    }
+
+    /// Reads what the socket has without waiting (`WouldBlock` when nothing; `Ok(0)` at its end).
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.socket.try_read(buf)
+    }
+
+    /// Ties the connection to its session (for re-joins after a stream restart).
+    pub fn set_session(&self, session: Arc<SessionInbox>) {
         let _ = self.session.set(session);
     }
 
@@ -84,14 +112,16 @@ impl Conn {
         }
     }
 
-    /// Resolves when the connection closed (by the server, or because the socket failed).
-    pub async fn closed(&self) {
-        loop {
-            let notified = self.closed.notified();
-            if self.close_reason().is_some() {
-                return;
-            }
-            notified.await;
+    /// Ready with the reason once the connection closed (by the server, or because the socket
+    /// failed); until then the connection's task is woken when it does.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        if let Some(reason) = self.close_reason() {
+            return Poll::Ready(reason);
+        }
+        self.closed.register(cx.waker());
+        match self.close_reason() {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
         }
     }
 
@@ -105,7 +135,7 @@ impl Conn {
         let mut out = self.lock();
         self.close_locked(&mut out, reason);
         drop(out);
-        self.closed.notify_waiters();
+        self.closed.wake();
     }
 
     fn close_locked(&self, out: &mut Out, reason: CloseReason) {
@@ -134,7 +164,7 @@ impl Conn {
         }
         if out.pending.len() >= self.max_pending {
             self.close_locked(out, CloseReason::SlowConsumer);
-            self.closed.notify_waiters();
+            self.closed.wake();
             return false;
         }
         if out.pending.is_empty() && !out.flushing {
@@ -147,7 +177,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.pending.push_back(frame),
                 Err(_) => {
                     out.broken = true;
-                    self.closed.notify_waiters();
+                    self.closed.wake();
                     return false;
                 }
             }
@@ -164,7 +194,7 @@ impl Conn {
     }
 
     /// Drains the buffer as the socket becomes writable; once a closing connection's last frame
-    /// is out (or the socket failed), wakes whoever waits in [`Conn::closed`].
+    /// is out (or the socket failed), wakes the connection's task ([`Conn::poll_closed`]).
     async fn flush(self: Arc<Self>) {
         loop {
             {
@@ -193,7 +223,7 @@ impl Conn {
                     let done = out.broken || out.closing.is_some();
                     drop(out);
                     if done {
-                        self.closed.notify_waiters();
+                        self.closed.wake();
                     }
                     return;
                 }
@@ -203,7 +233,7 @@ impl Conn {
                 out.broken = true;
                 out.flushing = false;
                 drop(out);
-                self.closed.notify_waiters();
+                self.closed.wake();
                 return;
             }
         }
@@ -233,53 +263,6 @@ impl Connection for Conn {
     }
 }
 
-/// Adapts the shared socket to the reader: reads come from the socket, writes (the WebSocket
-/// library's own pongs and close replies) go through [`Conn`] like every other frame.
-pub struct ConnIo(pub Arc<Conn>);
-
-impl AsyncRead for ConnIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.0.socket.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match self.0.socket.try_read(unfilled) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for ConnIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        // After our close frame, the library's own close reply is not needed: it is dropped.
-        let conn = &self.0;
-        let mut out = conn.lock();
-        conn.write_locked(&mut out, Bytes::copy_from_slice(buf));
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 /// Counts a slow consumer.
 pub fn count_slow_consumer() {
     metrics::counter!(names::SLOW_CONSUMERS).increment(1);
@@ -295,6 +278,6 @@ impl Conn {
             out.pending.clear();
         }
         let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Both);
-        self.closed.notify_waiters();
+        self.closed.wake();
     }
 }

@@ -1,42 +1,55 @@
-//! One connection's life: welcome, the reader loop, and an orderly close with the right code.
+//! One connection's life: welcome, the read loop that runs its session, and an orderly close
+//! with the right code.
+//!
+//! The connection's task is also its session's: it reads the socket into the worker thread's
+//! scratch buffer, decodes whole frames ([`FrameReader`] keeps only a frame that has not fully
+//! arrived), and hands each client frame to the [`Session`] in order. Messages for the session
+//! from elsewhere arrive in its inbox. Pings, idle and token-expiry closes and the drain's 1012
+//! come from [`super::keepalive`], so an idle connection waits on nothing but its socket, its
+//! inbox and its close signal.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use liveshop_actors::broker::Connection;
-use liveshop_actors::mailbox::{Addr, Depth};
-use liveshop_actors::metrics::kind;
-use liveshop_actors::session::{SessionActor, SessionArgs, SessionMsg};
+use liveshop_actors::session::{Session, SessionArgs, SessionCrashed, SessionInbox, SessionMsg};
+use liveshop_engine::auth::Identity;
 use liveshop_engine::frames::{
     ClientFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, ServerFrame, ws_frame,
 };
-use liveshop_engine::limits::TokenBucket;
+use liveshop_engine::limits::{Limits, TokenBucket};
+use liveshop_engine::wire::{FrameReader, Inbound, WireError};
 use liveshop_engine::{ErrorCode, Rejection, SessionId};
-use ractor::Actor;
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
 use super::close::CloseReason;
-use super::conn::{Conn, ConnIo};
-use crate::auth::{Verified, unix_now};
+use super::conn::Conn;
 use crate::state::AppState;
-
-/// Largest message the socket layer assembles before refusing; frames above [`MAX_FRAME_BYTES`]
-/// up to this size are refused by the reader with close 1009, larger ones by the library.
-const TRANSPORT_MAX_MESSAGE: usize = 64 * MAX_FRAME_BYTES;
 
 /// How long a closing connection may take to hand its last frames to the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// Size of each worker thread's read buffer.
+const SCRATCH_BYTES: usize = 16 * 1024;
+
+/// Most bytes read from one socket per wake-up, so one busy client cannot starve the others.
+const READ_BUDGET: usize = 4 * SCRATCH_BYTES;
+
+thread_local! {
+    /// The read buffer shared by every connection served on this worker thread.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
+}
+
 /// Runs a connection until it closes, then records why.
-pub async fn run(state: AppState, verified: Verified, conn: Arc<Conn>, early: Vec<u8>) {
+pub async fn run(state: AppState, identity: Identity, conn: Arc<Conn>, early: Vec<u8>) {
     let session = SessionId::generate(&liveshop_actors::clock::unique_suffix());
-    let identity = &verified.identity;
     let span = tracing::info_span!(
         "ws",
         session_id = %session,
@@ -45,24 +58,47 @@ pub async fn run(state: AppState, verified: Verified, conn: Arc<Conn>, early: Ve
     );
     metrics::counter!("websocket_connections_total").increment(1);
     metrics::gauge!("websocket_connections_active").increment(1.0);
-    state.connections.fetch_add(1, Ordering::SeqCst);
-    let reason = Box::pin(serve(&state, verified, session, conn, early))
-        .instrument(span.clone())
-        .await;
+    state.live.add(&conn);
+    // Built outside this future's state: only `Serving` itself is kept while it runs.
+    let serving = open(&state, identity, session.clone(), &conn, early);
+    let reason = serving.instrument(span.clone()).await;
+    // Dropping `Serving` above ran the session's clean-up (streams left, actor tree updated),
+    // also after a panic.
+    state.engine.unregister_session(&session);
+    match reason {
+        // A broken socket gets no close frame.
+        CloseReason::TransportError => {}
+        // Everything else, including the answer to the client's own close, ends with a close
+        // frame after what is already queued.
+        _ => conn.close(reason),
+    }
+    let deadline = Instant::now() + CLOSE_GRACE;
+    while !conn.drained() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    conn.shutdown();
+    state.live.remove(conn.id());
     span.in_scope(|| tracing::debug!(reason = reason.label(), "connection closed"));
     metrics::counter!("websocket_disconnects_total", "reason" => reason.label()).increment(1);
     metrics::gauge!("websocket_connections_active").decrement(1.0);
-    state.connections.fetch_sub(1, Ordering::SeqCst);
 }
 
-async fn serve(
+/// What the client sent since the last look, and whether the socket is done.
+#[derive(Default)]
+struct Received {
+    messages: VecDeque<Inbound>,
+    /// Set when reading must stop: the end of the stream, a broken socket, or bad framing.
+    end: Option<CloseReason>,
+}
+
+/// Starts the session, sends the welcome and decodes what the client sent with its upgrade.
+fn open(
     state: &AppState,
-    verified: Verified,
+    identity: Identity,
     session: SessionId,
-    conn: Arc<Conn>,
+    conn: &Arc<Conn>,
     early: Vec<u8>,
-) -> CloseReason {
-    let identity = verified.identity;
+) -> Serving {
     let welcome = ServerFrame::Welcome {
         session: session.to_string(),
         user: identity.user.to_string(),
@@ -73,142 +109,185 @@ async fn serve(
             .unwrap_or_default(),
         protocol: PROTOCOL_VERSION,
     };
-    let depth = Depth::new(kind::SESSION);
-    let session_id = session.clone();
-    let args = SessionArgs {
+    let inbox = SessionInbox::new();
+    state
+        .engine
+        .register_session(session.clone(), inbox.clone());
+    conn.set_session(inbox.clone());
+    let session = Session::start(SessionArgs {
         engine: state.engine.clone(),
         identity,
         session,
         conn: conn.clone(),
-        depth: depth.clone(),
-    };
-    // Boxed: the spawn future is large and needed once; inline it would stay in this task for
-    // the connection's whole life.
-    let (actor, mut actor_done) = match Box::pin(Actor::spawn(None, SessionActor, args)).await {
-        Ok((actor, done)) => (Addr::new(actor, depth), done),
-        Err(err) => {
-            tracing::error!(error = %err, "session actor failed to start");
-            conn.close(CloseReason::Internal);
-            return CloseReason::Internal;
-        }
-    };
-    conn.set_session(actor.clone());
-    state
-        .engine
-        .register_session(session_id.clone(), actor.clone());
+        inbox: inbox.clone(),
+    });
     conn.send_json(&welcome.encode());
 
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(TRANSPORT_MAX_MESSAGE))
-        .max_frame_size(Some(TRANSPORT_MAX_MESSAGE))
-        .read_buffer_size(512)
-        .write_buffer_size(0);
-    let mut stream = WebSocketStream::from_partially_read(
-        ConnIo(conn.clone()),
-        early,
-        Role::Server,
-        Some(config),
-    )
-    .await;
-
     let limits = state.engine.config().limits;
-    let mut bucket = TokenBucket::full(limits.frame_burst, liveshop_actors::clock::now().millis());
-    let expires_in = Duration::from_secs(verified.exp.saturating_sub(unix_now()));
-    let token_expiry = tokio::time::sleep(expires_in);
-    tokio::pin!(token_expiry);
-    let idle_timeout = state.config.idle_timeout();
-    let mut idle_check = tokio::time::interval(idle_timeout / 4);
-    let mut ping = tokio::time::interval(state.config.ping_interval());
-    ping.tick().await;
-    let ping_frame = ws_frame(0x9, b"");
-    let mut last_seen = Instant::now();
-    let mut drain = state.drain.subscribe();
-
-    let reason = loop {
-        if *drain.borrow_and_update() {
-            break CloseReason::Restarting;
-        }
-        tokio::select! {
-            _ = drain.changed() => continue,
-            _ = &mut actor_done => break CloseReason::Internal,
-            () = conn.closed() => break conn.close_reason().unwrap_or(CloseReason::TransportError),
-            _ = &mut token_expiry => break CloseReason::TokenExpired,
-            _ = ping.tick() => {
-                conn.deliver(&ping_frame);
-            }
-            _ = idle_check.tick() => {
-                if last_seen.elapsed() > idle_timeout {
-                    break CloseReason::Idle;
-                }
-            }
-            message = stream.next() => {
-                last_seen = Instant::now();
-                let reply = match message {
-                    None => break CloseReason::ClientClosed,
-                    Some(Err(err)) => break read_error(&err),
-                    Some(Ok(Message::Close(_))) => break CloseReason::ClientClosed,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Ok(Message::Binary(bytes))) => {
-                        if bytes.len() > MAX_FRAME_BYTES {
-                            break CloseReason::TooLarge;
-                        }
-                        ServerFrame::error(None, &Rejection::new(ErrorCode::BadFrame, "frames must be text"))
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        if text.len() > MAX_FRAME_BYTES {
-                            break CloseReason::TooLarge;
-                        }
-                        let now = liveshop_actors::clock::now().millis();
-                        if let Err(wait) = bucket.try_take(now, limits.frame_burst, limits.frames_per_sec) {
-                            ServerFrame::error(None, &Rejection::rate_limited(wait))
-                        } else {
-                            match ClientFrame::decode(text.as_str()) {
-                                Ok(frame) => {
-                                    actor.cast(SessionMsg::Frame(frame));
-                                    continue;
-                                }
-                                Err(e) => ServerFrame::error(e.r#ref, &e.rejection),
-                            }
-                        }
-                    }
-                };
-                conn.send_json(&reply.encode());
-            }
-        }
-    };
-
-    state.engine.unregister_session(&session_id);
-    actor.actor().stop(None);
-    if reason == CloseReason::Internal {
-        // A failed session actor skipped its own clean-up.
-        actor.discard();
-        state
-            .engine
-            .tree()
-            .remove(kind::SESSION, session_id.as_str());
+    let mut received = Received::default();
+    let mut frames = FrameReader::new(MAX_FRAME_BYTES);
+    if let Err(e) = frames.feed(&early, &mut |m| received.messages.push_back(m)) {
+        received.end = Some(wire_close(e));
     }
-    match reason {
-        // The library queued its answer to the client's close; flushing writes it, so the
-        // client sees a complete closing handshake.
-        CloseReason::ClientClosed => {
-            let _ = stream.flush().await;
-        }
-        // A broken socket gets no close frame.
-        CloseReason::TransportError => {}
-        _ => conn.close(reason),
+    if *state.drain.borrow() {
+        // The drain began while this connection was being set up.
+        received.end.get_or_insert(CloseReason::Restarting);
     }
-    let deadline = Instant::now() + CLOSE_GRACE;
-    while !conn.drained() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    Serving {
+        conn: conn.clone(),
+        inbox,
+        session: Some(session),
+        busy: None,
+        frames,
+        received,
+        bucket: TokenBucket::full(limits.frame_burst, liveshop_actors::clock::now().millis()),
+        limits,
     }
-    conn.shutdown();
-    reason
 }
 
-/// Classifies a read error: oversize messages close with 1009, anything else is a broken socket.
-fn read_error(err: &WsError) -> CloseReason {
-    match err {
-        WsError::Capacity(_) => CloseReason::TooLarge,
-        _ => CloseReason::TransportError,
+/// A session message being handled; the session is inside and comes back with the outcome.
+type Busy = Pin<Box<dyn Future<Output = (Session, Result<(), SessionCrashed>)> + Send>>;
+
+/// The connection's read loop as a hand-written future, so that an idle connection's task holds
+/// exactly these fields: its socket, its session, a frame reader and a rate limiter.
+struct Serving {
+    conn: Arc<Conn>,
+    inbox: Arc<SessionInbox>,
+    /// The session, unless it is inside `busy`.
+    session: Option<Session>,
+    busy: Option<Busy>,
+    frames: FrameReader,
+    received: Received,
+    bucket: TokenBucket,
+    limits: Limits,
+}
+
+impl Serving {
+    /// Starts handling `message`.
+    fn start(&mut self, message: SessionMsg) {
+        if let Some(session) = self.session.take() {
+            self.busy = Some(Box::pin(session.dispatch(message)));
+        }
+    }
+
+    /// Deals with one thing the client sent; `Some` ends the connection.
+    fn take(&mut self, message: Inbound) -> Option<CloseReason> {
+        let refusal = match message {
+            Inbound::Text(text) => {
+                let now = liveshop_actors::clock::now().millis();
+                let (burst, rate) = (self.limits.frame_burst, self.limits.frames_per_sec);
+                match self.bucket.try_take(now, burst, rate) {
+                    Err(wait) => ServerFrame::error(None, &Rejection::rate_limited(wait)),
+                    Ok(()) => match ClientFrame::decode(&text) {
+                        Ok(frame) => {
+                            self.start(SessionMsg::Frame(frame));
+                            return None;
+                        }
+                        Err(e) => ServerFrame::error(e.r#ref, &e.rejection),
+                    },
+                }
+            }
+            Inbound::Binary(_) => ServerFrame::error(
+                None,
+                &Rejection::new(ErrorCode::BadFrame, "frames must be text"),
+            ),
+            Inbound::Ping(payload) => {
+                self.conn.deliver(&ws_frame(0xA, &payload));
+                return None;
+            }
+            Inbound::Pong => return None,
+            Inbound::Close(_) => return Some(CloseReason::ClientClosed),
+        };
+        self.conn.send_json(&refusal.encode());
+        None
+    }
+}
+
+impl Future for Serving {
+    type Output = CloseReason;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        let this = &mut *self;
+        loop {
+            // One message at a time, in order, like any actor.
+            if let Some(busy) = &mut this.busy {
+                let (session, outcome) = ready!(busy.as_mut().poll(cx));
+                this.busy = None;
+                this.session = Some(session);
+                if outcome.is_err() {
+                    return Poll::Ready(CloseReason::Internal);
+                }
+            }
+            if let Poll::Ready(reason) = this.conn.poll_closed(cx) {
+                return Poll::Ready(reason);
+            }
+            if let Some(message) = this.received.messages.pop_front() {
+                if let Some(reason) = this.take(message) {
+                    return Poll::Ready(reason);
+                }
+                continue;
+            }
+            if this.received.messages.capacity() > 0 {
+                // Idle connections keep no queue.
+                this.received.messages = VecDeque::new();
+            }
+            if let Some(end) = this.received.end {
+                return Poll::Ready(end);
+            }
+            if let Poll::Ready(message) = this.inbox.poll_recv(cx) {
+                this.start(message);
+                continue;
+            }
+            match this.conn.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    read_available(&this.conn, &mut this.frames, &mut this.received);
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(CloseReason::TransportError),
+                // Woken by the socket, the inbox or a close.
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Reads what the socket has into the thread's scratch buffer and decodes the whole frames.
+fn read_available(conn: &Conn, frames: &mut FrameReader, received: &mut Received) {
+    SCRATCH.with_borrow_mut(|buf| {
+        let mut total = 0;
+        while total < READ_BUDGET {
+            match conn.try_read(buf) {
+                Ok(0) => {
+                    received.end = Some(CloseReason::ClientClosed);
+                    return;
+                }
+                Ok(n) => {
+                    total += n;
+                    conn.touch(liveshop_actors::clock::now().millis());
+                    if let Err(e) = frames.feed(&buf[..n], &mut |m| received.messages.push_back(m))
+                    {
+                        received.end = Some(wire_close(e));
+                        return;
+                    }
+                    if n < buf.len() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    received.end = Some(CloseReason::TransportError);
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// The close for bytes that cannot be framed.
+fn wire_close(error: WireError) -> CloseReason {
+    match error {
+        WireError::TooLarge(_) => CloseReason::TooLarge,
+        WireError::InvalidUtf8 => CloseReason::InvalidPayload,
+        WireError::Protocol(_) => CloseReason::ProtocolError,
     }
 }

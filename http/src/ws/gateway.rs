@@ -66,12 +66,16 @@ pub async fn upgrade(
             Ok(parts) => {
                 let socket = parts.io.into_inner();
                 let _ = socket.set_nodelay(true);
-                let conn = Conn::new(socket, capacity);
+                let expires_at_ms =
+                    i64::try_from(verified.exp.saturating_mul(1000)).unwrap_or(i64::MAX);
+                let conn = Conn::new(socket, capacity, expires_at_ms);
                 // Copy what the client sent early: the `Bytes` may share hyper's whole read
                 // buffer, which would otherwise stay allocated for the connection's life.
                 let early = parts.read_buf.to_vec();
                 drop(parts.read_buf);
-                connection::run(state, verified, conn, early).await;
+                // The connection gets a task of its own, sized for it alone; this one, which
+                // waited for the upgrade, ends here.
+                tokio::spawn(connection::run(state, verified.identity, conn, early));
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP socket"),
         }

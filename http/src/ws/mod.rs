@@ -9,3 +9,4 @@ pub mod close;
 pub mod conn;
 pub mod connection;
 pub mod gateway;
+pub mod keepalive;

@@ -293,6 +293,87 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Upgrades a plain TCP socket by hand, so a test can write bytes no WebSocket library
+    /// would (unmasked frames, invalid UTF-8, split frames); the welcome frame is left unread.
+    pub async fn ws_bytes(&self, token: &str) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = TcpStream::connect(self.addr).await.expect("tcp connect");
+        let request = format!(
+            "GET /v1/ws?token={token} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            self.addr
+        );
+        socket.write_all(request.as_bytes()).await.expect("request");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = tokio::time::timeout(WAIT, socket.read_u8())
+                .await
+                .expect("upgrade answered in time")
+                .expect("upgrade answer");
+            head.push(byte);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        RawWs { socket }
+    }
+}
+
+/// A WebSocket spoken byte by byte.
+pub struct RawWs {
+    socket: TcpStream,
+}
+
+impl RawWs {
+    /// Writes bytes as they are.
+    pub async fn write(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.socket
+            .write_all(bytes)
+            .await
+            .expect("bytes are written");
+    }
+
+    /// Reads one server frame: its opcode and payload (server frames are not masked).
+    pub async fn read_frame(&mut self) -> (u8, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        tokio::time::timeout(WAIT, async {
+            let mut head = [0u8; 2];
+            self.socket
+                .read_exact(&mut head)
+                .await
+                .expect("frame header");
+            let len = match head[1] & 0x7f {
+                126 => u64::from(self.socket.read_u16().await.expect("length")),
+                127 => self.socket.read_u64().await.expect("length"),
+                n => u64::from(n),
+            };
+            let mut payload = vec![0u8; usize::try_from(len).expect("length fits")];
+            self.socket.read_exact(&mut payload).await.expect("payload");
+            (head[0] & 0x0f, payload)
+        })
+        .await
+        .expect("a frame arrives in time")
+    }
+
+    /// Reads frames until one with `opcode`; returns its payload.
+    pub async fn expect_opcode(&mut self, opcode: u8) -> Vec<u8> {
+        loop {
+            let (op, payload) = self.read_frame().await;
+            if op == opcode {
+                return payload;
+            }
+        }
+    }
+
+    /// Reads until the close frame and returns its code.
+    pub async fn expect_close_code(&mut self) -> u16 {
+        let payload = self.expect_opcode(0x8).await;
+        u16::from_be_bytes([payload[0], payload[1]])
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
