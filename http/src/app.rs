@@ -13,7 +13,7 @@ use liveshop_actors::broker::InProcessBroker;
 use liveshop_actors::{Engine, EngineConfig};
 use liveshop_engine::storage::Storage;
 use liveshop_storage::SqlStore;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -66,7 +66,7 @@ impl Application {
         };
         let broker = Arc::new(InProcessBroker::new());
         let engine = Engine::start(store.clone(), broker, engine_config).await?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = listen(config.listen)?;
         let addr = listener.local_addr()?;
         let (drain, _) = watch::channel(false);
         let state = AppState(Arc::new(Inner {
@@ -127,6 +127,23 @@ impl Application {
         tracing::info!("drained; bye");
         Ok(())
     }
+}
+
+/// Connections the kernel may queue before they are accepted. A reconnect storm brings thousands
+/// within a second; a connection that does not fit is dropped and its client retries only after
+/// a 1 s SYN timeout. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listening socket with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn drain_connections(state: &AppState) {

@@ -245,6 +245,11 @@ pub struct DropArgs {
     /// Give up on claim answers this long after the barrier is released.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub timeout: Duration,
+    /// Claims per second offered after the release, buyer after buyer (open loop); without it,
+    /// every buyer claims at the same instant (a burst). Latency then shows the service time at
+    /// that arrival rate rather than the wait behind the whole burst.
+    #[arg(long)]
+    pub rate: Option<u64>,
 }
 
 #[cfg(test)]

@@ -255,6 +255,28 @@ fn drop_rush_sells_every_unit_once() {
 }
 
 #[test]
+fn a_paced_drop_rush_spreads_the_claims_over_time() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    // 100 claims offered at 200/s: the last one is sent about half a second after the release.
+    let (code, report) =
+        engine.load(&["drop", "--buyers", "100", "--units", "30", "--rate", "200"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(num(&report, "config.rate"), 200);
+    assert_eq!(num(&report, "decisions"), 100);
+    assert_eq!(num(&report, "reservations"), 30, "{report:#}");
+    assert_eq!(num(&report, "sold_out"), 70);
+    assert_eq!(num(&report, "oversold"), 0);
+    assert_eq!(num(&report, "lost"), 0);
+    // Pacing is a lower bound on the wall time (the 100th buyer waits 99 intervals of 5 ms).
+    assert!(
+        report["duration_s"].as_f64().unwrap() >= 0.495,
+        "{report:#}"
+    );
+}
+
+#[test]
 fn drop_on_an_existing_drop_counts_only_the_run() {
     let Some(engine) = Engine::start() else {
         return;

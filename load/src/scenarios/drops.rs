@@ -17,8 +17,8 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -79,9 +79,21 @@ struct Rush {
     latency: Arc<Recorder>,
     latency_http: Recorder,
     latency_ws: Recorder,
+    /// With `--rate`: time between two buyers' claims, and when the first goes.
+    pace: Option<Duration>,
+    released: OnceLock<Instant>,
 }
 
 impl Rush {
+    /// Waits for buyer `i`'s turn: at once in a burst, or `i` intervals after the release at a
+    /// paced rate (the order of buyers mixes transports evenly).
+    async fn wait_turn(&self, i: usize) {
+        if let (Some(pace), Some(released)) = (self.pace, self.released.get()) {
+            let at = *released + pace.mul_f64(i as f64);
+            tokio::time::sleep_until(at.into()).await;
+        }
+    }
+
     /// Records one claim's send→answer time, overall and per transport.
     fn record(&self, buyer: usize, ws: bool, us: u64) {
         self.latency.record(buyer, us);
@@ -150,6 +162,11 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         latency: Recorder::shared(),
         latency_http: Recorder::default(),
         latency_ws: Recorder::default(),
+        pace: args
+            .rate
+            .filter(|&r| r > 0)
+            .map(|r| Duration::from_secs_f64(1.0 / r as f64)),
+        released: OnceLock::new(),
     });
     let ws_buyers = (0..args.buyers)
         .filter(|&i| is_ws(i, args.ws_fraction))
@@ -197,6 +214,7 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         .server_pid
         .map(|pid| crate::procstat::Sampler::start(pid, Duration::from_millis(100)));
     let release = Instant::now();
+    let _ = rush.released.set(release);
     let _ = go_tx.send(true);
     let progress = bar(common, "claims", (args.buyers * rush.sends) as u64);
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(args.buyers);
@@ -273,6 +291,7 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     report.config("per_user_limit", per_user_limit);
     report.config("quantity", args.quantity);
     report.config("retry_same_key", args.retry_same_key);
+    report.config("rate", args.rate);
     report.config("source_ips", endpoint.source_count());
     report.config("drop", &target.id);
     report.config("stream", &target.stream);
@@ -563,6 +582,7 @@ async fn http_buyer(
     if go.wait_for(|open| *open).await.is_err() {
         return None;
     }
+    rush.wait_turn(i).await;
     let key = format!("load-{}-{i}", rush.run_id);
     let body = json!({"quantity": rush.quantity, "idempotency_key": key}).to_string();
     let mut last = None;
@@ -628,6 +648,7 @@ async fn ws_buyer(
     if go.wait_for(|open| *open).await.is_err() {
         return None;
     }
+    rush.wait_turn(i).await;
     let key = format!("load-{}-{i}", rush.run_id);
     let ops: Vec<Value> = (0..rush.sends)
         .map(|n| {

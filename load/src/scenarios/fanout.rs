@@ -1,9 +1,11 @@
 //! `fanout`: C viewers on one live stream while the seller publishes R chats/s of S bytes;
 //! measures end-to-end latency, deliveries/s, loss and ordering.
 
-use super::{bar, connect_crowd, crowd_stats, default_backoff, endpoint, plan, server_stats};
+use super::{
+    WindDown, bar, crowd_stats, default_backoff, endpoint, gather_crowd, plan, server_stats,
+    wind_down,
+};
 use crate::cli::{Common, FanoutArgs};
-use crate::crowd::Crowd;
 use crate::latency::round3;
 use crate::procstat::Sampler;
 use crate::publisher::Publisher;
@@ -16,20 +18,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
     let target = setup::prepare(common).await?;
     let endpoint = endpoint(common)?;
     let plan = plan(endpoint.clone(), &target, default_backoff());
-    let crowd = Crowd::spawn(
-        &target,
-        plan,
-        args.connections,
-        0,
-        common.connect_concurrency,
-    )?;
-    let joined = match connect_crowd(common, &crowd).await {
-        Ok(joined) => joined,
-        Err(e) => {
-            crowd.stop().await;
-            return Err(e);
-        }
-    };
+    let (crowd, joined) = gather_crowd(common, &target, plan, args.connections, 0).await?;
     let sampler = common
         .server_pid
         .map(|pid| Sampler::start(pid, Duration::from_millis(500)));
@@ -55,22 +44,16 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
     }
     progress.finish();
     let publish_s = started.elapsed().as_secs_f64();
-    let published = publisher.finish(args.drain).await;
-    let progress = bar(common, "drain", crowd.fleet.alive() as u64);
-    let caught_up = crowd
-        .wait_caught_up(published.last_seq, args.drain, &progress)
-        .await;
-    progress.finish();
-    let phase_s = started.elapsed().as_secs_f64();
-    let tail = crowd.fleet.missing_tail(published.last_seq);
-    let counters = crowd.fleet.counters.snapshot();
-    let series = match sampler {
-        Some(s) => Some(s.finish().await),
-        None => None,
-    };
-
-    let fleet = crowd.fleet.clone();
-    crowd.stop().await;
+    let WindDown {
+        published,
+        caught_up,
+        drained_at,
+        tail,
+        counters,
+        series,
+        fleet,
+    } = wind_down(common, crowd, publisher, args.drain, sampler).await;
+    let phase_s = (drained_at - started).as_secs_f64();
     let mut report = Report::new("fanout", &common.url);
     report.config("connections", args.connections);
     report.config("rate", args.rate);

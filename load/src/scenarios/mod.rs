@@ -11,14 +11,14 @@ use crate::backoff::Backoff;
 use crate::cli::{Cli, Common, Scenario};
 use crate::client::Endpoint;
 use crate::crowd::{CounterSnapshot, Crowd, Fleet};
-use crate::procstat::Series;
+use crate::procstat::{Sampler, Series};
 use crate::progress::Progress;
-use crate::publisher::Published;
+use crate::publisher::{Published, Publisher};
 use crate::report::Report;
 use crate::setup::Target;
 use crate::viewer::Plan;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Runs the scenario selected on the command line.
 pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
@@ -79,6 +79,78 @@ pub(crate) async fn connect_crowd(common: &Common, crowd: &Crowd) -> anyhow::Res
         anyhow::bail!("no viewer could connect and join: {errors:?}");
     }
     Ok(joined)
+}
+
+/// Spawns `connections` viewers (`churners` of them churning) and waits until they joined. On
+/// failure the crowd is stopped before the error is returned.
+pub(crate) async fn gather_crowd(
+    common: &Common,
+    target: &Target,
+    plan: Plan,
+    connections: usize,
+    churners: usize,
+) -> anyhow::Result<(Crowd, usize)> {
+    let crowd = Crowd::spawn(
+        target,
+        plan,
+        connections,
+        churners,
+        common.connect_concurrency,
+    )?;
+    match connect_crowd(common, &crowd).await {
+        Ok(joined) => Ok((crowd, joined)),
+        Err(e) => {
+            crowd.stop().await;
+            Err(e)
+        }
+    }
+}
+
+/// What the end of a WebSocket scenario found.
+pub(crate) struct WindDown {
+    pub published: Published,
+    pub caught_up: bool,
+    /// When the viewers had caught up (or the drain gave up).
+    pub drained_at: Instant,
+    pub tail: u64,
+    pub counters: CounterSnapshot,
+    pub series: Option<Series>,
+    pub fleet: Arc<Fleet>,
+}
+
+/// Stops the publisher, waits (at most `drain`) for every viewer to catch up with its last
+/// event, then stops the sampler and the crowd.
+pub(crate) async fn wind_down(
+    common: &Common,
+    crowd: Crowd,
+    publisher: Publisher,
+    drain: Duration,
+    sampler: Option<Sampler>,
+) -> WindDown {
+    let published = publisher.finish(drain).await;
+    let progress = bar(common, "drain", crowd.fleet.alive() as u64);
+    let caught_up = crowd
+        .wait_caught_up(published.last_seq, drain, &progress)
+        .await;
+    progress.finish();
+    let drained_at = Instant::now();
+    let tail = crowd.fleet.missing_tail(published.last_seq);
+    let counters = crowd.fleet.counters.snapshot();
+    let series = match sampler {
+        Some(s) => Some(s.finish().await),
+        None => None,
+    };
+    let fleet = crowd.fleet.clone();
+    crowd.stop().await;
+    WindDown {
+        published,
+        caught_up,
+        drained_at,
+        tail,
+        counters,
+        series,
+        fleet,
+    }
 }
 
 /// Report fields common to the WebSocket scenarios.

@@ -2,10 +2,10 @@
 //! backoff, resume); proves every published chat reaches every viewer exactly once and in
 //! order, live or replayed, and tracks the server's memory drift and CPU.
 
-use super::{bar, connect_crowd, crowd_stats, endpoint, plan, server_stats};
+use super::{WindDown, bar, crowd_stats, endpoint, gather_crowd, plan, server_stats, wind_down};
 use crate::backoff::Backoff;
 use crate::cli::{Common, SoakArgs};
-use crate::crowd::{Crowd, SlotState};
+use crate::crowd::SlotState;
 use crate::latency::round3;
 use crate::procstat::Sampler;
 use crate::publisher::Publisher;
@@ -30,23 +30,10 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
     let mut plan = plan(endpoint.clone(), &target, backoff);
     plan.churn_mean = args.churn_every;
     let churners = (args.connections as f64 * args.churn).round() as usize;
-    let crowd = Crowd::spawn(
-        &target,
-        plan,
-        args.connections,
-        churners,
-        common.connect_concurrency,
-    )?;
     let sampler = common
         .server_pid
         .map(|pid| Sampler::start(pid, args.sample_every));
-    let joined = match connect_crowd(common, &crowd).await {
-        Ok(joined) => joined,
-        Err(e) => {
-            crowd.stop().await;
-            return Err(e);
-        }
-    };
+    let (crowd, joined) = gather_crowd(common, &target, plan, args.connections, churners).await?;
     let publisher = Publisher::start(
         &endpoint,
         &target.seller_token,
@@ -71,22 +58,16 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
     }
     progress.finish();
     crowd.command(Command::Settle);
-    let published = publisher.finish(args.drain).await;
-    let progress = bar(common, "drain", crowd.fleet.alive() as u64);
-    let caught_up = crowd
-        .wait_caught_up(published.last_seq, args.drain, &progress)
-        .await;
-    progress.finish();
-    let phase_s = started.elapsed().as_secs_f64();
-    let tail = crowd.fleet.missing_tail(published.last_seq);
-    let counters = crowd.fleet.counters.snapshot();
-    let series = match sampler {
-        Some(s) => Some(s.finish().await),
-        None => None,
-    };
-
-    let fleet = crowd.fleet.clone();
-    crowd.stop().await;
+    let WindDown {
+        published,
+        caught_up,
+        drained_at,
+        tail,
+        counters,
+        series,
+        fleet,
+    } = wind_down(common, crowd, publisher, args.drain, sampler).await;
+    let phase_s = (drained_at - started).as_secs_f64();
     let mut report = Report::new("soak", &common.url);
     report.config("connections", args.connections);
     report.config("duration_s", args.duration.as_secs_f64());

@@ -2,10 +2,10 @@
 //! resume; measures time until everyone is back, failed attempts, events missed and the
 //! server CPU the storm cost.
 
-use super::{bar, connect_crowd, crowd_stats, endpoint, plan, server_stats};
+use super::{WindDown, bar, crowd_stats, endpoint, gather_crowd, plan, server_stats, wind_down};
 use crate::backoff::Backoff;
 use crate::cli::{Common, StormArgs};
-use crate::crowd::{Crowd, SlotState};
+use crate::crowd::SlotState;
 use crate::latency::round3;
 use crate::payload;
 use crate::procstat::{self, Sampler};
@@ -27,20 +27,7 @@ pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
     let mut plan = plan(endpoint.clone(), &target, backoff);
     plan.storm_jitter = args.jitter;
     plan.outage_limit = args.timeout;
-    let crowd = Crowd::spawn(
-        &target,
-        plan,
-        args.connections,
-        0,
-        common.connect_concurrency,
-    )?;
-    let joined = match connect_crowd(common, &crowd).await {
-        Ok(joined) => joined,
-        Err(e) => {
-            crowd.stop().await;
-            return Err(e);
-        }
-    };
+    let (crowd, joined) = gather_crowd(common, &target, plan, args.connections, 0).await?;
     let publisher = Publisher::start(
         &endpoint,
         &target.seller_token,
@@ -89,21 +76,15 @@ pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
         tokio::time::sleep(rest).await;
     }
     crowd.command(Command::Settle);
-    let published = publisher.finish(args.drain).await;
-    let progress = bar(common, "drain", crowd.fleet.alive() as u64);
-    let caught_up = crowd
-        .wait_caught_up(published.last_seq, args.drain, &progress)
-        .await;
-    progress.finish();
-    let tail = crowd.fleet.missing_tail(published.last_seq);
-    let counters = crowd.fleet.counters.snapshot();
-    let series = match sampler {
-        Some(s) => Some(s.finish().await),
-        None => None,
-    };
-
-    let fleet = crowd.fleet.clone();
-    crowd.stop().await;
+    let WindDown {
+        published,
+        caught_up,
+        drained_at: _,
+        tail,
+        counters,
+        series,
+        fleet,
+    } = wind_down(common, crowd, publisher, args.drain, sampler).await;
     let mut report = Report::new("storm", &common.url);
     report.config("connections", args.connections);
     report.config("jitter_ms", args.jitter.as_millis() as u64);
