@@ -364,3 +364,38 @@ impl Drop for Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liveshop_engine::StreamId;
+
+    #[tokio::test]
+    async fn the_inbox_hands_messages_over_in_order_and_counts_them() {
+        let inbox = SessionInbox::new();
+        let a = StreamId::from_trusted("str_a");
+        let b = StreamId::from_trusted("str_b");
+        inbox.cast(SessionMsg::Rejoin(a.clone()));
+        inbox.cast(SessionMsg::Rejoin(b.clone()));
+        assert_eq!(inbox.depth(), 2);
+        assert!(matches!(inbox.recv().await, SessionMsg::Rejoin(s) if s == a));
+        assert!(matches!(inbox.recv().await, SessionMsg::Rejoin(s) if s == b));
+        assert_eq!(inbox.depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_session_is_woken_by_a_cast() {
+        let inbox = SessionInbox::new();
+        let waiting = tokio::spawn({
+            let inbox = inbox.clone();
+            async move { inbox.recv().await }
+        });
+        tokio::task::yield_now().await;
+        inbox.cast(SessionMsg::Crash);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert!(matches!(got, SessionMsg::Crash));
+    }
+}
