@@ -1,10 +1,7 @@
 //! `fanout`: C viewers on one live stream while the seller publishes R chats/s of S bytes;
 //! measures end-to-end latency, deliveries/s, loss and ordering.
 
-use super::{
-    WindDown, bar, crowd_stats, default_backoff, endpoint, gather_crowd, plan, server_stats,
-    wind_down,
-};
+use super::{bar, default_backoff, endpoint, gather_crowd, plan, server_stats, wind_down};
 use crate::cli::{Common, FanoutArgs};
 use crate::latency::round3;
 use crate::procstat::Sampler;
@@ -44,16 +41,8 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
     }
     progress.finish();
     let publish_s = started.elapsed().as_secs_f64();
-    let WindDown {
-        published,
-        caught_up,
-        drained_at,
-        tail,
-        counters,
-        series,
-        fleet,
-    } = wind_down(common, crowd, publisher, args.drain, sampler).await;
-    let phase_s = (drained_at - started).as_secs_f64();
+    let done = wind_down(common, crowd, publisher, args.drain, sampler).await;
+    let phase_s = (done.drained_at - started).as_secs_f64();
     let mut report = Report::new("fanout", &common.url);
     report.config("connections", args.connections);
     report.config("rate", args.rate);
@@ -63,33 +52,36 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
     report.config("source_ips", endpoint.source_count());
     report.config("stream", &target.stream);
     report.duration_s = round3(phase_s);
-    report.latency_ms = fleet.latency.summary();
-    crowd_stats(&mut report, &fleet, &counters, &published, tail);
-    let per_s = counters.chat_delivered as f64 / phase_s.max(1e-9);
+    report.latency_ms = done.fleet.latency.summary();
+    done.record(&mut report);
+    let per_s = done.counters.chat_delivered as f64 / phase_s.max(1e-9);
     report.stat("publish_s", round3(publish_s));
     report.stat("deliveries_per_s", round3(per_s));
     report.stat("target_deliveries_per_s", round3(args.rate * joined as f64));
-    report.stat("all_caught_up", caught_up);
-    server_stats(&mut report, series, 0);
+    server_stats(&mut report, done.series, 0);
     if let Some(server) = report.stats.get("server")
         && let Some(cpu) = server.get("cpu_s").and_then(|v| v.as_f64())
-        && counters.chat_delivered > 0
+        && done.counters.chat_delivered > 0
     {
-        let us = cpu * 1e6 / counters.chat_delivered as f64;
+        let us = cpu * 1e6 / done.counters.chat_delivered as f64;
         report.stat("server_cpu_us_per_delivery", round3(us));
     }
     report.headline = vec![
         format!(
             "viewers {joined}/{} joined; seller published {} chats ({} rejected) at {}/s, {} B",
-            args.connections, published.acked, published.rejected, args.rate, args.size
+            args.connections, done.published.acked, done.published.rejected, args.rate, args.size
         ),
         format!(
             "delivered {} of {} expected ({:.0}/s); lost {}; out-of-order {}",
-            counters.chat_delivered,
-            published.acked * counters.ever_joined.saturating_sub(counters.gave_up),
+            done.counters.chat_delivered,
+            done.published.acked
+                * done
+                    .counters
+                    .ever_joined
+                    .saturating_sub(done.counters.gave_up),
             per_s,
             report.lost,
-            counters.out_of_order
+            done.counters.out_of_order
         ),
     ];
     Ok(report)

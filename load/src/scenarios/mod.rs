@@ -153,37 +153,37 @@ pub(crate) async fn wind_down(
     }
 }
 
-/// Report fields common to the WebSocket scenarios.
-pub(crate) fn crowd_stats(
-    report: &mut Report,
-    fleet: &Fleet,
-    counters: &CounterSnapshot,
-    published: &Published,
-    tail: u64,
-) {
-    report.lost = counters.lost + tail;
-    report.errors = counters.initial_failed
-        + counters.gave_up
-        + counters.error_frames
-        + published.rejected
-        + u64::from(published.connection_lost);
-    let viewers = counters.ever_joined.saturating_sub(counters.gave_up);
-    report.stat("connected", counters.ever_joined);
-    report.stat("connect_failed", counters.initial_failed);
-    report.stat("published", published.acked);
-    report.stat("expected_deliveries", published.acked * viewers);
-    report.stat("delivered", counters.chat_delivered);
-    report.stat("lost_in_gaps", counters.lost);
-    report.stat("lost_at_tail", tail);
-    report.stat("out_of_order", counters.out_of_order);
-    report.stat("resyncs", counters.resyncs);
-    report.stat("resync_skipped", counters.resync_skipped);
-    report.stat("epoch_restarts", counters.epoch_restarts);
-    report.stat("unexpected_disconnects", counters.unexpected_closes);
-    report.stat("server_restart_closes", counters.server_restarts);
-    report.stat("publisher", published);
-    report.stat("viewers", counters);
-    report.stat("errors_by_kind", fleet.errors());
+impl WindDown {
+    /// Records the report fields common to the WebSocket scenarios.
+    pub(crate) fn record(&self, report: &mut Report) {
+        report.lost = self.counters.lost + self.tail;
+        report.errors = self.counters.initial_failed
+            + self.counters.gave_up
+            + self.counters.error_frames
+            + self.published.rejected
+            + u64::from(self.published.connection_lost);
+        let viewers = self
+            .counters
+            .ever_joined
+            .saturating_sub(self.counters.gave_up);
+        report.stat("connected", self.counters.ever_joined);
+        report.stat("connect_failed", self.counters.initial_failed);
+        report.stat("published", self.published.acked);
+        report.stat("expected_deliveries", self.published.acked * viewers);
+        report.stat("delivered", self.counters.chat_delivered);
+        report.stat("lost_in_gaps", self.counters.lost);
+        report.stat("lost_at_tail", self.tail);
+        report.stat("out_of_order", self.counters.out_of_order);
+        report.stat("resyncs", self.counters.resyncs);
+        report.stat("resync_skipped", self.counters.resync_skipped);
+        report.stat("epoch_restarts", self.counters.epoch_restarts);
+        report.stat("unexpected_disconnects", self.counters.unexpected_closes);
+        report.stat("server_restart_closes", self.counters.server_restarts);
+        report.stat("publisher", &self.published);
+        report.stat("viewers", &self.counters);
+        report.stat("errors_by_kind", self.fleet.errors());
+        report.stat("all_caught_up", self.caught_up);
+    }
 }
 
 /// Adds the `server` object when `--server-pid` was sampled.

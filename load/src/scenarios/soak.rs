@@ -2,7 +2,7 @@
 //! backoff, resume); proves every published chat reaches every viewer exactly once and in
 //! order, live or replayed, and tracks the server's memory drift and CPU.
 
-use super::{WindDown, bar, crowd_stats, endpoint, gather_crowd, plan, server_stats, wind_down};
+use super::{bar, endpoint, gather_crowd, plan, server_stats, wind_down};
 use crate::backoff::Backoff;
 use crate::cli::{Common, SoakArgs};
 use crate::crowd::SlotState;
@@ -58,16 +58,8 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
     }
     progress.finish();
     crowd.command(Command::Settle);
-    let WindDown {
-        published,
-        caught_up,
-        drained_at,
-        tail,
-        counters,
-        series,
-        fleet,
-    } = wind_down(common, crowd, publisher, args.drain, sampler).await;
-    let phase_s = (drained_at - started).as_secs_f64();
+    let done = wind_down(common, crowd, publisher, args.drain, sampler).await;
+    let phase_s = (done.drained_at - started).as_secs_f64();
     let mut report = Report::new("soak", &common.url);
     report.config("connections", args.connections);
     report.config("duration_s", args.duration.as_secs_f64());
@@ -81,42 +73,44 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
     report.config("source_ips", endpoint.source_count());
     report.config("stream", &target.stream);
     report.duration_s = round3(phase_s);
-    report.latency_ms = fleet.latency.summary();
-    crowd_stats(&mut report, &fleet, &counters, &published, tail);
-    let viewers = counters.ever_joined.saturating_sub(counters.gave_up);
-    let expected = published.acked * viewers;
-    let accounted = counters.chat_delivered + counters.resync_skipped;
-    let exactly_once = report.lost == 0 && counters.out_of_order == 0 && accounted == expected;
+    report.latency_ms = done.fleet.latency.summary();
+    done.record(&mut report);
+    let viewers = done
+        .counters
+        .ever_joined
+        .saturating_sub(done.counters.gave_up);
+    let expected = done.published.acked * viewers;
+    let accounted = done.counters.chat_delivered + done.counters.resync_skipped;
+    let exactly_once = report.lost == 0 && done.counters.out_of_order == 0 && accounted == expected;
     report.stat(
         "delivered_live",
-        counters.chat_delivered - counters.replayed,
+        done.counters.chat_delivered - done.counters.replayed,
     );
-    report.stat("delivered_replayed", counters.replayed);
-    report.stat("churn_disconnects", counters.churn_drops);
-    report.stat("reconnects", counters.reconnects);
-    report.stat("resumed", counters.resumed);
+    report.stat("delivered_replayed", done.counters.replayed);
+    report.stat("churn_disconnects", done.counters.churn_drops);
+    report.stat("reconnects", done.counters.reconnects);
+    report.stat("resumed", done.counters.resumed);
     report.stat("exactly_once", exactly_once);
-    report.stat("all_caught_up", caught_up);
-    report.stat("reconnect_ms", fleet.reconnect.summary());
-    server_stats(&mut report, series, 300);
+    report.stat("reconnect_ms", done.fleet.reconnect.summary());
+    server_stats(&mut report, done.series, 300);
     report.headline = vec![
         format!(
             "viewers {joined}/{} joined, {churners} churning every ~{:.1}s; {} disconnects, {} resumed, {} resyncs",
             args.connections,
             args.churn_every.as_secs_f64(),
-            counters.churn_drops + counters.unexpected_closes,
-            counters.resumed,
-            counters.resyncs
+            done.counters.churn_drops + done.counters.unexpected_closes,
+            done.counters.resumed,
+            done.counters.resyncs
         ),
         format!(
             "published {}; delivered {} of {} expected ({} replayed, {} skipped by resyncs); lost {}; out-of-order {}; exactly once: {}",
-            published.acked,
-            counters.chat_delivered,
+            done.published.acked,
+            done.counters.chat_delivered,
             expected,
-            counters.replayed,
-            counters.resync_skipped,
+            done.counters.replayed,
+            done.counters.resync_skipped,
             report.lost,
-            counters.out_of_order,
+            done.counters.out_of_order,
             exactly_once
         ),
     ];

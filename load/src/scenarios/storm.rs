@@ -2,7 +2,7 @@
 //! resume; measures time until everyone is back, failed attempts, events missed and the
 //! server CPU the storm cost.
 
-use super::{WindDown, bar, crowd_stats, endpoint, gather_crowd, plan, server_stats, wind_down};
+use super::{bar, endpoint, gather_crowd, plan, server_stats, wind_down};
 use crate::backoff::Backoff;
 use crate::cli::{Common, StormArgs};
 use crate::crowd::SlotState;
@@ -76,15 +76,7 @@ pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
         tokio::time::sleep(rest).await;
     }
     crowd.command(Command::Settle);
-    let WindDown {
-        published,
-        caught_up,
-        drained_at: _,
-        tail,
-        counters,
-        series,
-        fleet,
-    } = wind_down(common, crowd, publisher, args.drain, sampler).await;
+    let done = wind_down(common, crowd, publisher, args.drain, sampler).await;
     let mut report = Report::new("storm", &common.url);
     report.config("connections", args.connections);
     report.config("jitter_ms", args.jitter.as_millis() as u64);
@@ -96,44 +88,43 @@ pub async fn run(common: &Common, args: &StormArgs) -> anyhow::Result<Report> {
     report.config("source_ips", endpoint.source_count());
     report.config("stream", &target.stream);
     report.duration_s = round3(storm_s);
-    report.latency_ms = fleet.reconnect.summary();
-    crowd_stats(&mut report, &fleet, &counters, &published, tail);
-    report.stat("dropped", counters.storm_drops);
-    report.stat("back", counters.storm_back);
+    report.latency_ms = done.fleet.reconnect.summary();
+    done.record(&mut report);
+    report.stat("dropped", done.counters.storm_drops);
+    report.stat("back", done.counters.storm_back);
     report.stat(
         "never_back",
-        expected_back.saturating_sub(counters.storm_back),
+        expected_back.saturating_sub(done.counters.storm_back),
     );
     report.stat("all_back", all_back);
     report.stat("all_back_s", all_back_s.map(round3));
     report.stat("reconnect_failures", failures_during_storm);
-    report.stat("resumed", counters.resumed);
-    report.stat("events_missed", report.lost + counters.resync_skipped);
-    report.stat("all_caught_up", caught_up);
-    report.stat("live_latency_ms", fleet.latency.summary());
+    report.stat("resumed", done.counters.resumed);
+    report.stat("events_missed", report.lost + done.counters.resync_skipped);
+    report.stat("live_latency_ms", done.fleet.latency.summary());
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         report.stat("server_cpu_storm_s", round3(after - before));
     }
-    server_stats(&mut report, series, 0);
+    server_stats(&mut report, done.series, 0);
     report.headline = vec![
         format!(
             "{} of {joined} viewers dropped at once; {} back{} ({} failed attempts, {} gave up)",
-            counters.storm_drops,
-            counters.storm_back,
+            done.counters.storm_drops,
+            done.counters.storm_back,
             all_back_s
                 .filter(|_| all_back)
                 .map(|s| format!(", all within {s:.2}s"))
                 .unwrap_or_default(),
             failures_during_storm,
-            counters.gave_up
+            done.counters.gave_up
         ),
         format!(
             "{} resumed, {} resyncs ({} events skipped); lost {}; out-of-order {}",
-            counters.resumed,
-            counters.resyncs,
-            counters.resync_skipped,
+            done.counters.resumed,
+            done.counters.resyncs,
+            done.counters.resync_skipped,
             report.lost,
-            counters.out_of_order
+            done.counters.out_of_order
         ),
     ];
     Ok(report)
