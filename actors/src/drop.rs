@@ -4,7 +4,12 @@
 //! single transaction. The write runs in its own task, so the actor keeps deciding meanwhile. A
 //! per-drop commit lock, held by the write task and taken by a restarting actor before it reads
 //! storage, makes sure a restarted actor never rebuilds its inventory from a half-finished picture.
-//! Holds expire from what is stored (`expires_at`), checked every second, so expiry survives restarts.
+//! Holds expire from what is stored (`expires_at`), checked every second (once one is due in the
+//! book, which is rebuilt from storage on restart), so expiry survives restarts.
+//!
+//! The actor never waits for the database while claims may be arriving: commits, expiry checks and
+//! open ⇄ sold-out status writes run in tasks of their own (under the commit lock) and report back
+//! with a message, so a slow statement under load delays no decision.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,6 +73,10 @@ pub enum DropMsg {
     },
     /// The write task finished a batch.
     Committed(Result<(), String>),
+    /// The expiry task expired these holds in storage (already told to their buyers).
+    Expired(Result<Vec<Claim>, String>),
+    /// The status task stored this open ⇄ sold-out status (or failed to).
+    StatusStored(Result<DropStatus, String>),
     /// Close the drop (seller, duration, stream end).
     Close(CloseReason, Option<RpcReplyPort<Drop>>),
     /// Mark a reservation paid.
@@ -98,6 +107,10 @@ pub struct DropState {
     sold_out_pending: bool,
     /// The status last written to storage (open ⇄ sold out changes are written on the tick).
     stored_status: DropStatus,
+    /// A status write is in flight.
+    storing_status: bool,
+    /// An expiry check is in flight.
+    expiring: bool,
     inventory_dirty: bool,
     last_inventory: Instant,
     last_expiry: Instant,
@@ -275,47 +288,77 @@ impl DropState {
         self.sync_stream_snapshot();
     }
 
-    async fn expire(&mut self) {
-        let now = clock::now();
-        let expired = match self.engine.store().expire_claims(self.book.id(), now).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(drop_id = %self.book.id(), error = %e, "hold expiry check failed; will retry");
-                return;
-            }
-        };
-        if expired.is_empty() {
+    /// Starts an expiry check in its own task. The task tells the buyers itself, so a restart
+    /// between the write and the report loses no `claim_update`; the restarted actor reads the
+    /// expiry from storage (the task holds the commit lock, which a restart waits for).
+    fn start_expiry(&mut self, myself: &ActorRef<DropMsg>) {
+        if self.expiring {
             return;
         }
-        let announce = self.book.apply_expired(&expired);
-        self.announce(announce);
+        self.expiring = true;
+        let store = self.engine.store().clone();
+        let engine = self.engine.clone();
         let tenant = self.book.drop().tenant.clone();
-        for claim in &expired {
-            self.engine
-                .notify_user(&tenant, &claim.user, claim_update(claim));
+        let lock = self.lock.clone();
+        let drop = self.book.id().clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let _held = lock.lock().await;
+            let result = store.expire_claims(&drop, clock::now()).await;
+            if let Ok(expired) = &result {
+                for claim in expired {
+                    engine.notify_user(&tenant, &claim.user, claim_update(claim));
+                }
+            }
+            let _ = me.cast(DropMsg::Expired(result.map_err(|e| e.to_string())));
+        });
+    }
+
+    fn expired(&mut self, result: Result<Vec<Claim>, String>) {
+        self.expiring = false;
+        match result {
+            Ok(expired) if !expired.is_empty() => {
+                let announce = self.book.apply_expired(&expired);
+                self.announce(announce);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(drop_id = %self.book.id(), error = %e, "hold expiry check failed; will retry")
+            }
         }
     }
 
-    /// Writes an open ⇄ sold-out change, so reads from storage show it too.
-    async fn store_status(&mut self) {
+    /// Writes an open ⇄ sold-out change in its own task, so reads from storage show it too.
+    fn start_status_write(&mut self, myself: &ActorRef<DropMsg>) {
         let status = self.book.drop().status;
-        if status == self.stored_status || status == DropStatus::Closed {
+        if self.storing_status || status == self.stored_status || status == DropStatus::Closed {
             return;
         }
-        match self
-            .engine
-            .store()
-            .set_drop_status(self.book.id(), status, None)
-            .await
-        {
-            Ok(()) => self.stored_status = status,
+        self.storing_status = true;
+        let store = self.engine.store().clone();
+        let lock = self.lock.clone();
+        let drop = self.book.id().clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let _held = lock.lock().await;
+            let result = store.set_drop_status(&drop, status, None).await;
+            let _ = me.cast(DropMsg::StatusStored(
+                result.map(|()| status).map_err(|e| e.to_string()),
+            ));
+        });
+    }
+
+    fn status_stored(&mut self, result: Result<DropStatus, String>) {
+        self.storing_status = false;
+        match result {
+            Ok(status) => self.stored_status = status,
             Err(e) => {
                 tracing::warn!(drop_id = %self.book.id(), error = %e, "drop status write failed; will retry")
             }
         }
     }
 
-    async fn tick(&mut self) {
+    async fn tick(&mut self, myself: &ActorRef<DropMsg>) {
         let now = clock::now();
         let due = self.book.drop().ends_at.is_some_and(|end| now >= end);
         // A claim may already have closed the book in memory when it found the drop past its end.
@@ -324,10 +367,12 @@ impl DropState {
         }
         if self.last_expiry.elapsed() >= EXPIRY_EVERY {
             self.last_expiry = Instant::now();
-            self.expire().await;
+            if self.book.holds_due(now) {
+                self.start_expiry(myself);
+            }
         }
         if self.in_flight.is_empty() && self.next.is_empty() {
-            self.store_status().await;
+            self.start_status_write(myself);
         }
         if self.inventory_dirty && self.last_inventory.elapsed() >= INVENTORY_EVERY {
             self.inventory_dirty = false;
@@ -407,6 +452,8 @@ impl Actor for DropActor {
         Ok(DropState {
             closed_announced,
             stored_status: record.status,
+            storing_status: false,
+            expiring: false,
             sold_out_pending: false,
             book: DropBook::restore(record, claims),
             engine: args.engine,
@@ -429,7 +476,10 @@ impl Actor for DropActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
-        if !matches!(message, DropMsg::Tick | DropMsg::Committed(_)) {
+        if !matches!(
+            message,
+            DropMsg::Tick | DropMsg::Committed(_) | DropMsg::Expired(_) | DropMsg::StatusStored(_)
+        ) {
             state.depth.taken();
         }
         match message {
@@ -442,6 +492,8 @@ impl Actor for DropActor {
                 state.claim(&myself, user, quantity, key, reply);
             }
             DropMsg::Committed(result) => state.committed(&myself, result),
+            DropMsg::Expired(result) => state.expired(result),
+            DropMsg::StatusStored(result) => state.status_stored(result),
             DropMsg::Close(reason, reply) => {
                 state.close(reason).await;
                 if let Some(reply) = reply {
@@ -471,7 +523,7 @@ impl Actor for DropActor {
                 };
                 let _ = reply.send(result);
             }
-            DropMsg::Tick => state.tick().await,
+            DropMsg::Tick => state.tick(&myself).await,
             DropMsg::Crash => panic!("fault injection: drop actor crash requested"),
         }
         metrics::record_handling(kind::DROP, started);

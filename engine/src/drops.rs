@@ -122,6 +122,15 @@ impl DropBook {
         self.claims.get(id)
     }
 
+    /// Whether some hold has reached its end at `now`: the drop actor asks storage to expire
+    /// holds only then, so a rush (whose holds all lie minutes ahead) runs no expiry statements.
+    /// The book is rebuilt from storage on restart, so this still follows what is stored.
+    pub fn holds_due(&self, now: Timestamp) -> bool {
+        self.claims
+            .values()
+            .any(|c| c.status == ClaimStatus::Reserved && c.expires_at <= now)
+    }
+
     /// Units `user` holds or bought.
     pub fn holdings(&self, user: &UserId) -> i64 {
         self.holdings.get(user).copied().unwrap_or(0)
@@ -347,6 +356,24 @@ mod tests {
         };
         assert_eq!(c.expires_at, Timestamp(61_000));
         assert_eq!(book.drop().remaining, 1);
+    }
+
+    #[test]
+    fn holds_are_due_only_once_they_end_and_while_reserved() {
+        let mut book = DropBook::restore(drop_of(3, 1), vec![]);
+        assert!(!book.holds_due(Timestamp(1_000_000)));
+        let Decision::Reserved(a) = claim(&mut book, 1, 1, "k").unwrap() else {
+            panic!("expected a reservation")
+        };
+        let Decision::Reserved(b) = claim(&mut book, 2, 1, "k").unwrap() else {
+            panic!("expected a reservation")
+        };
+        assert!(!book.holds_due(Timestamp(60_999)));
+        assert!(book.holds_due(Timestamp(61_000)));
+        book.apply_expired(&[a]);
+        assert!(book.holds_due(Timestamp(61_000)));
+        book.apply_paid(&b);
+        assert!(!book.holds_due(Timestamp(61_000)));
     }
 
     #[test]

@@ -97,7 +97,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn drop_by_id(&self, id: &DropId) -> StorageResult<Option<Drop>>;
     /// The stream's drops, oldest first.
     async fn drops_of_stream(&self, stream: &StreamId) -> StorageResult<Vec<Drop>>;
-    /// Writes a drop's status and closing reason.
+    /// Writes a drop's status and closing reason. Closed is final: writing any status to a
+    /// closed drop changes nothing, so a late open ⇄ sold-out write cannot reopen it.
     async fn set_drop_status(
         &self,
         id: &DropId,

@@ -250,6 +250,10 @@ pub struct DropArgs {
     /// that arrival rate rather than the wait behind the whole burst.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// Write one CSV line per answer to this file (`sent_ms,latency_ms,answer`, sent counted from
+    /// the release): shows where in the rush the slow answers were.
+    #[arg(long)]
+    pub trace: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

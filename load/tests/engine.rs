@@ -260,8 +260,12 @@ fn a_paced_drop_rush_spreads_the_claims_over_time() {
         return;
     };
     // 100 claims offered at 200/s: the last one is sent about half a second after the release.
-    let (code, report) =
-        engine.load(&["drop", "--buyers", "100", "--units", "30", "--rate", "200"]);
+    let trace =
+        std::env::temp_dir().join(format!("liveshop-drop-trace-{}.csv", std::process::id()));
+    let trace_arg = trace.to_str().unwrap().to_owned();
+    let (code, report) = engine.load(&[
+        "drop", "--buyers", "100", "--units", "30", "--rate", "200", "--trace", &trace_arg,
+    ]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(num(&report, "config.rate"), 200);
     assert_eq!(num(&report, "decisions"), 100);
@@ -274,6 +278,32 @@ fn a_paced_drop_rush_spreads_the_claims_over_time() {
         report["duration_s"].as_f64().unwrap() >= 0.495,
         "{report:#}"
     );
+
+    // The trace has one line per answer, in send order, spread over the paced half second.
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let _ = std::fs::remove_file(&trace);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("sent_ms,latency_ms,answer"));
+    let rows: Vec<(f64, f64, String)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 100);
+    assert!(rows.windows(2).all(|w| w[0].0 <= w[1].0), "send order");
+    assert!(
+        rows.last().unwrap().0 >= 490.0,
+        "last sent {:?}",
+        rows.last()
+    );
+    assert!(rows.iter().all(|r| r.1 >= 0.0));
+    assert_eq!(rows.iter().filter(|r| r.2 == "reserved").count(), 30);
+    assert_eq!(rows.iter().filter(|r| r.2 == "sold_out").count(), 70);
 }
 
 #[test]

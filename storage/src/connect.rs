@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use liveshop_engine::storage::StorageError;
-use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
+use sqlx::{Connection, Executor};
 
 use crate::SqlStore;
 use crate::error::unavailable;
@@ -45,6 +45,10 @@ const SQLITE_MAX_CONNECTIONS: u32 = 8;
 const POSTGRES_MAX_CONNECTIONS: u32 = 16;
 /// How long a caller waits for a pooled connection before the store reports itself unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pooled connection idle for longer than this is pinged before it is handed out. sqlx's default
+/// pings on EVERY acquire: one more round trip before each group commit, and under load every
+/// round trip waits for the engine and the database backend to be scheduled.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(30);
 
 /// Applied on every new SQLite connection. `journal_mode` sticks to the file; the others are
 /// per connection. sqlx already sets foreign_keys and a 5 s busy timeout; they are repeated here so
@@ -73,7 +77,17 @@ impl SqlStore {
             Backend::Sqlite => sqlite_url_with_create(url),
             Backend::Postgres => url.to_owned(),
         };
-        let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_WHEN_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            });
         let options = match backend {
             Backend::Sqlite => options
                 .max_connections(SQLITE_MAX_CONNECTIONS)
@@ -85,7 +99,14 @@ impl SqlStore {
                         Ok(())
                     })
                 }),
-            Backend::Postgres => options.max_connections(POSTGRES_MAX_CONNECTIONS),
+            Backend::Postgres => options
+                .max_connections(POSTGRES_MAX_CONNECTIONS)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        crate::claims::prepare_group_commit(conn).await;
+                        Ok(())
+                    })
+                }),
         };
         let pool = options.connect(&url).await.map_err(unavailable)?;
         tracing::debug!(backend = backend.as_str(), "storage pool opened");

@@ -74,13 +74,17 @@ impl SqlStore {
         status: DropStatus,
         closed_reason: Option<&str>,
     ) -> StorageResult<()> {
-        sqlx::query("UPDATE drops SET status = $2, closed_reason = $3 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(status.as_str())
-            .bind(closed_reason)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        sqlx::query(concat!(
+            "UPDATE drops SET status = $2, closed_reason = $3 ",
+            // Closed is final: a late open ⇄ sold-out write never reopens a closed drop.
+            "WHERE id = $1 AND status <> 'closed'"
+        ))
+        .bind(id.as_str())
+        .bind(status.as_str())
+        .bind(closed_reason)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 

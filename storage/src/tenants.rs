@@ -1,5 +1,7 @@
 //! Tenants, the users seen in their tokens, and their product catalogues.
 
+use std::collections::BTreeMap;
+
 use liveshop_engine::ids::{ProductId, TenantId, UserId};
 use liveshop_engine::records::{Product, Tenant, UserSeen};
 use liveshop_engine::storage::StorageResult;
@@ -7,6 +9,13 @@ use liveshop_engine::storage::StorageResult;
 use crate::SqlStore;
 use crate::error::{classify, conflict_on, unavailable};
 use crate::rows::{self, product_columns, tenant_columns, user_seen_columns};
+use crate::sql::values_placeholders;
+use sqlx::AssertSqlSafe;
+
+/// Bound values per users-seen row.
+const USER_BINDS: usize = 5;
+/// Users per upsert statement: 500 × 5 binds, well under both databases' limits.
+const USERS_PER_STATEMENT: usize = 500;
 
 impl SqlStore {
     pub(crate) async fn insert_tenant(&self, tenant: &Tenant) -> StorageResult<()> {
@@ -41,24 +50,40 @@ impl SqlStore {
         self.upsert_users_seen(std::slice::from_ref(user)).await
     }
 
-    /// Upserts many users seen in one transaction.
+    /// Upserts many users seen in one transaction, as multi-row statements: one round trip per
+    /// `USERS_PER_STATEMENT` users instead of one per user (a crowd of 10,000 joining at once
+    /// otherwise sends 10,000 statements while the drops of the show are being committed).
     pub(crate) async fn upsert_users_seen(&self, users: &[UserSeen]) -> StorageResult<()> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // One row per user (the latest sighting): Postgres refuses an upsert that touches the
+        // same row twice in one statement.
+        let mut latest: BTreeMap<(&str, &str), &UserSeen> = BTreeMap::new();
         for user in users {
-            sqlx::query(
-                "INSERT INTO users_seen (tenant_id, user_id, name, role, last_seen_at) \
-                 VALUES ($1, $2, $3, $4, $5) \
+            let slot = latest
+                .entry((user.tenant.as_str(), user.id.as_str()))
+                .or_insert(user);
+            if user.last_seen_at >= slot.last_seen_at {
+                *slot = user;
+            }
+        }
+        let rows: Vec<&UserSeen> = latest.into_values().collect();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        for chunk in rows.chunks(USERS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO users_seen (tenant_id, user_id, name, role, last_seen_at) VALUES {} \
                  ON CONFLICT (tenant_id, user_id) DO UPDATE SET \
                  name = excluded.name, role = excluded.role, last_seen_at = excluded.last_seen_at",
-            )
-            .bind(user.tenant.as_str())
-            .bind(user.id.as_str())
-            .bind(user.name.as_str())
-            .bind(user.role.as_str())
-            .bind(user.last_seen_at.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+                values_placeholders(chunk.len(), USER_BINDS)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for user in chunk {
+                query = query
+                    .bind(user.tenant.as_str())
+                    .bind(user.id.as_str())
+                    .bind(user.name.as_str())
+                    .bind(user.role.as_str())
+                    .bind(user.last_seen_at.millis());
+            }
+            query.execute(&mut *tx).await.map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
         Ok(())

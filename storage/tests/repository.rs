@@ -53,6 +53,7 @@ both! {
     drops => case_drops,
     commit_claims => case_commit_claims,
     commit_claims_large_batch => case_commit_claims_large_batch,
+    commit_claims_of_unknown_drop => case_commit_claims_of_unknown_drop,
     oversell_refused_whole => case_oversell_refused_whole,
     per_user_limit_refused_whole => case_per_user_limit_refused_whole,
     duplicate_idempotency_key => case_duplicate_idempotency_key,
@@ -289,6 +290,34 @@ async fn case_users_seen_in_a_batch(store: &SqlStore) {
     assert_eq!(all.len(), 300);
     assert_eq!(all[0].name, "Renamed");
     assert_eq!(all[1].name, "User 1");
+
+    // More than one statement's worth, with the same user twice in one batch: the latest
+    // sighting wins, whatever its place in the batch.
+    let mut big: Vec<UserSeen> = (0..1200)
+        .map(|i| UserSeen {
+            tenant: tenant_a.clone(),
+            id: UserId::from_trusted(format!("v{i:04}")),
+            name: format!("Viewer {i}"),
+            role: "viewer".to_owned(),
+            last_seen_at: Timestamp(T0),
+        })
+        .collect();
+    big.push(UserSeen {
+        name: "Later".to_owned(),
+        last_seen_at: Timestamp(T0 + 5),
+        ..big[7].clone()
+    });
+    big.push(UserSeen {
+        name: "Earlier".to_owned(),
+        last_seen_at: Timestamp(T0 - 5),
+        ..big[7].clone()
+    });
+    store.record_users_seen(&big).await.unwrap();
+    let all = store.users_seen(&tenant_a).await.unwrap();
+    assert_eq!(all.len(), 1500);
+    let v7 = all.iter().find(|u| u.id.as_str() == "v0007").unwrap();
+    assert_eq!(v7.name, "Later");
+    assert_eq!(v7.last_seen_at, Timestamp(T0 + 5));
 }
 
 async fn case_products(store: &SqlStore) {
@@ -549,6 +578,27 @@ async fn case_commit_claims_large_batch(store: &SqlStore) {
     store.commit_claims(&drop, &batch).await.unwrap();
     assert_eq!(counts(store, &drop).await, (1500, 0, 3500));
     assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 1500);
+}
+
+async fn case_commit_claims_of_unknown_drop(store: &SqlStore) {
+    seed_drop(store, "drp_1", 10, 3).await;
+    let ghost = DropId::from_trusted("drp_ghost");
+    let batch = vec![claim("clm_1", "drp_ghost", "alice", 1, "k1", T0)];
+    assert!(matches!(
+        store.commit_claims(&ghost, &batch).await,
+        Err(StorageError::Constraint(_))
+    ));
+    // Nothing was written: no claim without its drop, and the real drop is untouched.
+    assert!(store.claims_of_drop(&ghost).await.unwrap().is_empty());
+    let alice = UserId::from_trusted("alice");
+    assert_eq!(
+        store.claim_by_key(&ghost, &alice, "k1").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        counts(store, &DropId::from_trusted("drp_1")).await,
+        (0, 0, 10)
+    );
 }
 
 async fn case_oversell_refused_whole(store: &SqlStore) {
@@ -866,6 +916,19 @@ async fn case_active_drops_and_status(store: &SqlStore) {
         .unwrap();
     assert_eq!(sold_out.status, DropStatus::SoldOut);
     assert_eq!(sold_out.closed_reason, None);
+
+    // A late open ⇄ sold-out write (a status task finishing after the close) never reopens it.
+    store
+        .set_drop_status(&DropId::from_trusted("drp_3"), DropStatus::SoldOut, None)
+        .await
+        .unwrap();
+    let still = store
+        .drop_by_id(&DropId::from_trusted("drp_3"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.status, DropStatus::Closed);
+    assert_eq!(still.closed_reason.as_deref(), Some("seller"));
 }
 
 async fn case_concurrent_batches_never_oversell(store: &SqlStore) {

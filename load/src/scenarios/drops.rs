@@ -17,10 +17,10 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 /// The drop under test and how to act in it.
 struct DropTarget {
@@ -79,32 +79,92 @@ struct Rush {
     latency: Arc<Recorder>,
     latency_http: Recorder,
     latency_ws: Recorder,
-    /// With `--rate`: time between two buyers' claims, and when the first goes.
+    /// Reservations wait for their commit; refusals do not: their latencies apart.
+    latency_reserved: Recorder,
+    latency_refused: Recorder,
+    /// With `--trace`: every answer's send time, latency and label.
+    trace: Option<std::sync::Mutex<Vec<Traced>>>,
+    /// With `--rate`: time between two buyers' claims.
     pace: Option<Duration>,
-    released: OnceLock<Instant>,
 }
 
 impl Rush {
-    /// Waits for buyer `i`'s turn: at once in a burst, or `i` intervals after the release at a
-    /// paced rate (the order of buyers mixes transports evenly).
-    async fn wait_turn(&self, i: usize) {
-        if let (Some(pace), Some(released)) = (self.pace, self.released.get()) {
-            let at = *released + pace.mul_f64(i as f64);
-            tokio::time::sleep_until(at.into()).await;
+    /// Records one claim's send→answer time, overall, per transport and per kind of answer.
+    fn record(&self, buyer: usize, ws: bool, answer: &Answer, sent: Instant, at: Instant) {
+        let us = (at - sent).as_micros() as u64;
+        if let Some(trace) = &self.trace {
+            let line = Traced {
+                sent,
+                us,
+                label: answer.label().to_owned(),
+            };
+            trace.lock().unwrap_or_else(|p| p.into_inner()).push(line);
         }
-    }
-
-    /// Records one claim's send→answer time, overall and per transport.
-    fn record(&self, buyer: usize, ws: bool, us: u64) {
         self.latency.record(buyer, us);
-        let per = if ws {
+        let transport = if ws {
             &self.latency_ws
         } else {
             &self.latency_http
         };
-        per.record(buyer, us);
+        transport.record(buyer, us);
+        match answer {
+            Answer::Reserved { .. } => self.latency_reserved.record(buyer, us),
+            Answer::Refused(_) => self.latency_refused.record(buyer, us),
+            Answer::Failed(_) => {}
+        }
         self.answered.fetch_add(1, Relaxed);
     }
+}
+
+/// Gives every buyer its turn, in buyer order: all at once in a burst, or one after the other
+/// at the paced rate. One task and at most one timer a millisecond, instead of every buyer
+/// waking at the release to set a timer of its own (10,000 wake-ups and timers in the first
+/// millisecond of the rush, on the cores the engine needs).
+async fn give_turns(turns: Vec<oneshot::Sender<()>>, pace: Option<Duration>) {
+    let start = tokio::time::Instant::now();
+    for (i, turn) in turns.into_iter().enumerate() {
+        if let Some(pace) = pace {
+            let at = start + pace.mul_f64(i as f64);
+            if at > tokio::time::Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
+        }
+        let _ = turn.send(());
+    }
+}
+
+/// CPU seconds this tool has used so far: the rush's share of a machine shared with the engine.
+fn own_cpu_s() -> Option<f64> {
+    crate::procstat::read(std::process::id()).map(|(_, cpu)| cpu)
+}
+
+/// One answer of `--trace`.
+struct Traced {
+    sent: Instant,
+    us: u64,
+    label: String,
+}
+
+/// Writes `--trace`: `sent_ms,latency_ms,answer` per answer, in send order.
+fn write_trace(
+    path: &std::path::Path,
+    trace: &Option<std::sync::Mutex<Vec<Traced>>>,
+    release: Instant,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let Some(trace) = trace else { return Ok(()) };
+    let mut lines = std::mem::take(&mut *trace.lock().unwrap_or_else(|p| p.into_inner()));
+    lines.sort_by_key(|t| t.sent);
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("creating trace file {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "sent_ms,latency_ms,answer")?;
+    for t in lines {
+        let sent_ms = t.sent.saturating_duration_since(release).as_secs_f64() * 1e3;
+        writeln!(out, "{sent_ms:.3},{:.3},{}", t.us as f64 / 1e3, t.label)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Whether buyer `i` uses the WebSocket: spreads `fraction` evenly over the indices.
@@ -162,25 +222,31 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         latency: Recorder::shared(),
         latency_http: Recorder::default(),
         latency_ws: Recorder::default(),
+        latency_reserved: Recorder::default(),
+        latency_refused: Recorder::default(),
+        trace: args
+            .trace
+            .as_ref()
+            .map(|_| std::sync::Mutex::new(Vec::new())),
         pace: args
             .rate
             .filter(|&r| r > 0)
             .map(|r| Duration::from_secs_f64(1.0 / r as f64)),
-        released: OnceLock::new(),
     });
     let ws_buyers = (0..args.buyers)
         .filter(|&i| is_ws(i, args.ws_fraction))
         .count();
 
     // Phase 1: everybody connects (WebSocket: connect + welcome; HTTP: warm the pool).
-    let (go_tx, go_rx) = watch::channel(false);
+    let mut turns = Vec::with_capacity(args.buyers);
     let (finish_tx, finish_rx) = watch::channel(false);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
     let connect_started = Instant::now();
     for (i, token) in tokens.into_iter().enumerate() {
         let rush = rush.clone();
-        let go = go_rx.clone();
+        let (turn_tx, go) = oneshot::channel();
+        turns.push(turn_tx);
         let finish = finish_rx.clone();
         let out = out_tx.clone();
         let ws = is_ws(i, args.ws_fraction);
@@ -213,9 +279,9 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     let sampler = common
         .server_pid
         .map(|pid| crate::procstat::Sampler::start(pid, Duration::from_millis(100)));
+    let client_cpu_before = own_cpu_s();
     let release = Instant::now();
-    let _ = rush.released.set(release);
-    let _ = go_tx.send(true);
+    let pacer = tokio::spawn(give_turns(turns, rush.pace));
     let progress = bar(common, "claims", (args.buyers * rush.sends) as u64);
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(args.buyers);
     let deadline = tokio::time::Instant::now() + args.timeout + Duration::from_secs(5);
@@ -231,6 +297,13 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         }
     }
     progress.finish();
+    pacer.abort();
+    if let Some(path) = &args.trace {
+        write_trace(path, &rush.trace, release)?;
+    }
+    let client_cpu_s = own_cpu_s()
+        .zip(client_cpu_before)
+        .map(|(end, start)| end - start);
     let series = match sampler {
         Some(s) => Some(s.finish().await),
         None => None,
@@ -303,6 +376,9 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     report.errors = tally.errors + connect_failed;
     report.stat("latency_http_ms", rush.latency_http.summary());
     report.stat("latency_ws_ms", rush.latency_ws.summary());
+    report.stat("client_cpu_s", client_cpu_s.map(round3));
+    report.stat("latency_reserved_ms", rush.latency_reserved.summary());
+    report.stat("latency_refused_ms", rush.latency_refused.summary());
     report.stat("connected", answered.len());
     report.stat("connected_ws", ws_claimed);
     report.stat("connect_failed", connect_failed);
@@ -548,7 +624,7 @@ async fn http_buyer(
     rush: &Rush,
     i: usize,
     token: &str,
-    mut go: watch::Receiver<bool>,
+    go: oneshot::Receiver<()>,
 ) -> Option<Outcome> {
     let client = &rush.http[i % rush.http.len()];
     let warm = futures_util::future::join_all((0..rush.sends).map(|_| async {
@@ -579,10 +655,9 @@ async fn http_buyer(
             last_answer: None,
         });
     }
-    if go.wait_for(|open| *open).await.is_err() {
+    if go.await.is_err() {
         return None;
     }
-    rush.wait_turn(i).await;
     let key = format!("load-{}-{i}", rush.run_id);
     let body = json!({"quantity": rush.quantity, "idempotency_key": key}).to_string();
     let mut last = None;
@@ -598,7 +673,7 @@ async fn http_buyer(
             .await;
         let answer = answer_of(response).await;
         let at = Instant::now();
-        rush.record(i, false, (at - sent).as_micros() as u64);
+        rush.record(i, false, &answer, sent, at);
         (answer, at)
     }))
     .await
@@ -624,7 +699,7 @@ async fn ws_buyer(
     rush: &Rush,
     i: usize,
     token: &str,
-    mut go: watch::Receiver<bool>,
+    go: oneshot::Receiver<()>,
     mut finish: watch::Receiver<bool>,
     out: &mpsc::UnboundedSender<Outcome>,
 ) -> Option<Outcome> {
@@ -645,10 +720,9 @@ async fn ws_buyer(
             });
         }
     };
-    if go.wait_for(|open| *open).await.is_err() {
+    if go.await.is_err() {
         return None;
     }
-    rush.wait_turn(i).await;
     let key = format!("load-{}-{i}", rush.run_id);
     let ops: Vec<Value> = (0..rush.sends)
         .map(|n| {
@@ -677,7 +751,7 @@ async fn ws_buyer(
                             .filter(|&n| n < answers.len());
                         if let (Some(n), Some(answer)) = (slot, classify_frame(&frame)) {
                             let at = Instant::now();
-                            rush.record(i, true, (at - sent).as_micros() as u64);
+                            rush.record(i, true, &answer, sent, at);
                             last = Some(at);
                             answers[n] = Some(answer);
                         }
