@@ -43,6 +43,9 @@ impl Backend {
 /// few connections suffice; Postgres gets more to overlap round trips.
 const SQLITE_MAX_CONNECTIONS: u32 = 8;
 const POSTGRES_MAX_CONNECTIONS: u32 = 16;
+/// Connections kept open (and their group commit statement prepared) even when idle, so a rush
+/// does not wait for a connection to be opened while buyers wait for their batch.
+const POSTGRES_MIN_CONNECTIONS: u32 = 4;
 /// How long a caller waits for a pooled connection before the store reports itself unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A pooled connection idle for longer than this is pinged before it is handed out. sqlx's default
@@ -101,6 +104,7 @@ impl SqlStore {
                 }),
             Backend::Postgres => options
                 .max_connections(POSTGRES_MAX_CONNECTIONS)
+                .min_connections(POSTGRES_MIN_CONNECTIONS)
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
                         crate::claims::prepare_group_commit(conn).await;
