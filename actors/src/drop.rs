@@ -147,8 +147,11 @@ impl DropState {
         key: String,
         reply: ClaimReply,
     ) {
-        let id = ClaimId::generate(&clock::unique_suffix());
-        match self.book.decide(&user, quantity, &key, clock::now(), id) {
+        let new_id = || ClaimId::generate(&clock::unique_suffix());
+        match self
+            .book
+            .decide(&user, quantity, &key, clock::now(), new_id)
+        {
             Err(rejection) => {
                 record_claim(result_label(rejection.code));
                 let _ = reply.send(Err(rejection));

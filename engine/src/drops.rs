@@ -136,14 +136,15 @@ impl DropBook {
         self.holdings.get(user).copied().unwrap_or(0)
     }
 
-    /// Decides a claim at `now`, in arrival order. `new_id` names the claim if one is created.
+    /// Decides a claim at `now`, in arrival order. `new_id` names the claim if one is created;
+    /// it is called only then, so a refusal (most answers of a rush) generates no id.
     pub fn decide(
         &mut self,
         user: &UserId,
         quantity: i64,
         key: &str,
         now: Timestamp,
-        new_id: ClaimId,
+        new_id: impl FnOnce() -> ClaimId,
     ) -> Result<(Decision, Announce), Rejection> {
         if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
             return Err(Rejection::field(
@@ -181,7 +182,7 @@ impl DropBook {
             return Err(Rejection::new(ErrorCode::SoldOut, "not enough units left"));
         }
         let claim = Claim {
-            id: new_id,
+            id: new_id(),
             tenant: self.drop.tenant.clone(),
             drop: self.drop.id.clone(),
             user: user.clone(),
@@ -344,7 +345,7 @@ mod tests {
 
     fn claim(book: &mut DropBook, u: u32, q: i64, key: &str) -> Result<Decision, Rejection> {
         let id = ClaimId::from_trusted(format!("c-{u}-{key}"));
-        book.decide(&user(u), q, key, Timestamp(1000), id)
+        book.decide(&user(u), q, key, Timestamp(1000), || id)
             .map(|(d, _)| d)
     }
 
@@ -374,6 +375,16 @@ mod tests {
         assert!(book.holds_due(Timestamp(61_000)));
         book.apply_paid(&b);
         assert!(!book.holds_due(Timestamp(61_000)));
+    }
+
+    #[test]
+    fn a_refusal_names_no_claim() {
+        let mut book = DropBook::restore(drop_of(1, 1), vec![]);
+        claim(&mut book, 1, 1, "k").unwrap();
+        let refused = book.decide(&user(2), 1, "k", Timestamp(1000), || {
+            panic!("an id was generated for a refusal")
+        });
+        assert_eq!(refused.unwrap_err().code, ErrorCode::SoldOut);
     }
 
     #[test]
@@ -413,14 +424,18 @@ mod tests {
     fn sold_out_is_announced_exactly_once() {
         let mut book = DropBook::restore(drop_of(1, 1), vec![]);
         let (_, a) = book
-            .decide(&user(1), 1, "k", Timestamp(0), ClaimId::from_trusted("c1"))
+            .decide(&user(1), 1, "k", Timestamp(0), || {
+                ClaimId::from_trusted("c1")
+            })
             .unwrap();
         assert!(a.sold_out);
         let c1 = book.claim(&ClaimId::from_trusted("c1")).unwrap().clone();
         book.apply_expired(&[c1]);
         assert_eq!(book.drop().status, DropStatus::Open);
         let (_, again) = book
-            .decide(&user(2), 1, "k", Timestamp(0), ClaimId::from_trusted("c2"))
+            .decide(&user(2), 1, "k", Timestamp(0), || {
+                ClaimId::from_trusted("c2")
+            })
             .unwrap();
         assert!(!again.sold_out);
     }

@@ -69,7 +69,7 @@ proptest! {
                     next_id += 1;
                     let user = UserId::from_trusted(format!("u{u}"));
                     let id = ClaimId::from_trusted(format!("c{next_id}"));
-                    match book.decide(&user, q, &format!("k{k}"), Timestamp(0), id) {
+                    match book.decide(&user, q, &format!("k{k}"), Timestamp(0), || id) {
                         Ok((Decision::Reserved(claim), _)) => {
                             if write_ok {
                                 storage.push(claim.clone());
