@@ -69,6 +69,11 @@ pub struct Common {
     /// Connection attempts in flight at once while opening the initial connections.
     #[arg(long, global = true, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// Worker threads of the tool's runtime (default: one per core). On a machine shared with the
+    /// engine, `--threads 1` keeps the tool off the engine's and the database's other core, as a
+    /// client machine of its own would.
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
     /// Timeout of one connect (TCP + upgrade + welcome + join) or HTTP request.
     #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
     pub connect_timeout: Duration,

@@ -264,7 +264,17 @@ fn a_paced_drop_rush_spreads_the_claims_over_time() {
         std::env::temp_dir().join(format!("liveshop-drop-trace-{}.csv", std::process::id()));
     let trace_arg = trace.to_str().unwrap().to_owned();
     let (code, report) = engine.load(&[
-        "drop", "--buyers", "100", "--units", "30", "--rate", "200", "--trace", &trace_arg,
+        "drop",
+        "--buyers",
+        "100",
+        "--units",
+        "30",
+        "--rate",
+        "200",
+        "--trace",
+        &trace_arg,
+        "--threads",
+        "1",
     ]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(num(&report, "config.rate"), 200);
