@@ -29,7 +29,9 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// prepared statement is reused; `json_to_recordset` parses each array once (extracting fields
 /// with `->>` re-parsed every element for every field and cost twice as much). The drop row is updated (and locked) first: the inserts read its
 /// `per_user_limit` from it and insert nothing when the drop does not exist. The CHECK constraints
-/// apply as in the multi-statement form; any violation aborts the whole statement.
+/// apply as in the multi-statement form; any violation aborts the whole statement. A drop of one
+/// unit per buyer gets no `holdings` rows: its claims are marked `one_per_buyer` (from the drop
+/// row) and a partial unique index allows one live claim per buyer (migration `20261127000001`).
 const PG_WRITE_CLAIMS: &str = "\
 WITH d AS (
     UPDATE drops SET reserved = reserved + $2 WHERE id = $1 RETURNING id, per_user_limit
@@ -38,12 +40,14 @@ WITH d AS (
     SELECT d.id, x.usr, x.units, d.per_user_limit
     FROM d, ROWS FROM (json_to_recordset($3::json) AS (\"user\" TEXT, units BIGINT))
          WITH ORDINALITY AS x(usr, units, n)
+    WHERE d.per_user_limit > 1
     ORDER BY x.n
     ON CONFLICT (drop_id, user_id) DO UPDATE SET units = holdings.units + excluded.units
 ), c AS (
     INSERT INTO claims (id, tenant_id, drop_id, user_id, quantity, status, idempotency_key,
-                        created_at, expires_at)
-    SELECT x.id, x.tenant, d.id, x.usr, x.quantity, 'reserved', x.key, x.created_at, x.expires_at
+                        created_at, expires_at, one_per_buyer)
+    SELECT x.id, x.tenant, d.id, x.usr, x.quantity, 'reserved', x.key, x.created_at, x.expires_at,
+           d.per_user_limit = 1
     FROM d, ROWS FROM (json_to_recordset($4::json) AS (id TEXT, tenant TEXT, \"user\" TEXT,
              quantity BIGINT, key TEXT, created_at BIGINT, expires_at BIGINT))
          WITH ORDINALITY AS x(id, tenant, usr, quantity, key, created_at, expires_at, n)

@@ -14,6 +14,14 @@ const KNOWN_CONSTRAINTS: &[(&str, &str)] = &[
         "a user would exceed the drop's per-user limit",
     ),
     (
+        "claims_one_per_buyer_single",
+        "a claim in a one-per-buyer drop must be of one unit",
+    ),
+    (
+        "claims_one_per_buyer",
+        "a user would exceed the drop's per-user limit",
+    ),
+    (
         "idempotency",
         "duplicate idempotency key for this drop and user",
     ),

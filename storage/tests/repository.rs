@@ -56,6 +56,7 @@ both! {
     commit_claims_of_unknown_drop => case_commit_claims_of_unknown_drop,
     oversell_refused_whole => case_oversell_refused_whole,
     per_user_limit_refused_whole => case_per_user_limit_refused_whole,
+    one_per_buyer_limit => case_one_per_buyer_limit,
     duplicate_idempotency_key => case_duplicate_idempotency_key,
     claims_lookups => case_claims_lookups,
     expire_claims => case_expire_claims,
@@ -664,6 +665,77 @@ async fn case_per_user_limit_refused_whole(store: &SqlStore) {
         .await
         .unwrap();
     assert_eq!(counts(store, &drop).await, (4, 0, 96));
+}
+
+/// A drop of one unit per buyer (on Postgres enforced by a partial unique index on live claims
+/// instead of `holdings` rows): a second live claim of a buyer is refused, whole batch and all;
+/// a paid claim keeps counting; an expired one frees the buyer.
+async fn case_one_per_buyer_limit(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 100, 1).await;
+    store
+        .commit_claims(
+            &drop,
+            &[
+                claim("clm_1", "drp_1", "alice", 1, "k1", T0 + 100),
+                claim("clm_2", "drp_1", "bob", 1, "k1", T0 + 100_000),
+            ],
+        )
+        .await
+        .unwrap();
+    // Carol twice in one batch, and alice again: refused whole.
+    let batch = vec![
+        claim("clm_3", "drp_1", "carol", 1, "k1", T0),
+        claim("clm_4", "drp_1", "carol", 1, "k2", T0),
+    ];
+    assert_constraint(store.commit_claims(&drop, &batch).await, "per-user limit");
+    assert_constraint(
+        store
+            .commit_claims(&drop, &[claim("clm_5", "drp_1", "alice", 1, "k2", T0)])
+            .await,
+        "per-user limit",
+    );
+    // Two units in one claim pass no limit of one.
+    assert!(matches!(
+        store
+            .commit_claims(&drop, &[claim("clm_6", "drp_1", "dave", 2, "k1", T0)])
+            .await,
+        Err(StorageError::Constraint(_))
+    ));
+    assert_eq!(counts(store, &drop).await, (2, 0, 98));
+
+    // Bob pays: a sold unit still counts toward his limit.
+    let paid = store
+        .mark_claim_paid(&ClaimId::from_trusted("clm_2"))
+        .await
+        .unwrap()
+        .expect("reserved claim");
+    assert_eq!(paid.status, ClaimStatus::Paid);
+    assert_constraint(
+        store
+            .commit_claims(&drop, &[claim("clm_7", "drp_1", "bob", 1, "k2", T0)])
+            .await,
+        "per-user limit",
+    );
+    // Alice's hold expires: she may claim again, once.
+    let expired = store
+        .expire_claims(&drop, Timestamp(T0 + 200))
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_8", "drp_1", "alice", 1, "k3", T0 + 300_000)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts(store, &drop).await, (1, 1, 98));
+    assert_constraint(
+        store
+            .commit_claims(&drop, &[claim("clm_9", "drp_1", "alice", 1, "k4", T0)])
+            .await,
+        "per-user limit",
+    );
 }
 
 async fn case_duplicate_idempotency_key(store: &SqlStore) {
