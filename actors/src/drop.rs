@@ -19,7 +19,7 @@ use liveshop_engine::drops::{Announce, CloseReason, Decision, DropBook};
 use liveshop_engine::frames::{EventBody, ServerFrame};
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::records::{Claim, Drop, DropStatus};
-use liveshop_engine::storage::NewClaim;
+use liveshop_engine::storage::{NewClaim, Storage};
 use liveshop_engine::{DropId, ErrorCode, Rejection, TenantId, UserId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Mutex;
@@ -204,18 +204,32 @@ impl DropState {
                 NewClaim { claim: c.clone() }
             })
             .collect();
+        self.write_under_lock(myself, move |store, drop| async move {
+            let result = store
+                .commit_claims(&drop, &claims)
+                .await
+                .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)));
+            DropMsg::Committed(result)
+        });
+    }
+
+    /// Runs a storage write in a task of its own, holding the drop's commit lock (which a
+    /// restarting actor waits for before it reads storage), and reports to the actor with the
+    /// message the write returns. The actor keeps deciding meanwhile.
+    fn write_under_lock<F, Fut>(&self, myself: &ActorRef<DropMsg>, write: F)
+    where
+        F: FnOnce(Arc<dyn Storage>, DropId) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = DropMsg> + Send + 'static,
+    {
         let store = self.engine.store().clone();
         let lock = self.lock.clone();
         let drop = self.book.id().clone();
         let me = myself.clone();
         tokio::spawn(async move {
             let _held = lock.lock().await;
-            let result = store
-                .commit_claims(&drop, &claims)
-                .await
-                .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)));
+            let report = write(store, drop).await;
             // Not counted in the mailbox depth: it is the actor's own bookkeeping.
-            let _ = me.cast(DropMsg::Committed(result));
+            let _ = me.cast(report);
         });
     }
 
@@ -299,21 +313,16 @@ impl DropState {
             return;
         }
         self.expiring = true;
-        let store = self.engine.store().clone();
         let engine = self.engine.clone();
         let tenant = self.book.drop().tenant.clone();
-        let lock = self.lock.clone();
-        let drop = self.book.id().clone();
-        let me = myself.clone();
-        tokio::spawn(async move {
-            let _held = lock.lock().await;
+        self.write_under_lock(myself, move |store, drop| async move {
             let result = store.expire_claims(&drop, clock::now()).await;
             if let Ok(expired) = &result {
                 for claim in expired {
                     engine.notify_user(&tenant, &claim.user, claim_update(claim));
                 }
             }
-            let _ = me.cast(DropMsg::Expired(result.map_err(|e| e.to_string())));
+            DropMsg::Expired(result.map_err(|e| e.to_string()))
         });
     }
 
@@ -338,16 +347,9 @@ impl DropState {
             return;
         }
         self.storing_status = true;
-        let store = self.engine.store().clone();
-        let lock = self.lock.clone();
-        let drop = self.book.id().clone();
-        let me = myself.clone();
-        tokio::spawn(async move {
-            let _held = lock.lock().await;
+        self.write_under_lock(myself, move |store, drop| async move {
             let result = store.set_drop_status(&drop, status, None).await;
-            let _ = me.cast(DropMsg::StatusStored(
-                result.map(|()| status).map_err(|e| e.to_string()),
-            ));
+            DropMsg::StatusStored(result.map(|()| status).map_err(|e| e.to_string()))
         });
     }
 
