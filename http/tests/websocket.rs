@@ -40,6 +40,7 @@ both! {
     a_client_close_gets_a_complete_closing_handshake,
     an_unmasked_frame_closes_with_1002,
     text_that_is_not_utf8_closes_with_1007,
+    the_close_frame_survives_what_the_client_sends_after_it,
     a_websocket_ping_is_answered_with_its_payload,
     a_message_split_into_fragments_and_reads_is_understood,
 }
@@ -813,8 +814,13 @@ async fn a_client_that_stops_reading_is_closed_as_a_slow_consumer(backend: Backe
     assert_eq!(slow.expect_close_code().await, 4008);
     let _seller = flood.await.expect("flood");
     assert_eq!(fast_reader.await.expect("fast reader"), SENT);
-    let metrics = app.get("/metrics", None).await.text().await.expect("text");
-    assert!(metrics.contains("websocket_disconnects_total{reason=\"slow_consumer\"}"));
+    // Counted once the connection is gone (after its lingering close).
+    drop(slow);
+    common::eventually("the slow consumer's disconnect is counted", || async {
+        let metrics = app.get("/metrics", None).await.text().await.expect("text");
+        metrics.contains("websocket_disconnects_total{reason=\"slow_consumer\"}")
+    })
+    .await;
     app.stop().await;
 }
 
@@ -851,6 +857,22 @@ async fn text_that_is_not_utf8_closes_with_1007(backend: Backend) {
     raw.expect_opcode(0x1).await;
     raw.write(&client_frame(true, 0x1, &[0xc3, 0x28], KEY))
         .await;
+    assert_eq!(raw.expect_close_code().await, 1007);
+}
+
+/// Bytes the client sends after the server closed (a late pong, its own close) do not cost it
+/// the close frame.
+async fn the_close_frame_survives_what_the_client_sends_after_it(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("linger").await;
+    let mut raw = app.ws_bytes(&shop.viewer).await;
+    raw.expect_opcode(0x1).await;
+    raw.write(&client_frame(true, 0x1, &[0xc3, 0x28], KEY))
+        .await;
+    // The server has closed with 1007 by now; these bytes reach it afterwards.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    raw.write(&client_frame(true, 0xA, b"late pong", KEY)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(raw.expect_close_code().await, 1007);
 }
 

@@ -269,6 +269,31 @@ pub fn count_slow_consumer() {
 }
 
 impl Conn {
+    /// Lingering close: once everything queued (the close frame included) has reached the socket,
+    /// ends this side (FIN) and reads and drops whatever the peer still sends (a pong to an earlier
+    /// ping, its close reply) until it ends its side, fails, or `deadline` passes. Closing a socket
+    /// that still has unread data makes the kernel send a reset, and a reset makes the peer's
+    /// kernel discard what the peer has not read yet, our close frame included. A connection that
+    /// never took its frames is not waited for.
+    pub async fn linger(&self, deadline: tokio::time::Instant) {
+        if !self.drained() || self.lock().broken {
+            return;
+        }
+        let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write);
+        let mut sink = [0_u8; 512];
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.readable()).await {
+                Ok(Ok(())) => match self.socket.try_read(&mut sink) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                },
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+
     /// Shuts the socket down both ways, so the peer sees the end even while fan-out lists still
     /// hold this connection (they drop it at their next write).
     pub fn shutdown(&self) {
