@@ -76,7 +76,9 @@ pub async fn run(state: AppState, identity: Identity, conn: Arc<Conn>, early: Ve
     while !conn.drained() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    conn.linger(deadline).await;
+    // Boxed: its read buffer and timers would otherwise enlarge every connection's task for its
+    // whole life, not only while it closes.
+    Box::pin(conn.linger(deadline)).await;
     conn.shutdown();
     state.live.remove(conn.id());
     span.in_scope(|| tracing::debug!(reason = reason.label(), "connection closed"));
