@@ -27,8 +27,9 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// scheduled; a BEGIN, three statements and a COMMIT (plus a Parse for every new batch size) cost
 /// far more than the rows. The batch travels as two JSON arrays, so the text never changes and the
 /// prepared statement is reused; `json_to_recordset` parses each array once (extracting fields
-/// with `->>` re-parsed every element for every field and cost twice as much). The drop row is updated (and locked) first: the inserts read its
-/// `per_user_limit` from it and insert nothing when the drop does not exist. The CHECK constraints
+/// with `->>` re-parsed every element for every field and cost twice as much). The drop row is
+/// updated (and locked) first: the inserts read its `per_user_limit` from it and insert nothing
+/// when the drop does not exist. The CHECK constraints
 /// apply as in the multi-statement form; any violation aborts the whole statement. A drop of one
 /// unit per buyer gets no `holdings` rows: its claims are marked `one_per_buyer` (from the drop
 /// row) and a partial unique index allows one live claim per buyer (migration `20261127000001`).
@@ -231,7 +232,7 @@ impl SqlStore {
     ) -> StorageResult<()> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // First statement writes, so SQLite takes its write lock (waiting up to busy_timeout)
-        // before any read, and Postgres locks the drop row: batches of one drop serialise here.
+        // before any read: batches of one drop serialise here.
         let row = sqlx::query(
             "UPDATE drops SET reserved = reserved + $2 WHERE id = $1 RETURNING per_user_limit",
         )

@@ -148,11 +148,10 @@ struct Traced {
 /// Writes `--trace`: `sent_ms,latency_ms,answer` per answer, in send order.
 fn write_trace(
     path: &std::path::Path,
-    trace: &Option<std::sync::Mutex<Vec<Traced>>>,
+    trace: &std::sync::Mutex<Vec<Traced>>,
     release: Instant,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let Some(trace) = trace else { return Ok(()) };
     let mut lines = std::mem::take(&mut *trace.lock().unwrap_or_else(|p| p.into_inner()));
     lines.sort_by_key(|t| t.sent);
     let file = std::fs::File::create(path)
@@ -298,8 +297,8 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     }
     progress.finish();
     pacer.abort();
-    if let Some(path) = &args.trace {
-        write_trace(path, &rush.trace, release)?;
+    if let (Some(path), Some(trace)) = (&args.trace, &rush.trace) {
+        write_trace(path, trace, release)?;
     }
     let client_cpu_s = own_cpu_s()
         .zip(client_cpu_before)

@@ -55,6 +55,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
     report.latency_ms = done.fleet.latency.summary();
     done.record(&mut report);
     let per_s = done.counters.chat_delivered as f64 / phase_s.max(1e-9);
+    let expected = done.expected_deliveries();
     report.stat("publish_s", round3(publish_s));
     report.stat("deliveries_per_s", round3(per_s));
     report.stat("target_deliveries_per_s", round3(args.rate * joined as f64));
@@ -73,15 +74,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Report> {
         ),
         format!(
             "delivered {} of {} expected ({:.0}/s); lost {}; out-of-order {}",
-            done.counters.chat_delivered,
-            done.published.acked
-                * done
-                    .counters
-                    .ever_joined
-                    .saturating_sub(done.counters.gave_up),
-            per_s,
-            report.lost,
-            done.counters.out_of_order
+            done.counters.chat_delivered, expected, per_s, report.lost, done.counters.out_of_order
         ),
     ];
     Ok(report)

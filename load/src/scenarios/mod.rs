@@ -154,6 +154,16 @@ pub(crate) async fn wind_down(
 }
 
 impl WindDown {
+    /// Chats every viewer that stayed should have received: each acknowledged chat once per
+    /// viewer that joined and did not give up.
+    pub(crate) fn expected_deliveries(&self) -> u64 {
+        let viewers = self
+            .counters
+            .ever_joined
+            .saturating_sub(self.counters.gave_up);
+        self.published.acked * viewers
+    }
+
     /// Records the report fields common to the WebSocket scenarios.
     pub(crate) fn record(&self, report: &mut Report) {
         report.lost = self.counters.lost + self.tail;
@@ -162,14 +172,10 @@ impl WindDown {
             + self.counters.error_frames
             + self.published.rejected
             + u64::from(self.published.connection_lost);
-        let viewers = self
-            .counters
-            .ever_joined
-            .saturating_sub(self.counters.gave_up);
         report.stat("connected", self.counters.ever_joined);
         report.stat("connect_failed", self.counters.initial_failed);
         report.stat("published", self.published.acked);
-        report.stat("expected_deliveries", self.published.acked * viewers);
+        report.stat("expected_deliveries", self.expected_deliveries());
         report.stat("delivered", self.counters.chat_delivered);
         report.stat("lost_in_gaps", self.counters.lost);
         report.stat("lost_at_tail", self.tail);

@@ -75,11 +75,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> anyhow::Result<Report> {
     report.duration_s = round3(phase_s);
     report.latency_ms = done.fleet.latency.summary();
     done.record(&mut report);
-    let viewers = done
-        .counters
-        .ever_joined
-        .saturating_sub(done.counters.gave_up);
-    let expected = done.published.acked * viewers;
+    let expected = done.expected_deliveries();
     let accounted = done.counters.chat_delivered + done.counters.resync_skipped;
     let exactly_once = report.lost == 0 && done.counters.out_of_order == 0 && accounted == expected;
     report.stat(
