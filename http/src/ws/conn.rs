@@ -8,7 +8,7 @@
 //! happens under the connection's lock.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
@@ -20,6 +20,8 @@ use liveshop_actors::metrics as names;
 use liveshop_actors::session::{SessionInbox, SessionMsg};
 use liveshop_engine::StreamId;
 use liveshop_engine::frames::ws_close_frame;
+use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::close::CloseReason;
@@ -93,8 +95,28 @@ impl Conn {
     }
 
     /// Reads what the socket has without waiting (`WouldBlock` when nothing; `Ok(0)` at its end).
+    ///
+    /// A read that leaves the socket drained (fewer bytes than `buf` holds) also clears the
+    /// socket's read readiness, as tokio's own `poll_read` does. Otherwise the next
+    /// `poll_read_ready` would answer ready at once and the connection would spend a read that
+    /// finds nothing: one wasted syscall per frame received. Bytes arriving after the read raise
+    /// a new readiness event, which this does not clear.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.try_read(buf)
+        let capacity = buf.len();
+        let mut drained = None;
+        let read = self.socket.try_io(Interest::READABLE, || {
+            let n = (&*SockRef::from(&self.socket)).read(buf)?;
+            if n > 0 && n < capacity {
+                // Reported as `WouldBlock` so tokio clears the readiness it handed out.
+                drained = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match (read, drained) {
+            (Err(_), Some(n)) => Ok(n),
+            (read, _) => read,
+        }
     }
 
     /// Ties the connection to its session (for re-joins after a stream restart).
@@ -304,5 +326,89 @@ impl Conn {
         }
         let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Both);
         self.closed.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::task::Waker;
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A `Conn` on the server side of a loopback connection, and the client's end.
+    async fn pair() -> (Arc<Conn>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Conn::new(server, 16, i64::MAX), client)
+    }
+
+    async fn readable(conn: &Conn) {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            poll_fn(|cx| conn.poll_read_ready(cx)),
+        )
+        .await
+        .expect("the socket became readable")
+        .unwrap();
+    }
+
+    fn ready_now(conn: &Conn) -> bool {
+        conn.poll_read_ready(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_read_that_drains_the_socket_waits_for_new_bytes_before_reading_again() {
+        let (conn, mut client) = pair().await;
+        client.write_all(b"hello").await.unwrap();
+        readable(&conn).await;
+        let mut buf = [0u8; 64];
+        assert_eq!(conn.try_read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        assert!(
+            !ready_now(&conn),
+            "a drained socket must not report ready (its next read would find nothing)"
+        );
+
+        client.write_all(b"again").await.unwrap();
+        readable(&conn).await;
+        assert_eq!(conn.try_read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"again");
+    }
+
+    #[tokio::test]
+    async fn a_read_that_fills_the_buffer_stays_ready_for_the_rest() {
+        let (conn, mut client) = pair().await;
+        client.write_all(b"0123456789").await.unwrap();
+        // One write on loopback arrives as one segment: all ten bytes are there once readable.
+        readable(&conn).await;
+        let mut buf = [0u8; 4];
+        assert_eq!(conn.try_read(&mut buf).unwrap(), 4);
+        assert!(ready_now(&conn), "bytes are left: the socket stays ready");
+        assert_eq!(conn.try_read(&mut buf).unwrap(), 4);
+        assert_eq!(conn.try_read(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"89");
+        assert!(!ready_now(&conn));
+        assert_eq!(
+            conn.try_read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream_reads_as_zero() {
+        let (conn, client) = pair().await;
+        drop(client);
+        readable(&conn).await;
+        let mut buf = [0u8; 16];
+        assert_eq!(conn.try_read(&mut buf).unwrap(), 0);
     }
 }

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 /// The drop under test and how to act in it.
 struct DropTarget {
@@ -59,6 +59,57 @@ struct Outcome {
     connect_error: Option<String>,
     answers: Vec<Answer>,
     last_answer: Option<Instant>,
+}
+
+/// Where buyers leave their outcomes. The coordinator is woken once, by the last one (or by its
+/// progress tick), not once per buyer: a wake-up per answer crossed threads and cost a futex call
+/// on both sides, CPU taken from the engine under test when both share a machine.
+struct Outcomes {
+    items: std::sync::Mutex<Vec<Outcome>>,
+    expected: usize,
+    all_in: tokio::sync::Notify,
+}
+
+impl Outcomes {
+    fn new(expected: usize) -> Self {
+        Self {
+            items: std::sync::Mutex::new(Vec::with_capacity(expected)),
+            expected,
+            all_in: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Outcome>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, outcome: Outcome) {
+        let mut items = self.lock();
+        items.push(outcome);
+        if items.len() == self.expected {
+            self.all_in.notify_one();
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Waits until every buyer has reported or `deadline` passes, calling `tick` meanwhile.
+    async fn wait(&self, deadline: tokio::time::Instant, mut tick: impl FnMut()) {
+        let mut ticks = tokio::time::interval(Duration::from_millis(200));
+        while self.count() < self.expected {
+            tokio::select! {
+                _ = self.all_in.notified() => {}
+                _ = ticks.tick() => tick(),
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    fn take(&self) -> Vec<Outcome> {
+        std::mem::take(&mut *self.lock())
+    }
 }
 
 /// Shared by every buyer task.
@@ -239,7 +290,7 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     // Phase 1: everybody connects (WebSocket: connect + welcome; HTTP: warm the pool).
     let mut turns = Vec::with_capacity(args.buyers);
     let (finish_tx, finish_rx) = watch::channel(false);
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    let collected = Arc::new(Outcomes::new(args.buyers));
     let mut tasks = tokio::task::JoinSet::new();
     let connect_started = Instant::now();
     for (i, token) in tokens.into_iter().enumerate() {
@@ -247,7 +298,7 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         let (turn_tx, go) = oneshot::channel();
         turns.push(turn_tx);
         let finish = finish_rx.clone();
-        let out = out_tx.clone();
+        let out = collected.clone();
         let ws = is_ws(i, args.ws_fraction);
         tasks.spawn(async move {
             let outcome = if ws {
@@ -256,11 +307,10 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
                 http_buyer(&rush, i, &token, go).await
             };
             if let Some(outcome) = outcome {
-                let _ = out.send(outcome);
+                out.push(outcome);
             }
         });
     }
-    drop(out_tx);
     let progress = bar(common, "connect", args.buyers as u64);
     let waves = args.buyers.div_ceil(common.connect_concurrency.max(1)) as u32;
     let connect_limit = common.connect_timeout * waves.max(1) + Duration::from_secs(30);
@@ -282,19 +332,11 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     let release = Instant::now();
     let pacer = tokio::spawn(give_turns(turns, rush.pace));
     let progress = bar(common, "claims", (args.buyers * rush.sends) as u64);
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(args.buyers);
     let deadline = tokio::time::Instant::now() + args.timeout + Duration::from_secs(5);
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    while outcomes.len() < args.buyers {
-        tokio::select! {
-            got = out_rx.recv() => match got {
-                Some(outcome) => outcomes.push(outcome),
-                None => break,
-            },
-            _ = tick.tick() => progress.set(rush.answered.load(Relaxed)),
-            _ = tokio::time::sleep_until(deadline) => break,
-        }
-    }
+    collected
+        .wait(deadline, || progress.set(rush.answered.load(Relaxed)))
+        .await;
+    let outcomes = collected.take();
     progress.finish();
     pacer.abort();
     if let (Some(path), Some(trace)) = (&args.trace, &rush.trace) {
@@ -700,7 +742,7 @@ async fn ws_buyer(
     token: &str,
     go: oneshot::Receiver<()>,
     mut finish: watch::Receiver<bool>,
-    out: &mpsc::UnboundedSender<Outcome>,
+    out: &Outcomes,
 ) -> Option<Outcome> {
     let connected = {
         let _permit = rush.connects.acquire().await.ok()?;
@@ -770,7 +812,7 @@ async fn ws_buyer(
             }
         }
     }
-    let _ = out.send(Outcome {
+    out.push(Outcome {
         buyer: i,
         ws: true,
         connect_error: None,
