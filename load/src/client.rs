@@ -272,10 +272,10 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Sends several JSON ops back to back, flushing once.
-    pub async fn send_all(&mut self, ops: &[Value]) -> Result<(), tungstenite::Error> {
+    /// Sends several ops, already encoded as JSON text, back to back, flushing once.
+    pub async fn send_all(&mut self, ops: Vec<String>) -> Result<(), tungstenite::Error> {
         for op in ops {
-            self.ws.feed(Message::text(op.to_string())).await?;
+            self.ws.feed(Message::text(op)).await?;
         }
         self.ws.flush().await
     }
