@@ -33,7 +33,7 @@ impl SqlStore {
             let sql = format!(
                 "INSERT INTO chat_messages (id, stream_id, tenant_id, user_id, user_name, text, at) \
                  VALUES {}",
-                values_placeholders(chunk.len(), CHAT_BINDS)
+                values_placeholders(self.backend, chunk.len(), CHAT_BINDS)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for message in chunk {

@@ -251,7 +251,7 @@ impl SqlStore {
             let sql = format!(
                 "INSERT INTO holdings (drop_id, user_id, units, per_user_limit) VALUES {} \
                  ON CONFLICT (drop_id, user_id) DO UPDATE SET units = holdings.units + excluded.units",
-                values_placeholders(chunk.len(), HOLDING_BINDS)
+                values_placeholders(self.backend, chunk.len(), HOLDING_BINDS)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (user, units) in chunk {
@@ -268,7 +268,7 @@ impl SqlStore {
             let sql = format!(
                 "INSERT INTO claims (id, tenant_id, drop_id, user_id, quantity, status, \
                  idempotency_key, created_at, expires_at) VALUES {}",
-                values_placeholders(chunk.len(), CLAIM_BINDS)
+                values_placeholders(self.backend, chunk.len(), CLAIM_BINDS)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for NewClaim { claim } in chunk {

@@ -72,7 +72,7 @@ impl SqlStore {
                 "INSERT INTO users_seen (tenant_id, user_id, name, role, last_seen_at) VALUES {} \
                  ON CONFLICT (tenant_id, user_id) DO UPDATE SET \
                  name = excluded.name, role = excluded.role, last_seen_at = excluded.last_seen_at",
-                values_placeholders(chunk.len(), USER_BINDS)
+                values_placeholders(self.backend, chunk.len(), USER_BINDS)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for user in chunk {

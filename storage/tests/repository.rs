@@ -572,13 +572,18 @@ async fn case_commit_claims_large_batch(store: &SqlStore) {
                 &format!("user-{}", i % 750),
                 1,
                 &format!("k{i}"),
-                T0,
+                T0 + 600_000 + i64::from(i),
             )
         })
         .collect();
     store.commit_claims(&drop, &batch).await.unwrap();
     assert_eq!(counts(store, &drop).await, (1500, 0, 3500));
-    assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 1500);
+    let stored = store.claims_of_drop(&drop).await.unwrap();
+    assert_eq!(stored.len(), 1500);
+    // Every row's values landed in its own columns, also in the last chunk.
+    for (written, read) in batch.iter().zip(&stored) {
+        assert_eq!(read, &written.claim);
+    }
 }
 
 async fn case_commit_claims_of_unknown_drop(store: &SqlStore) {
