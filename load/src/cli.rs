@@ -71,7 +71,8 @@ pub struct Common {
     pub connect_concurrency: usize,
     /// Worker threads of the tool's runtime (default: one per core). On a machine shared with the
     /// engine, `--threads 1` keeps the tool off the engine's and the database's other core, as a
-    /// client machine of its own would.
+    /// client machine of its own would; it runs everything on one thread (tokio's current-thread
+    /// scheduler).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
     /// Timeout of one connect (TCP + upgrade + welcome + join) or HTTP request.

@@ -59,10 +59,18 @@ fn main() -> ExitCode {
         eprintln!("warning: could not raise the open-files limit: {e}");
     }
     payload::now_us();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.common.threads {
-        builder.worker_threads(threads.max(1));
-    }
+    let mut builder = match cli.common.threads {
+        // One thread: the current-thread scheduler runs every task on this thread, with no
+        // work-stealing queues and no wake-ups from one thread to another.
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = threads {
+                builder.worker_threads(threads.max(1));
+            }
+            builder
+        }
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
