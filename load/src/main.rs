@@ -59,14 +59,14 @@ fn main() -> ExitCode {
         eprintln!("warning: could not raise the open-files limit: {e}");
     }
     payload::now_us();
-    let mut builder = match cli.common.threads {
+    let mut builder = match cli.common.threads.map(|threads| threads.max(1)) {
         // One thread: the current-thread scheduler runs every task on this thread, with no
         // work-stealing queues and no wake-ups from one thread to another.
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         threads => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if let Some(threads) = threads {
-                builder.worker_threads(threads.max(1));
+                builder.worker_threads(threads);
             }
             builder
         }

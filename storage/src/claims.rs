@@ -29,10 +29,10 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// prepared statement is reused; `json_to_recordset` parses each array once (extracting fields
 /// with `->>` re-parsed every element for every field and cost twice as much). The drop row is
 /// updated (and locked) first: the inserts read its `per_user_limit` from it and insert nothing
-/// when the drop does not exist. The CHECK constraints
-/// apply as in the multi-statement form; any violation aborts the whole statement. A drop of one
-/// unit per buyer gets no `holdings` rows: its claims are marked `one_per_buyer` (from the drop
-/// row) and a partial unique index allows one live claim per buyer (migration `20261127000001`).
+/// when the drop does not exist. The CHECK constraints apply as in the multi-statement form; any
+/// violation aborts the whole statement. A drop of one unit per buyer gets no `holdings` rows: its
+/// claims are marked `one_per_buyer` (from the drop row) and a partial unique index allows one
+/// live claim per buyer (migration `20261127000001`).
 const PG_WRITE_CLAIMS: &str = "\
 WITH d AS (
     UPDATE drops SET reserved = reserved + $2 WHERE id = $1 RETURNING id, per_user_limit

@@ -305,7 +305,7 @@ impl Conn {
         let mut sink = [0_u8; 512];
         loop {
             match tokio::time::timeout_at(deadline, self.socket.readable()).await {
-                Ok(Ok(())) => match self.socket.try_read(&mut sink) {
+                Ok(Ok(())) => match self.try_read(&mut sink) {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
