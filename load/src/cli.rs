@@ -245,6 +245,11 @@ pub struct DropArgs {
     /// Each buyer sends its claim twice at once with the same idempotency key.
     #[arg(long)]
     pub retry_same_key: bool,
+    /// WebSocket buyers join the drop's live stream before the barrier, as the show's viewers
+    /// do: they get its `inventory` and `sold_out` events during the rush, and each must end up
+    /// with `sold_out` exactly once and the latest inventory.
+    #[arg(long)]
+    pub join: bool,
     /// Buyers (with a reservation first) whose `GET /v1/claims` is checked afterwards.
     #[arg(long, default_value_t = 50)]
     pub verify_sample: usize,

@@ -224,7 +224,7 @@ pub struct Frame {
     #[serde(rename = "kind")]
     pub event: Option<String>,
     /// Event payload (only the chat text is read).
-    pub data: Option<EventData>,
+    pub data: Option<Box<EventData>>,
     /// Error code.
     pub code: Option<String>,
     /// The claim of an `ok` answer to a `claim` op.
@@ -236,6 +236,10 @@ pub struct Frame {
 pub struct EventData {
     /// Chat text.
     pub text: Option<String>,
+    /// The drop an `inventory`, `sold_out` or `drop_closed` event is about.
+    pub drop: Option<String>,
+    /// Remaining units of an `inventory` event.
+    pub remaining: Option<u64>,
 }
 
 impl Frame {

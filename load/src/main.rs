@@ -18,6 +18,7 @@ mod claims;
 mod cli;
 mod client;
 mod crowd;
+mod drop_events;
 mod duration;
 mod latency;
 mod limits;

@@ -255,6 +255,57 @@ fn drop_rush_sells_every_unit_once() {
 }
 
 #[test]
+fn joined_buyers_see_the_sell_out_once_and_the_latest_inventory() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    // Half of the 200 buyers are on the WebSocket and join the show's stream first.
+    let (code, report) = engine.load(&[
+        "drop", "--buyers", "200", "--units", "50", "--join", "--rate", "2000",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["config"]["join"], true);
+    assert_eq!(num(&report, "reservations"), 50, "{report:#}");
+    assert_eq!(num(&report, "watched.joined"), 100, "{report:#}");
+    assert_eq!(num(&report, "watched.sold_out_once"), 100, "{report:#}");
+    assert_eq!(num(&report, "watched.sold_out_repeated"), 0);
+    assert_eq!(num(&report, "watched.inventory_latest"), 100, "{report:#}");
+    assert!(
+        num(&report, "watched.inventory_events") >= 100,
+        "{report:#}"
+    );
+    let passed = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["passed"].clone())
+    };
+    assert_eq!(passed("sold_out_once"), Some(serde_json::json!(true)));
+    assert_eq!(passed("inventory_latest"), Some(serde_json::json!(true)));
+
+    // A drop that does not sell out: no sold_out for anyone, and everybody ends up with the
+    // 60 units left.
+    let (code, report) = engine.load(&[
+        "drop",
+        "--buyers",
+        "40",
+        "--units",
+        "100",
+        "--ws-fraction",
+        "1",
+        "--join",
+    ]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(num(&report, "drop_after.remaining"), 60, "{report:#}");
+    assert_eq!(num(&report, "watched.joined"), 40);
+    assert_eq!(num(&report, "watched.sold_out_once"), 0);
+    assert_eq!(num(&report, "watched.inventory_latest"), 40, "{report:#}");
+    assert_eq!(report["invariants_held"], true);
+}
+
+#[test]
 fn a_paced_drop_rush_spreads_the_claims_over_time() {
     let Some(engine) = Engine::start() else {
         return;

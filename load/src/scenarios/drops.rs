@@ -8,6 +8,7 @@ use super::{bar, server_stats};
 use crate::claims::{Answer, BuyerAnswers, DropCounts, Listing, Tally, Terms, Verdict};
 use crate::cli::{Common, DropArgs};
 use crate::client::{Conn, Endpoint, Frame, Incoming};
+use crate::drop_events::{Final, Seen, Watched};
 use crate::latency::{Recorder, round3};
 use crate::report::Report;
 use crate::setup::{self, Api};
@@ -137,6 +138,10 @@ struct Rush {
     trace: Option<std::sync::Mutex<Vec<Traced>>>,
     /// With `--rate`: time between two buyers' claims.
     pace: Option<Duration>,
+    /// With `--join`: the live stream WebSocket buyers join before the barrier.
+    join: Option<String>,
+    /// With `--join`: the drop events each joined buyer received.
+    seen: std::sync::Mutex<Vec<Seen>>,
 }
 
 impl Rush {
@@ -233,6 +238,11 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     }
     let api = Api::new(&common.url, common.connect_timeout)?;
     let target = prepare(common, args, &api).await?;
+    let join_stream = match (&target.stream, args.join) {
+        (_, false) => None,
+        (Some(stream), true) => Some(stream.clone()),
+        (None, true) => bail!("--join with --drop needs --stream (the drop's live stream)"),
+    };
     let (before, per_user_limit) = read_drop(&api, &target.id, &target.reader).await?;
     let tokens = (0..args.buyers)
         .map(|i| target.buyers.token(i))
@@ -282,6 +292,8 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
             .rate
             .filter(|&r| r > 0)
             .map(|r| Duration::from_secs_f64(1.0 / r as f64)),
+        join: join_stream,
+        seen: std::sync::Mutex::new(Vec::new()),
     });
     let ws_buyers = (0..args.buyers)
         .filter(|&i| is_ws(i, args.ws_fraction))
@@ -289,7 +301,8 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
 
     // Phase 1: everybody connects (WebSocket: connect + welcome; HTTP: warm the pool).
     let mut turns = Vec::with_capacity(args.buyers);
-    let (finish_tx, finish_rx) = watch::channel(false);
+    // Set once the rush is over: the drop's remaining units before and after it.
+    let (finish_tx, finish_rx) = watch::channel(None::<Final>);
     let collected = Arc::new(Outcomes::new(args.buyers));
     let mut tasks = tokio::task::JoinSet::new();
     let connect_started = Instant::now();
@@ -349,15 +362,23 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         Some(s) => Some(s.finish().await),
         None => None,
     };
-    let _ = finish_tx.send(true);
-    // WebSocket buyers close their sockets now; leftovers are cut after a grace period.
+    let (after, _) = read_drop(&api, &target.id, &target.reader).await?;
+    let end = Final {
+        before: before.remaining,
+        remaining: after.remaining,
+    };
+    let _ = finish_tx.send(Some(end));
+    // WebSocket buyers close their sockets now (joined ones once they have seen the drop's
+    // final events); leftovers are cut after a grace period.
     let closing = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), closing)
+    if tokio::time::timeout(Duration::from_secs(10) + SETTLE, closing)
         .await
         .is_err()
     {
         tasks.abort_all();
     }
+    let seen = std::mem::take(&mut *rush.seen.lock().unwrap_or_else(|p| p.into_inner()));
+    let watched = Watched::of(&seen, &end);
 
     // Phase 3: accounting against the drop's durable counts and the buyers' listings.
     let wall = outcomes
@@ -383,14 +404,14 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     }
     let connect_failed: u64 = connect_errors.values().sum();
     let tally = Tally::of(&answered);
-    let (after, _) = read_drop(&api, &target.id, &target.reader).await?;
     let listing = verify_listings(&api, &target, &answered, args.verify_sample).await;
     let terms = Terms {
         buyers: answered.len() as u64,
         quantity: args.quantity,
         per_user_limit,
     };
-    let verdict = Verdict::judge(&tally, before, after, &listing, terms);
+    let mut verdict = Verdict::judge(&tally, before, after, &listing, terms);
+    verdict.checks.extend(watched.checks(&seen, &end));
     let ws_claimed = outcomes
         .iter()
         .filter(|o| o.ws && o.connect_error.is_none())
@@ -411,6 +432,7 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     report.config("stream", &target.stream);
     report.config("tenant", &target.tenant);
     report.config("created_drop", target.created);
+    report.config("join", args.join);
     report.duration_s = round3(wall);
     report.latency_ms = rush.latency.summary();
     report.lost = verdict.lost;
@@ -439,6 +461,9 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     report.stat("drop_before", before);
     report.stat("drop_after", after);
     report.stat("listing", &listing);
+    if args.join {
+        report.stat("watched", &watched);
+    }
     report.stat("checks", &verdict.checks);
     report.violations = verdict.failures();
     report.stat("invariants_held", report.violations.is_empty());
@@ -733,20 +758,31 @@ async fn http_buyer(
     })
 }
 
-/// A WebSocket buyer: connects and reads the welcome, waits for the barrier, sends its
-/// `claim` op(s) back to back, reads the answers, hands them over and keeps the socket open
-/// until everybody is done.
+/// How long a joined buyer waits, after the rush, for the drop events still owed to it.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// A WebSocket buyer: connects and reads the welcome (and with `--join` joins the stream),
+/// waits for the barrier, sends its `claim` op(s) back to back, reads the answers, hands them
+/// over and keeps the socket open until everybody is done; a joined buyer keeps reading until
+/// it has seen the drop's final events.
 async fn ws_buyer(
     rush: &Rush,
     i: usize,
     token: &str,
     go: oneshot::Receiver<()>,
-    mut finish: watch::Receiver<bool>,
+    mut finish: watch::Receiver<Option<Final>>,
     out: &Outcomes,
 ) -> Option<Outcome> {
     let connected = {
         let _permit = rush.connects.acquire().await.ok()?;
-        rush.endpoint.connect(token, i).await
+        match &rush.join {
+            Some(stream) => rush
+                .endpoint
+                .connect_and_join(token, i, stream, None)
+                .await
+                .map(|(conn, _joined)| conn),
+            None => rush.endpoint.connect(token, i).await,
+        }
     };
     rush.ready.fetch_add(1, Relaxed);
     let mut conn: Conn = match connected {
@@ -777,6 +813,7 @@ async fn ws_buyer(
     let sent = Instant::now();
     let mut answers: Vec<Option<Answer>> = vec![None; rush.sends];
     let mut last = None;
+    let mut seen = Seen::default();
     if let Err(e) = conn.send_all(ops).await {
         let _ = e;
         answers
@@ -787,6 +824,7 @@ async fn ws_buyer(
             while answers.iter().any(Option::is_none) {
                 match conn.next().await {
                     Incoming::Frame(frame) => {
+                        seen.observe(&frame, &rush.drop);
                         let slot = frame
                             .reference
                             .as_deref()
@@ -822,7 +860,22 @@ async fn ws_buyer(
         answers: answers.into_iter().flatten().collect(),
         last_answer: last,
     });
-    let _ = finish.wait_for(|done| *done).await;
+    let end = finish.wait_for(Option::is_some).await.ok().and_then(|e| *e);
+    if let (Some(_), Some(end)) = (&rush.join, end) {
+        let watching = async {
+            while !seen.settled(&end) {
+                match conn.next().await {
+                    Incoming::Frame(frame) => seen.observe(&frame, &rush.drop),
+                    Incoming::Closed(_) => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(SETTLE, watching).await;
+        rush.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(seen);
+    }
     conn.close().await;
     None
 }
