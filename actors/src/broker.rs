@@ -104,6 +104,12 @@ fn spawn_topic() -> Topic {
 /// Most queued messages taken in one round.
 const ROUND: usize = 256;
 
+/// Sockets written between two yields of a fan-out task. A broadcast to ten thousand viewers
+/// takes tens of milliseconds of one core; the tasks queued behind it on the same worker thread
+/// (other connections' claims and replies) get their turn every few hundred writes instead of
+/// waiting for all of them.
+const WRITES_PER_TURN: usize = 256;
+
 async fn fan_out(mut rx: mpsc::UnboundedReceiver<FanoutMsg>, count: Arc<AtomicUsize>) {
     let mut fanout = Fanout::default();
     let mut round = Vec::with_capacity(ROUND);
@@ -118,26 +124,41 @@ async fn fan_out(mut rx: mpsc::UnboundedReceiver<FanoutMsg>, count: Arc<AtomicUs
                 }
                 FanoutMsg::Subscribe(subscriber, first) => {
                     // Membership changes apply between events: deliver what came before first.
-                    fanout.deliver(&events.split().freeze(), queued);
+                    deliver_in_turns(&mut fanout, &events.split().freeze(), queued).await;
                     queued = 0;
                     fanout.subscribe(subscriber, &first);
                 }
                 FanoutMsg::Unsubscribe(subscriber, then) => {
-                    fanout.deliver(&events.split().freeze(), queued);
+                    deliver_in_turns(&mut fanout, &events.split().freeze(), queued).await;
                     queued = 0;
                     fanout.unsubscribe(&subscriber, then.as_deref());
                 }
                 FanoutMsg::Restarted(stream) => {
-                    fanout.deliver(&events.split().freeze(), queued);
+                    deliver_in_turns(&mut fanout, &events.split().freeze(), queued).await;
                     queued = 0;
                     fanout.restarted(&stream);
                 }
             }
             count.store(fanout.len(), Ordering::Relaxed);
         }
-        fanout.deliver(&events.freeze(), queued);
+        deliver_in_turns(&mut fanout, &events.freeze(), queued).await;
         count.store(fanout.len(), Ordering::Relaxed);
     }
+}
+
+/// Writes `frames` to every subscriber, yielding to the runtime every [`WRITES_PER_TURN`]
+/// sockets. Nothing else touches `fanout` meanwhile (this task owns it), so the event still
+/// reaches exactly the subscribers of the moment it was taken, in publish order.
+async fn deliver_in_turns(fanout: &mut Fanout, frames: &Bytes, events: u64) {
+    if frames.is_empty() {
+        return;
+    }
+    let mut from = 0;
+    while let Some(next) = fanout.deliver_part(frames, from, WRITES_PER_TURN) {
+        from = next;
+        tokio::task::yield_now().await;
+    }
+    fanout.count_delivered(events);
 }
 
 /// The subscribers of one stream and the loop that writes to them: the hot path of fan-out.
@@ -163,7 +184,33 @@ impl Fanout {
         if frames.is_empty() {
             return self.subscribers.len();
         }
-        self.subscribers.retain(|s| s.deliver(frames));
+        let _ = self.deliver_part(frames, 0, usize::MAX);
+        self.count_delivered(events)
+    }
+
+    /// Writes `frames` to at most `max` subscribers from index `from` on, dropping the
+    /// connections that are gone. Returns the index to go on from, or `None` once every
+    /// subscriber has them.
+    pub fn deliver_part(&mut self, frames: &Bytes, from: usize, max: usize) -> Option<usize> {
+        let mut at = from;
+        let mut written = 0;
+        while at < self.subscribers.len() {
+            if written == max {
+                return Some(at);
+            }
+            written += 1;
+            if self.subscribers[at].deliver(frames) {
+                at += 1;
+            } else {
+                // The last subscriber, not yet written, takes this place and is written next.
+                self.subscribers.swap_remove(at);
+            }
+        }
+        None
+    }
+
+    /// Counts `events` delivered to every current subscriber; returns how many there are.
+    pub fn count_delivered(&self, events: u64) -> usize {
         let took = self.subscribers.len();
         metrics::counter!(names::EVENTS_DELIVERED).increment(events * took as u64);
         took
@@ -353,5 +400,54 @@ mod tests {
         assert_eq!(a.rejoined.lock().unwrap().as_slice(), ["s"]);
         assert!(b.rejoined.lock().unwrap().is_empty());
         assert_eq!(broker.subscribers(&s), 0);
+    }
+
+    #[test]
+    fn delivery_in_parts_reaches_every_live_subscriber_once() {
+        let mut fanout = Fanout::default();
+        let subs: Vec<Arc<Recorder>> = (0..7).map(recorder).collect();
+        for s in &subs {
+            fanout.subscribe(s.clone(), &[]);
+        }
+        // Gone: the first, one in the middle and the last (swapped into an earlier place).
+        for gone in [0, 3, 6] {
+            subs[gone].closed.store(true, Ordering::Relaxed);
+        }
+        let frame = ws_text_frame(b"e1");
+        let mut from = 0;
+        let mut parts = 1;
+        while let Some(next) = fanout.deliver_part(&frame, from, 2) {
+            from = next;
+            parts += 1;
+        }
+        assert_eq!(parts, 4, "seven subscribers, two writes per part");
+        for (i, s) in subs.iter().enumerate() {
+            let want: &[&str] = if [0, 3, 6].contains(&i) { &[] } else { &["e1"] };
+            assert_eq!(payloads(&s.got.lock().unwrap()), want, "subscriber {i}");
+        }
+        assert_eq!(fanout.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_larger_than_a_turn_keeps_order_and_membership() {
+        let broker = InProcessBroker::new();
+        let s = StreamId::from_trusted("s");
+        let many: Vec<Arc<Recorder>> = (0..(3 * WRITES_PER_TURN as u64 + 5))
+            .map(recorder)
+            .collect();
+        for r in &many {
+            broker.subscribe(&s, r.clone(), vec![]);
+        }
+        broker.publish(&s, Bytes::from_static(b"e1"));
+        broker.publish(&s, Bytes::from_static(b"e2"));
+        let late = recorder(u64::MAX);
+        broker.subscribe(&s, late.clone(), vec![Bytes::from_static(b"joined")]);
+        broker.publish(&s, Bytes::from_static(b"e3"));
+        settle().await;
+        for r in &many {
+            assert_eq!(payloads(&r.got.lock().unwrap()), ["e1", "e2", "e3"]);
+        }
+        assert_eq!(payloads(&late.got.lock().unwrap()), ["joined", "e3"]);
+        assert_eq!(broker.subscribers(&s), many.len() + 1);
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use liveshop_engine::drops::{Announce, CloseReason, Decision, DropBook};
 use liveshop_engine::frames::{EventBody, ServerFrame};
 use liveshop_engine::ids::ClaimId;
+use liveshop_engine::pacing::LatestValuePacer;
 use liveshop_engine::records::{Claim, Drop, DropStatus};
 use liveshop_engine::storage::{NewClaim, Storage};
 use liveshop_engine::{DropId, ErrorCode, Rejection, TenantId, UserId};
@@ -32,7 +33,8 @@ use crate::stream::StreamMsg;
 
 /// How often stored holds are checked for expiry.
 pub const EXPIRY_EVERY: Duration = Duration::from_secs(1);
-/// Inventory events are sent at most this often per drop (10/s).
+/// Inventory events are sent at most this often per drop (10/s), each at least this long after
+/// the first change it reports (see [`LatestValuePacer`]); also the actor's timer period.
 pub const INVENTORY_EVERY: Duration = Duration::from_millis(100);
 
 /// A claim's answer: the claim, and whether this call created it (201) or found it (200).
@@ -111,8 +113,7 @@ pub struct DropState {
     storing_status: bool,
     /// An expiry check is in flight.
     expiring: bool,
-    inventory_dirty: bool,
-    last_inventory: Instant,
+    inventory: LatestValuePacer,
     last_expiry: Instant,
     _alive: AliveGuard,
 }
@@ -126,7 +127,7 @@ impl DropState {
 
     fn announce(&mut self, a: Announce) {
         if a.inventory {
-            self.inventory_dirty = true;
+            self.inventory.changed(Instant::now());
         }
         if a.sold_out {
             // Published when the batch holding the last reservation is durable.
@@ -242,6 +243,11 @@ impl DropState {
             Ok(()) => {
                 if self.sold_out_pending && self.next.is_empty() {
                     self.sold_out_pending = false;
+                    // The final count goes with the sell-out when the rate allows: the fan-out
+                    // writes both to each viewer at once, one write instead of two.
+                    if self.inventory.may_send_early(Instant::now()) {
+                        self.publish_inventory();
+                    }
                     let drop = self.book.id().to_string();
                     self.stream_cast(StreamMsg::Publish(EventBody::SoldOut { drop }));
                 }
@@ -267,7 +273,7 @@ impl DropState {
                 let claims: Vec<Claim> = batch.iter().map(|(c, _)| c.clone()).collect();
                 self.book.rollback(&claims);
                 self.sold_out_pending = false;
-                self.inventory_dirty = true;
+                self.inventory.changed(Instant::now());
                 for (_, waiters) in batch {
                     for w in waiters {
                         record_claim("error");
@@ -379,16 +385,20 @@ impl DropState {
         if self.in_flight.is_empty() && self.next.is_empty() {
             self.start_status_write(myself);
         }
-        if self.inventory_dirty && self.last_inventory.elapsed() >= INVENTORY_EVERY {
-            self.inventory_dirty = false;
-            self.last_inventory = Instant::now();
-            let d = self.book.drop();
-            self.stream_cast(StreamMsg::PublishEphemeral(EventBody::Inventory {
-                drop: d.id.to_string(),
-                remaining: d.remaining,
-            }));
-            self.sync_stream_snapshot();
+        if self.inventory.due(Instant::now()) {
+            self.publish_inventory();
         }
+    }
+
+    /// Sends the latest `inventory` to the stream's viewers and refreshes the stream's snapshot.
+    fn publish_inventory(&mut self) {
+        self.inventory.sent(Instant::now());
+        let d = self.book.drop();
+        self.stream_cast(StreamMsg::PublishEphemeral(EventBody::Inventory {
+            drop: d.id.to_string(),
+            remaining: d.remaining,
+        }));
+        self.sync_stream_snapshot();
     }
 }
 
@@ -467,8 +477,7 @@ impl Actor for DropActor {
             pending: HashMap::new(),
             lock,
             depth: args.depth,
-            inventory_dirty: false,
-            last_inventory: Instant::now(),
+            inventory: LatestValuePacer::new(INVENTORY_EVERY),
             last_expiry: Instant::now() - EXPIRY_EVERY,
             _alive: AliveGuard::new(kind::DROP),
         })

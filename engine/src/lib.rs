@@ -10,6 +10,7 @@ pub mod drops;
 pub mod frames;
 pub mod ids;
 pub mod limits;
+pub mod pacing;
 pub mod records;
 pub mod rejection;
 pub mod storage;

@@ -1,13 +1,14 @@
 //! Drops and claims over real HTTP and WebSocket, on SQLite and on Postgres: a rush never
-//! oversells, reservations survive a kill -9, holds expire back into inventory, limits and closed
-//! drops are refused.
+//! oversells, reservations survive a kill -9, holds expire back into inventory, viewers get a
+//! coalesced inventory and the sell-out once, limits and closed drops are refused.
 
 #[macro_use]
 mod common;
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
-use common::{Backend, EngineProcess, TestApp, expect_error, expect_json, operator};
+use common::{Backend, EngineProcess, TestApp, WsClient, expect_error, expect_json, operator};
 use liveshop_engine::auth::Role;
 use liveshop_storage::testing::fresh;
 use serde_json::{Value, json};
@@ -170,6 +171,74 @@ async fn expired_holds_return_to_inventory_and_tell_the_buyer(backend: Backend) 
     app.stop().await;
 }
 
+/// Frames that arrive within `window`, each with when it arrived.
+async fn frames_within(ws: &mut WsClient, window: Duration) -> Vec<(Instant, Value)> {
+    let end = Instant::now() + window;
+    let mut frames = Vec::new();
+    while let Ok(frame) = tokio::time::timeout_at(end.into(), ws.next_any()).await {
+        frames.push((Instant::now(), frame));
+    }
+    frames
+}
+
+fn drop_events<'a>(frames: &'a [(Instant, Value)], kind: &str) -> Vec<&'a (Instant, Value)> {
+    frames
+        .iter()
+        .filter(|(_, f)| f["type"] == "event" && f["kind"] == kind)
+        .collect()
+}
+
+async fn viewers_get_one_coalesced_inventory_and_the_final_count_with_the_sell_out(
+    backend: Backend,
+) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("inventory").await;
+    let (stream, drop) = app.open_drop(&shop, 4, json!({})).await;
+    let mut viewer = app.ws(&shop.token(Role::Viewer, "watcher")).await;
+    viewer.join(&stream, None).await;
+
+    // One claim: its count reaches viewers once, no sooner than a coalescing period after it.
+    let buyer = shop.token(Role::Viewer, "first");
+    expect_json(claim(&app, &drop, &buyer, "k").await, 201).await;
+    let answered = Instant::now();
+    let frames = frames_within(&mut viewer, Duration::from_millis(1000)).await;
+    let inventory = drop_events(&frames, "inventory");
+    assert_eq!(inventory.len(), 1, "{frames:?}");
+    let (at, event) = inventory[0];
+    assert_eq!(event["data"], json!({ "drop": drop, "remaining": 3 }));
+    assert!(
+        at.duration_since(answered) >= Duration::from_millis(50),
+        "held back to coalesce: came {:?} after the answer",
+        at.duration_since(answered)
+    );
+
+    // Three claims at once sell it out: viewers get sold_out once and end with 0 remaining,
+    // in at most two inventory events.
+    let rush = ["a", "b", "c"].map(|who| {
+        let token = shop.token(Role::Viewer, who);
+        let (app, drop) = (&app, drop.as_str());
+        async move { claim(app, drop, &token, "k").await.status().as_u16() }
+    });
+    assert_eq!(futures_util::future::join_all(rush).await, [201, 201, 201]);
+    let frames = frames_within(&mut viewer, Duration::from_millis(1000)).await;
+    assert_eq!(drop_events(&frames, "sold_out").len(), 1, "{frames:?}");
+    let inventory = drop_events(&frames, "inventory");
+    assert!((1..=2).contains(&inventory.len()), "{frames:?}");
+    assert_eq!(
+        inventory
+            .last()
+            .map(|(_, f)| f["data"]["remaining"].clone()),
+        Some(json!(0))
+    );
+    for pair in inventory.windows(2) {
+        assert!(
+            pair[1].0.duration_since(pair[0].0) >= Duration::from_millis(50),
+            "{frames:?}"
+        );
+    }
+    app.stop().await;
+}
+
 async fn reservations_survive_a_kill_without_warning(backend: Backend) {
     let db = fresh(backend).await;
     let (engine, addr) = EngineProcess::start(db.url(), &[]);
@@ -321,5 +390,6 @@ both! {
     the_same_key_returns_the_same_claim_and_limits_hold,
     claims_after_the_stream_ends_get_drop_closed,
     expired_holds_return_to_inventory_and_tell_the_buyer,
+    viewers_get_one_coalesced_inventory_and_the_final_count_with_the_sell_out,
     reservations_survive_a_kill_without_warning,
 }
