@@ -378,12 +378,17 @@ fn drop_on_an_existing_drop_counts_only_the_run() {
     assert_eq!(num(&first, "reservations"), 20);
     let drop = first["config"]["drop"].as_str().unwrap().to_string();
     let tenant = first["config"]["tenant"].as_str().unwrap().to_string();
+    let stream = first["config"]["stream"].as_str().unwrap().to_string();
     // Buyers 0..20 are the same users again (per-user limit 1): limit_exceeded; buyers
-    // 20..30 take the 10 units left.
+    // 20..30 take the 10 units left. The 15 WebSocket buyers watch the stream meanwhile.
     let (code, report) = engine.load(&[
-        "drop", "--drop", &drop, "--tenant", &tenant, "--buyers", "30",
+        "drop", "--drop", &drop, "--tenant", &tenant, "--buyers", "30", "--join", "--stream",
+        &stream,
     ]);
     assert_eq!(code, 0, "{report:#}");
+    assert_eq!(num(&report, "watched.joined"), 15, "{report:#}");
+    assert_eq!(num(&report, "watched.sold_out_once"), 15, "{report:#}");
+    assert_eq!(num(&report, "watched.inventory_latest"), 15, "{report:#}");
     assert_eq!(report["config"]["created_drop"], false);
     assert_eq!(num(&report, "drop_before.remaining"), 10);
     assert_eq!(num(&report, "reservations"), 10, "{report:#}");

@@ -553,7 +553,7 @@ async fn prepare(common: &Common, args: &DropArgs, api: &Api) -> anyhow::Result<
         return Ok(DropTarget {
             id: id.clone(),
             tenant: common.tenant.clone(),
-            stream: None,
+            stream: common.stream.clone(),
             created: false,
             reader,
             buyers,
