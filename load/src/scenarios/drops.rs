@@ -17,7 +17,6 @@ use futures_util::StreamExt as _;
 use rand::Rng as _;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -253,18 +252,17 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         common.connect_timeout,
     )?);
     let base = common.url.trim_end_matches('/');
-    let http = (0..endpoint.source_count())
-        .map(|slot| {
-            let mut builder = reqwest::Client::builder()
-                .pool_max_idle_per_host(usize::MAX)
-                .pool_idle_timeout(Duration::from_secs(300))
-                .tcp_nodelay(true);
-            if let Some(ip) = endpoint.source(slot) {
-                builder = builder.local_address(IpAddr::V4(ip));
-            }
-            builder.build().context("building HTTP client")
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // HTTP buyers connect from the default source address: reqwest picks the source port at
+    // `bind` when given a source address, which gets slow once earlier runs left tens of
+    // thousands of connections in TIME_WAIT (see `port_at_connect` for the WebSocket side).
+    let http = vec![
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(Duration::from_secs(300))
+            .tcp_nodelay(true)
+            .build()
+            .context("building HTTP client")?,
+    ];
     let rush = Arc::new(Rush {
         endpoint: endpoint.clone(),
         http,
