@@ -255,7 +255,7 @@ pub struct Frame {
     /// Event kind (`chat`, `viewers`, ...).
     #[serde(rename = "kind")]
     pub event: Option<String>,
-    /// Event payload (only the chat text is read).
+    /// Event payload (the tool reads a chat's text and a drop event's drop and remaining).
     pub data: Option<Box<EventData>>,
     /// Error code.
     pub code: Option<String>,
