@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod memory;
 pub mod middleware;
 pub mod routes;
 pub mod serve;

@@ -51,8 +51,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
+    // Before the runtime and its threads allocate anything.
+    let huge_pages_off = liveshop_http::memory::disable_transparent_huge_pages();
     let cli = Cli::parse();
     telemetry::init_logs(cli.config.mode);
+    if let Err(e) = huge_pages_off {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off; allocation may stall");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
