@@ -77,6 +77,8 @@ pub struct Watched {
     pub sold_out_once: u64,
     /// Buyers that got it more than once.
     pub sold_out_repeated: u64,
+    /// Buyers that never got it.
+    pub sold_out_never: u64,
     /// Buyers whose last `inventory` showed the drop's final remaining.
     pub inventory_latest: u64,
     /// `inventory` events received, over all buyers.
@@ -95,6 +97,7 @@ impl Watched {
         for s in seen {
             w.sold_out_once += u64::from(s.sold_out == 1);
             w.sold_out_repeated += u64::from(s.sold_out > 1);
+            w.sold_out_never += u64::from(s.sold_out == 0);
             w.inventory_latest += u64::from(s.last_remaining == Some(outcome.remaining));
             w.inventory_events += u64::from(s.inventory);
             w.inventory_events_max = w.inventory_events_max.max(s.inventory);
@@ -105,13 +108,12 @@ impl Watched {
     /// `sold_out_once`: each joined buyer got `sold_out` once if the rush sold the drop out,
     /// and never otherwise. `inventory_latest`: each ended with the final remaining, when the
     /// rush changed it. Neither applies when nobody joined.
-    pub fn checks(&self, seen: &[Seen], outcome: &Final) -> Vec<Check> {
+    pub fn checks(&self, outcome: &Final) -> Vec<Check> {
         let watched = self.joined > 0;
-        let sold_out_seen = seen.iter().filter(|s| s.sold_out > 0).count() as u64;
         let sold_out_ok = if outcome.sold_out() {
             self.sold_out_once == self.joined
         } else {
-            sold_out_seen == 0
+            self.sold_out_never == self.joined
         };
         vec![
             Check {
@@ -123,7 +125,7 @@ impl Watched {
                     self.sold_out_once,
                     self.joined,
                     self.sold_out_repeated,
-                    self.joined - sold_out_seen,
+                    self.sold_out_never,
                     if outcome.sold_out() { "" } else { "not " }
                 ),
             },
@@ -220,11 +222,7 @@ mod tests {
         };
         let all_good = vec![good; 3];
         let w = Watched::of(&all_good, &end);
-        assert!(
-            w.checks(&all_good, &end)
-                .iter()
-                .all(|c| c.passed == Some(true))
-        );
+        assert!(w.checks(&end).iter().all(|c| c.passed == Some(true)));
         assert_eq!(w.inventory_events, 6);
 
         let repeated = vec![
@@ -251,9 +249,7 @@ mod tests {
         for seen in [repeated, stale, missing] {
             let w = Watched::of(&seen, &end);
             assert!(
-                w.checks(&seen, &end)
-                    .iter()
-                    .any(|c| c.passed == Some(false)),
+                w.checks(&end).iter().any(|c| c.passed == Some(false)),
                 "{w:?}"
             );
         }
@@ -270,10 +266,10 @@ mod tests {
             inventory: 1,
             last_remaining: Some(4),
         }];
-        let checks = Watched::of(&seen, &open).checks(&seen, &open);
+        let checks = Watched::of(&seen, &open).checks(&open);
         assert_eq!(checks[0].passed, Some(false));
         assert_eq!(checks[1].passed, Some(true));
-        let none = Watched::of(&[], &open).checks(&[], &open);
+        let none = Watched::of(&[], &open).checks(&open);
         assert!(none.iter().all(|c| c.passed.is_none()));
     }
 }

@@ -115,7 +115,8 @@ impl Outcomes {
 /// Shared by every buyer task.
 struct Rush {
     endpoint: Arc<Endpoint>,
-    http: Vec<reqwest::Client>,
+    /// One client for every HTTP buyer, with an idle connection per buyer after the warm-up.
+    http: reqwest::Client,
     claim_url: String,
     health_url: String,
     drop: String,
@@ -255,14 +256,12 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
     // HTTP buyers connect from the default source address: reqwest picks the source port at
     // `bind` when given a source address, which gets slow once earlier runs left tens of
     // thousands of connections in TIME_WAIT (see `port_at_connect` for the WebSocket side).
-    let http = vec![
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(usize::MAX)
-            .pool_idle_timeout(Duration::from_secs(300))
-            .tcp_nodelay(true)
-            .build()
-            .context("building HTTP client")?,
-    ];
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .pool_idle_timeout(Duration::from_secs(300))
+        .tcp_nodelay(true)
+        .build()
+        .context("building HTTP client")?;
     let rush = Arc::new(Rush {
         endpoint: endpoint.clone(),
         http,
@@ -409,7 +408,7 @@ pub async fn run(common: &Common, args: &DropArgs) -> anyhow::Result<Report> {
         per_user_limit,
     };
     let mut verdict = Verdict::judge(&tally, before, after, &listing, terms);
-    verdict.checks.extend(watched.checks(&seen, &end));
+    verdict.checks.extend(watched.checks(&end));
     let ws_claimed = outcomes
         .iter()
         .filter(|o| o.ws && o.connect_error.is_none())
@@ -690,7 +689,7 @@ async fn http_buyer(
     token: &str,
     go: oneshot::Receiver<()>,
 ) -> Option<Outcome> {
-    let client = &rush.http[i % rush.http.len()];
+    let client = &rush.http;
     let warm = futures_util::future::join_all((0..rush.sends).map(|_| async {
         let r = client
             .get(&rush.health_url)
