@@ -69,6 +69,7 @@ impl Application {
         let listener = listen(config.listen)?;
         let addr = listener.local_addr()?;
         let (drain, _) = watch::channel(false);
+        let admission = Arc::new(crate::admission::Admission::new(&config));
         let state = AppState(Arc::new(Inner {
             keys: Keys::new(&secret.bytes),
             config,
@@ -81,6 +82,7 @@ impl Application {
             drain,
             live: crate::ws::keepalive::Live::default(),
             redis,
+            admission,
         }));
         let router = router(state.clone());
         Ok(Self {
@@ -114,7 +116,12 @@ impl Application {
         });
         let keepalive = tokio::spawn(crate::ws::keepalive::run(state.clone()));
         let drain = state.drain.clone();
-        crate::serve::serve(self.listener, self.router, async move {
+        let serving = crate::serve::Serving {
+            admission: state.admission.clone(),
+            header_read_timeout: state.config.header_read_timeout(),
+            production: state.config.mode == Mode::Production,
+        };
+        crate::serve::serve(self.listener, self.router, serving, async move {
             shutdown.await;
             tracing::info!("shutdown requested: draining");
             drain.send_replace(true);

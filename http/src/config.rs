@@ -142,6 +142,51 @@ pub struct Config {
     /// Seconds graceful drain waits for connections to close before exiting anyway.
     #[arg(global = true, long, env = "LIVESHOP_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
+    /// Open WebSocket connections; past it an upgrade gets 503 before any WebSocket work.
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_MAX_CONNECTIONS",
+        default_value_t = 100_000
+    )]
+    pub max_connections: usize,
+    /// WebSocket upgrades per second one client address may start (its burst too); 0 is no
+    /// limit. Over it: 429 with `Retry-After`.
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_UPGRADES_PER_IP_PER_SEC",
+        default_value_t = 50.0
+    )]
+    pub upgrades_per_ip_per_sec: f64,
+    /// TCP connections still speaking HTTP (not upgraded) at once; past it a new one is answered
+    /// 503 and closed, so idle or slow clients cannot use up the process's descriptors.
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_MAX_HTTP_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_http_connections: usize,
+    /// TCP connections still speaking HTTP from one client address at once; 0 is no limit.
+    /// Past it a new one is answered 429 and closed.
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_MAX_HTTP_CONNECTIONS_PER_IP",
+        default_value_t = 1_000
+    )]
+    pub max_http_connections_per_ip: usize,
+    /// Seconds a client has to send a whole request head, counted from the moment the server
+    /// waits for one: on a new connection and after each answer on a kept-alive one. So it also
+    /// bounds how long a kept-alive connection may sit idle before an upgrade.
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_HEADER_READ_SECS",
+        default_value_t = 10
+    )]
+    pub header_read_secs: u64,
 }
 
 fn parse_flag(text: &str) -> Result<bool, String> {
@@ -200,6 +245,11 @@ impl Config {
     /// Silence after which a connection is closed.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_secs.max(1))
+    }
+
+    /// Time a client has to send a request head (and a kept-alive connection may sit idle).
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_secs.max(1))
     }
 
     /// The secret to sign and verify tokens with. Production refuses a missing or short secret;

@@ -1,13 +1,16 @@
 //! The Liveshop front door: configuration, authentication, the REST API, the WebSocket gateway,
 //! `/metrics`, and the composition root that wires storage and the actor tree together.
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod http_io;
 pub mod memory;
 pub mod middleware;
+pub mod plain;
 pub mod routes;
 pub mod serve;
 pub mod state;

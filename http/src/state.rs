@@ -45,6 +45,8 @@ pub struct Inner {
     pub live: crate::ws::keepalive::Live,
     /// Redis client for the readiness check, in cluster mode.
     pub redis: Option<redis::Client>,
+    /// Connection caps and the upgrade rate per address, shared with the accept loop.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 impl std::ops::Deref for AppState {
@@ -84,6 +86,7 @@ impl Inner {
         self.http_buckets
             .retain(|_, (_, last)| now - *last < idle_ms);
         self.seen.forget_older_than(Instant::now());
+        self.admission.forget_idle(now, 60_000);
     }
 
     /// Whether the user's `users_seen` row is due for a refresh (and marks it refreshed).

@@ -1,30 +1,47 @@
-//! The upgrade: origin check (403), authentication (401), the WebSocket handshake, then the
-//! connection on the raw socket (so fan-out can write pre-framed bytes to it directly).
+//! The upgrade: admission (503 past `LIVESHOP_MAX_CONNECTIONS`, 429 over the upgrade rate per
+//! address), origin check (403), authentication (401), the WebSocket handshake (426 for another
+//! protocol version, 400 for anything else that is not an RFC 6455 upgrade over HTTP/1.1), then
+//! the connection on the raw socket (so fan-out can write pre-framed bytes to it directly).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use hyper_util::rt::TokioIo;
-use liveshop_engine::ErrorCode;
-use tokio::net::TcpStream;
+use liveshop_engine::{ErrorCode, Rejection};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::conn::Conn;
 use super::connection;
+use crate::admission::Refusal;
 use crate::auth::unauthorized;
 use crate::error::ApiError;
 use crate::extract::authenticate;
+use crate::http_io::HttpIo;
 use crate::state::AppState;
 
-/// `GET /v1/ws`. The origin and the token are checked first; a request that is not a WebSocket
-/// upgrade is then a `bad_request` in the contract's error shape.
+/// `GET /v1/ws`. Admission comes first, before any WebSocket work or token verification; then
+/// the origin and the token; a request that is not a WebSocket upgrade is then refused in the
+/// contract's error shape.
 pub async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     mut req: Request,
 ) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let permit = match state
+        .admission
+        .admit_websocket(peer, liveshop_actors::clock::now().millis())
+    {
+        Ok(permit) => permit,
+        Err(refusal) => return refused(refusal),
+    };
     let headers = req.headers();
     if let Some(allowed) = &state.config.allowed_origins {
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -45,12 +62,9 @@ pub async fn upgrade(
         Ok(v) => v,
         Err(rejection) => return ApiError::from(rejection).into_response(),
     };
-    let key = match handshake_key(req.method(), req.headers()) {
+    let key = match handshake_key(req.method(), req.version(), req.headers()) {
         Ok(key) => key,
-        Err(problem) => {
-            let message = format!("expected a WebSocket upgrade: {problem}");
-            return ApiError::new(ErrorCode::BadRequest, message).into_response();
-        }
+        Err(problem) => return problem.into_response(),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let capacity = state.config.broadcast_capacity;
@@ -62,9 +76,9 @@ pub async fn upgrade(
                 return;
             }
         };
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        match upgraded.downcast::<TokioIo<HttpIo>>() {
             Ok(parts) => {
-                let socket = parts.io.into_inner();
+                let socket = parts.io.into_inner().into_inner();
                 let _ = socket.set_nodelay(true);
                 let expires_at_ms =
                     i64::try_from(verified.exp.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -74,8 +88,11 @@ pub async fn upgrade(
                 let early = parts.read_buf.to_vec();
                 drop(parts.read_buf);
                 // The connection gets a task of its own, sized for it alone; this one, which
-                // waited for the upgrade, ends here.
-                tokio::spawn(connection::run(state, verified.identity, conn, early));
+                // waited for the upgrade, ends here. The admission permit lives as long as it.
+                tokio::spawn(async move {
+                    connection::run(state, verified.identity, conn, early).await;
+                    drop(permit);
+                });
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP socket"),
         }
@@ -90,8 +107,62 @@ pub async fn upgrade(
     response
 }
 
-/// Checks the RFC 6455 handshake headers and returns the client's key.
-fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<String, &'static str> {
+/// The answer to an upgrade refused at admission: 503 `unavailable` past the connection cap,
+/// 429 `rate_limited` over the upgrade rate; both say when to retry.
+fn refused(refusal: Refusal) -> Response {
+    let rejection = match refusal {
+        Refusal::UpgradeRate(wait_ms) => Rejection::rate_limited(wait_ms),
+        _ => {
+            let mut r = Rejection::new(
+                ErrorCode::Unavailable,
+                "too many WebSocket connections; retry later",
+            );
+            r.retry_after_ms = Some(1000);
+            r
+        }
+    };
+    ApiError::from(rejection).into_response()
+}
+
+/// Why a request is not an RFC 6455 upgrade this server accepts.
+#[derive(Debug, PartialEq, Eq)]
+enum NotAnUpgrade {
+    /// Answered 400 with the problem named.
+    Malformed(&'static str),
+    /// Another protocol version: answered 426 with `Sec-WebSocket-Version: 13` (RFC 6455 4.2.2).
+    Version,
+}
+
+impl IntoResponse for NotAnUpgrade {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Malformed(problem) => {
+                let message = format!("expected a WebSocket upgrade: {problem}");
+                ApiError::new(ErrorCode::BadRequest, message).into_response()
+            }
+            Self::Version => {
+                let body = crate::error::error_body(
+                    ErrorCode::BadRequest,
+                    "expected a WebSocket upgrade: Sec-WebSocket-Version must be 13",
+                );
+                let mut response = (StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response();
+                response.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+                response
+            }
+        }
+    }
+}
+
+/// Checks the RFC 6455 handshake (section 4.2.1) and returns the client's key.
+fn handshake_key(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<String, NotAnUpgrade> {
+    use NotAnUpgrade::Malformed;
     let has = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -101,26 +172,36 @@ fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<String, &'stati
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
     if method != Method::GET {
-        return Err("method must be GET");
+        return Err(Malformed("method must be GET"));
+    }
+    if version != Version::HTTP_11 {
+        return Err(Malformed("the request must be HTTP/1.1"));
     }
     if !has(header::CONNECTION, "upgrade") {
-        return Err("Connection header does not contain upgrade");
+        return Err(Malformed("Connection header does not contain upgrade"));
     }
     if !has(header::UPGRADE, "websocket") {
-        return Err("Upgrade header is not websocket");
+        return Err(Malformed("Upgrade header is not websocket"));
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .and_then(|v| v.to_str().ok())
-        != Some("13")
-    {
-        return Err("Sec-WebSocket-Version must be 13");
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    // Missing, repeated or another version: the client learns which one this server speaks.
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v == "13" => {}
+        _ => return Err(NotAnUpgrade::Version),
     }
-    headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .ok_or("Sec-WebSocket-Key is missing")
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(key), None) => key,
+        (None, _) => return Err(Malformed("Sec-WebSocket-Key is missing")),
+        (Some(_), Some(_)) => return Err(Malformed("Sec-WebSocket-Key is repeated")),
+    };
+    // The key is the base64 of a 16-byte nonce: 24 characters, canonical padding.
+    match base64::engine::general_purpose::STANDARD.decode(key.as_bytes()) {
+        Ok(nonce) if nonce.len() == 16 => Ok(key.to_str().unwrap_or_default().to_owned()),
+        _ => Err(Malformed(
+            "Sec-WebSocket-Key must be the base64 of 16 bytes",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -145,10 +226,14 @@ mod tests {
         h
     }
 
+    fn check(headers: &HeaderMap) -> Result<String, NotAnUpgrade> {
+        handshake_key(&Method::GET, Version::HTTP_11, headers)
+    }
+
     #[test]
     fn a_proper_handshake_yields_its_key() {
         assert_eq!(
-            handshake_key(&Method::GET, &upgrade_headers()).unwrap(),
+            check(&upgrade_headers()).unwrap(),
             "dGhlIHNhbXBsZSBub25jZQ=="
         );
     }
@@ -157,15 +242,55 @@ mod tests {
     fn missing_upgrade_headers_are_named() {
         let mut h = upgrade_headers();
         h.remove(header::UPGRADE);
-        assert!(
-            handshake_key(&Method::GET, &h)
-                .unwrap_err()
-                .contains("Upgrade")
-        );
+        assert!(matches!(check(&h), Err(NotAnUpgrade::Malformed(p)) if p.contains("Upgrade")));
+        assert!(handshake_key(&Method::POST, Version::HTTP_11, &upgrade_headers()).is_err());
+    }
+
+    #[test]
+    fn another_or_no_protocol_version_asks_for_13() {
+        for version in [Some("8"), Some("13, 8"), None] {
+            let mut h = upgrade_headers();
+            h.remove(header::SEC_WEBSOCKET_VERSION);
+            if let Some(v) = version {
+                h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static(v));
+            }
+            assert_eq!(check(&h), Err(NotAnUpgrade::Version), "{version:?}");
+        }
+    }
+
+    #[test]
+    fn an_upgrade_over_http_1_0_is_refused() {
+        let problem = handshake_key(&Method::GET, Version::HTTP_10, &upgrade_headers());
+        assert!(matches!(problem, Err(NotAnUpgrade::Malformed(p)) if p.contains("HTTP/1.1")));
+    }
+
+    #[test]
+    fn a_key_must_be_the_base64_of_16_bytes() {
+        for bad in [
+            "",
+            "not base64 at all!",
+            "dGhlIHNhbXBsZSBub25jZQ",       // unpadded
+            "dGhlIHNhbXBsZSBub25jZSE=",     // 17 bytes
+            "dGhlIHNhbXBsZSBub25j",         // 15 bytes
+            "dGhlIHNhbXBsZSBub25jZR==",     // 16 bytes with non-zero padding bits
+            "dGhlIHNhbXBsZSBub25jZQ==dGhl", // trailing data
+        ] {
+            let mut h = upgrade_headers();
+            h.insert(
+                header::SEC_WEBSOCKET_KEY,
+                HeaderValue::from_str(bad).unwrap(),
+            );
+            assert!(
+                matches!(check(&h), Err(NotAnUpgrade::Malformed(_))),
+                "{bad:?}"
+            );
+        }
         let mut h = upgrade_headers();
-        h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
-        assert!(handshake_key(&Method::GET, &h).unwrap_err().contains("13"));
-        assert!(handshake_key(&Method::POST, &upgrade_headers()).is_err());
+        h.append(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="),
+        );
+        assert!(check(&h).is_err(), "two keys");
     }
 
     #[test]
