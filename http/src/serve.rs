@@ -228,7 +228,7 @@ impl AcceptBackoff {
             tracing::warn!(
                 error = %err,
                 suppressed = self.suppressed,
-                "accept failed (suppressed = failures since the last such line)"
+                "accept failed (suppressed: failures not logged since the last line)"
             );
             self.suppressed = 0;
         } else {
