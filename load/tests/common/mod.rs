@@ -116,6 +116,8 @@ impl Engine {
             .env("LIVESHOP_JWT_SECRET", &secret)
             .env("LIVESHOP_CHAT_BURST", "1000000")
             .env("LIVESHOP_CHAT_PER_SEC", "1000000")
+            // Hundreds of clients upgrade from one or two loopback addresses within a second.
+            .env("LIVESHOP_UPGRADES_PER_IP_PER_SEC", "0")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("REDIS_URL")
