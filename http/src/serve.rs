@@ -73,6 +73,9 @@ pub async fn serve(
     metrics::counter!(ACCEPT_ERRORS, "kind" => "resources").increment(0);
     metrics::counter!(ACCEPT_ERRORS, "kind" => "connection").increment(0);
     metrics::counter!(HEADER_TIMEOUTS).increment(0);
+    for status in ["400", "414", "431"] {
+        metrics::counter!(crate::http_io::MALFORMED, "status" => status).increment(0);
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let refusals = Refusals::new(serving.production);
     let mut backoff = AcceptBackoff::default();

@@ -116,6 +116,7 @@ async fn idle_and_slow_connections_are_closed_while_health_and_a_viewer_are_serv
         "descriptor limit {limit} too low for this test"
     );
     let timeouts_before = counter(&app, "liveshop_http_header_timeouts_total").await;
+    let opening = Instant::now();
     let mut sockets = Vec::with_capacity(idle);
     for batch in 0..idle.div_ceil(500) {
         let size = 500.min(idle - batch * 500);
@@ -154,7 +155,9 @@ async fn idle_and_slow_connections_are_closed_while_health_and_a_viewer_are_serv
     assert_eq!(&first, b"HTTP/1.1 200");
 
     // Meanwhile the server serves everyone else.
+    let asked = Instant::now();
     assert_eq!(health(&app).await, 200);
+    let health_took = asked.elapsed();
     viewer.ping("during").await;
     let mut second = app.ws(&shop.viewer).await;
     second.ping("second").await;
@@ -165,6 +168,10 @@ async fn idle_and_slow_connections_are_closed_while_health_and_a_viewer_are_serv
     assert_eq!(
         open, 0,
         "{open} of {idle} idle connections were never closed"
+    );
+    eprintln!(
+        "{idle} idle sockets (descriptor limit {limit}) all closed {:?} after the first was opened; /health took {health_took:?} meanwhile",
+        opening.elapsed()
     );
     let mut rest = Vec::new();
     let slow_closed = tokio::time::timeout(WAIT, slow_read.read_to_end(&mut rest)).await;
