@@ -86,6 +86,7 @@ pub fn describe_metrics() {
         "limit_exceeded",
         "drop_closed",
         "duplicate",
+        "invalid",
         "error",
     ] {
         metrics::counter!(m::CLAIMS, "result" => result).increment(0);
