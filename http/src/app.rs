@@ -78,7 +78,9 @@ impl Application {
         let listener = listen(config.listen)?;
         let addr = listener.local_addr()?;
         let metrics_listener = match config.metrics_listen {
-            Some(at) => Some(listen(at)?),
+            Some(at) => Some(listen(at).map_err(|e| {
+                anyhow::anyhow!("cannot listen on LIVESHOP_METRICS_LISTEN={at}: {e}")
+            })?),
             None => None,
         };
         let (drain, _) = watch::channel(false);
