@@ -33,11 +33,20 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     router: Router,
+    /// The separate `/metrics` listener (`LIVESHOP_METRICS_LISTEN`), when configured.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
     /// Connects storage, applies migrations, starts the actor tree and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.check_production()?;
+        if config.fault_injection {
+            tracing::warn!(
+                "LIVESHOP_ENABLE_FAULT_INJECTION is on: operators can crash actors over HTTP (development only; production refuses it)"
+            );
+        }
+        let _checked_cors = middleware::cors(&config).map_err(anyhow::Error::msg)?;
         let secret = config.resolve_secret()?;
         if secret.generated {
             tracing::warn!(
@@ -68,6 +77,12 @@ impl Application {
         let engine = Engine::start(store.clone(), broker, engine_config).await?;
         let listener = listen(config.listen)?;
         let addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics_listen {
+            Some(at) => Some(listen(at).map_err(|e| {
+                anyhow::anyhow!("cannot listen on LIVESHOP_METRICS_LISTEN={at}: {e}")
+            })?),
+            None => None,
+        };
         let (drain, _) = watch::channel(false);
         let admission = Arc::new(crate::admission::Admission::new(&config));
         let state = AppState(Arc::new(Inner {
@@ -76,6 +91,7 @@ impl Application {
             store,
             engine,
             metrics,
+            readiness: crate::readiness::ReadinessCache::default(),
             known_tenants: DashMap::new(),
             seen: crate::state::SeenMarks::default(),
             http_buckets: DashMap::new(),
@@ -90,12 +106,20 @@ impl Application {
             addr,
             state,
             router,
+            metrics_listener,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the separate `/metrics` listener, when `LIVESHOP_METRICS_LISTEN` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then drains: stop accepting, close every WebSocket with
@@ -115,6 +139,11 @@ impl Application {
             }
         });
         let keepalive = tokio::spawn(crate::ws::keepalive::run(state.clone()));
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let addr = listener.local_addr().ok();
+            tracing::info!(addr = ?addr, "serving /metrics on its own listener");
+            tokio::spawn(serve_metrics(listener, state.clone()))
+        });
         let drain = state.drain.clone();
         let serving = crate::serve::Serving {
             admission: state.admission.clone(),
@@ -130,6 +159,9 @@ impl Application {
         drain_connections(&state).await;
         janitor.abort();
         keepalive.abort();
+        if let Some(task) = metrics_server {
+            task.abort();
+        }
         state.engine.shutdown().await;
         tracing::info!("drained; bye");
         Ok(())
@@ -151,6 +183,17 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serves `/metrics` alone on the metrics listener (everything else is 404 there).
+async fn serve_metrics(listener: TcpListener, state: AppState) {
+    let router = Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { crate::error::ApiError::not_found("route") })
+        .with_state(state);
+    if let Err(err) = axum::serve(listener, router).await {
+        tracing::error!(error = %err, "the metrics listener stopped");
+    }
 }
 
 async fn drain_connections(state: &AppState) {
@@ -193,10 +236,15 @@ pub fn router(state: AppState) -> Router {
             .route("/v1/admin/drops/{id}/crash", post(admin::crash_drop))
             .route("/v1/admin/sessions/{id}/crash", post(admin::crash_session));
     }
-    let mut router = Router::new()
+    let mut ops_routes = Router::new()
         .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
+        .route("/ready", get(ops::ready));
+    if state.config.metrics_listen.is_none() {
+        ops_routes = ops_routes.route("/metrics", get(ops::metrics));
+    }
+    // `build` has checked the origins, so this never falls back to no CORS at all.
+    let cors = middleware::cors(&state.config).unwrap_or_default();
+    let mut router = ops_routes
         .merge(api)
         .fallback(|| async { crate::error::ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
@@ -206,6 +254,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(CatchPanicLayer::custom(|_| {
             let body =

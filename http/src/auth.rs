@@ -1,7 +1,8 @@
 //! HS256 tokens: minting (the `token` command, tests) and verification at the edge.
 //!
 //! Verification pins the algorithm to HS256 (so `none` and every other algorithm are refused),
-//! requires `exp` and `sub`, and resolves the tenant once per request or connection, never per
+//! requires `exp` and `sub`, and honours `nbf`, with no leeway: a token is valid while
+//! `nbf <= now < exp` (seconds), so it is refused from the second equal to `exp` on. It resolves the tenant once per request or connection, never per
 //! frame. Tokens never reach a log line.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,8 +23,11 @@ pub struct Claims {
     /// Tenant id; absent for operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<String>,
-    /// Expiry, seconds since the epoch.
+    /// Expiry, seconds since the epoch: the token is valid while now is before it.
     pub exp: u64,
+    /// Not before, seconds since the epoch: the token is refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -51,6 +55,7 @@ impl Keys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         Self {
             encoding: EncodingKey::from_secret(secret),
@@ -72,6 +77,7 @@ impl Keys {
                 use jsonwebtoken::errors::ErrorKind;
                 let why = match e.kind() {
                     ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::ImmatureSignature => "token is not valid yet (nbf)",
                     ErrorKind::InvalidSignature => "token signature is invalid",
                     ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                         "token algorithm must be HS256"
@@ -82,6 +88,10 @@ impl Keys {
                 unauthorized(why)
             })?;
         let claims = data.claims;
+        // The library refuses only `exp < now`; the token's last valid second is `exp - 1`.
+        if claims.exp <= unix_now() {
+            return Err(unauthorized("token expired"));
+        }
         let user = UserId::parse(&claims.sub).map_err(|_| unauthorized("sub claim is invalid"))?;
         let role = Role::parse(&claims.role).ok_or_else(|| unauthorized("unknown role"))?;
         let tenant = match (role, claims.tid.as_deref()) {
@@ -121,7 +131,10 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Claims for a token that lives `ttl_secs` from now.
+/// Longest lifetime `claims_for` (and so `liveshop token --ttl`) gives a token: one year.
+pub const MAX_TTL_SECS: u64 = 366 * 24 * 3600;
+
+/// Claims for a token that lives `ttl_secs` from now (at most [`MAX_TTL_SECS`]).
 pub fn claims_for(
     role: Role,
     tenant: Option<&str>,
@@ -133,7 +146,8 @@ pub fn claims_for(
         sub: sub.to_owned(),
         role: role.as_str().to_owned(),
         tid: tenant.map(str::to_owned),
-        exp: unix_now() + ttl_secs,
+        exp: unix_now().saturating_add(ttl_secs.min(MAX_TTL_SECS)),
+        nbf: None,
         name: name.map(str::to_owned),
     }
 }
@@ -175,6 +189,36 @@ mod tests {
         c.exp = unix_now() - 10;
         let err = k.verify(&k.mint(&c).unwrap()).unwrap_err();
         assert_eq!(err.message, "token expired");
+    }
+
+    #[test]
+    fn a_token_is_refused_from_the_second_equal_to_exp() {
+        let k = keys();
+        let mut c = claims_for(Role::Viewer, Some("t"), "u", None, 0);
+        // The clock only moves on: by the check, the second equal to `exp` has come.
+        c.exp = unix_now();
+        let err = k.verify(&k.mint(&c).unwrap()).unwrap_err();
+        assert_eq!(err.message, "token expired");
+        c.exp = unix_now() + 5;
+        assert!(k.verify(&k.mint(&c).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_nbf() {
+        let k = keys();
+        let mut c = claims_for(Role::Viewer, Some("t"), "u", None, 600);
+        c.nbf = Some(unix_now() + 60);
+        let err = k.verify(&k.mint(&c).unwrap()).unwrap_err();
+        assert_eq!(err.message, "token is not valid yet (nbf)");
+        c.nbf = Some(unix_now());
+        assert!(k.verify(&k.mint(&c).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn claims_for_never_wraps_the_expiry() {
+        let c = claims_for(Role::Viewer, Some("t"), "u", None, u64::MAX);
+        assert!(c.exp > unix_now());
+        assert!(c.exp <= unix_now() + MAX_TTL_SECS);
     }
 
     #[test]

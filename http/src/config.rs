@@ -13,6 +13,22 @@ use liveshop_engine::limits::Limits;
 /// Shortest secret accepted in production, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Fewest distinct byte values a production secret must have: a secret of 32 spaces or of one
+/// repeated character is long but guessable. Random secrets (hex, base64) have far more.
+pub const MIN_SECRET_DISTINCT_BYTES: usize = 8;
+
+/// Whether `secret` is strong enough for production: at least [`MIN_SECRET_BYTES`] bytes, not
+/// only whitespace, and at least [`MIN_SECRET_DISTINCT_BYTES`] distinct byte values.
+pub fn strong_secret(secret: &[u8]) -> bool {
+    let mut seen = [false; 256];
+    for &b in secret {
+        seen[usize::from(b)] = true;
+    }
+    secret.len() >= MIN_SECRET_BYTES
+        && !secret.iter().all(u8::is_ascii_whitespace)
+        && seen.iter().filter(|s| **s).count() >= MIN_SECRET_DISTINCT_BYTES
+}
+
 /// Where a development secret is kept when `LIVESHOP_JWT_SECRET` is unset, so `liveshop serve` and
 /// `liveshop token` agree without any setup.
 pub const DEV_SECRET_FILE: &str = ".liveshop-dev-secret";
@@ -64,7 +80,9 @@ pub struct Config {
         default_value = "dev"
     )]
     pub mode: Mode,
-    /// Comma-separated origins allowed to open WebSockets; unset allows any.
+    /// Comma-separated origins allowed to open WebSockets and to call the REST API from a browser
+    /// (CORS); unset allows any origin for WebSockets, and for CORS any origin in development and
+    /// none in production.
     #[arg(
         global = true,
         long,
@@ -72,9 +90,14 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub allowed_origins: Option<Vec<String>>,
-    /// `1` enables the operator fault-injection endpoints.
+    /// `1` enables the operator fault-injection endpoints (development only: production refuses
+    /// to start with it).
     #[arg(global = true, long, env = "LIVESHOP_ENABLE_FAULT_INJECTION", default_value = "0", value_parser = parse_flag)]
     pub fault_injection: bool,
+    /// Separate address serving `/metrics` (e.g. `127.0.0.1:9090`); when set, the serving port
+    /// answers 404 for `/metrics`. Unset serves it on the serving port.
+    #[arg(global = true, long, env = "LIVESHOP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Chat messages a user may burst per stream.
     #[arg(global = true, long, env = "LIVESHOP_CHAT_BURST", default_value_t = 20)]
     pub chat_burst: u32,
@@ -202,9 +225,14 @@ fn parse_flag(text: &str) -> Result<bool, String> {
 pub enum ConfigError {
     /// Production needs a real secret.
     #[error(
-        "LIVESHOP_JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes when LIVESHOP_ENV=production"
+        "LIVESHOP_JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes, not only whitespace, with at least {MIN_SECRET_DISTINCT_BYTES} distinct bytes (e.g. `openssl rand -hex 32`), when LIVESHOP_ENV=production"
     )]
     WeakSecret,
+    /// The fault-injection endpoints let an operator token crash actors: never in production.
+    #[error(
+        "LIVESHOP_ENABLE_FAULT_INJECTION is on, which production refuses: unset it (or set it to 0) when LIVESHOP_ENV=production"
+    )]
+    FaultInjectionInProduction,
     /// The development secret file could not be read or written.
     #[error("cannot read or create the development secret file {DEV_SECRET_FILE}")]
     DevSecret(#[source] std::io::Error),
@@ -252,12 +280,22 @@ impl Config {
         Duration::from_secs(self.header_read_secs.max(1))
     }
 
-    /// The secret to sign and verify tokens with. Production refuses a missing or short secret;
+    /// Refuses settings that must never reach production: fault injection. Called before
+    /// anything is started.
+    pub fn check_production(&self) -> Result<(), ConfigError> {
+        if self.mode == Mode::Production && self.fault_injection {
+            return Err(ConfigError::FaultInjectionInProduction);
+        }
+        Ok(())
+    }
+
+    /// The secret to sign and verify tokens with. Production refuses a missing or weak secret
+    /// ([`strong_secret`]);
     /// development without a secret uses (and creates once) a random one kept in
     /// [`DEV_SECRET_FILE`] in the working directory.
     pub fn resolve_secret(&self) -> Result<ResolvedSecret, ConfigError> {
         match (&self.jwt_secret, self.mode) {
-            (Some(s), Mode::Production) if s.len() >= MIN_SECRET_BYTES => Ok(ResolvedSecret {
+            (Some(s), Mode::Production) if strong_secret(s.as_bytes()) => Ok(ResolvedSecret {
                 bytes: s.as_bytes().to_vec(),
                 generated: false,
             }),
@@ -331,8 +369,45 @@ mod tests {
 
     #[test]
     fn production_accepts_a_long_secret() {
-        let c = parse(&["--env", "production", "--jwt-secret", &"x".repeat(32)]);
+        let c = parse(&[
+            "--env",
+            "production",
+            "--jwt-secret",
+            "3f9a1c07e2b84d5a9c6e0f1b2a3d4c5e",
+        ]);
         assert!(!c.resolve_secret().unwrap().generated);
+    }
+
+    #[test]
+    fn production_refuses_long_secrets_that_are_whitespace_or_repetitive() {
+        for weak in [
+            " ".repeat(32),
+            "x".repeat(64),
+            "ab".repeat(32),
+            "\t \n".repeat(16),
+        ] {
+            let c = parse(&["--env", "production", "--jwt-secret", &weak]);
+            assert!(
+                matches!(c.resolve_secret(), Err(ConfigError::WeakSecret)),
+                "{weak:?} was accepted"
+            );
+        }
+        // Development takes what it is given.
+        let c = parse(&["--env", "dev", "--jwt-secret", &"x".repeat(32)]);
+        assert!(c.resolve_secret().is_ok());
+    }
+
+    #[test]
+    fn production_refuses_fault_injection_and_development_allows_it() {
+        let secret = "3f9a1c07e2b84d5a9c6e0f1b2a3d4c5e";
+        let args = ["--jwt-secret", secret, "--fault-injection"];
+        let prod = parse(&[&["--env", "production"][..], &args].concat());
+        assert!(matches!(
+            prod.check_production(),
+            Err(ConfigError::FaultInjectionInProduction)
+        ));
+        let dev = parse(&[&["--env", "dev"][..], &args].concat());
+        assert!(dev.check_production().is_ok());
     }
 
     #[test]

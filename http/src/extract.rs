@@ -2,8 +2,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use liveshop_engine::auth::Identity;
 use liveshop_engine::records::UserSeen;
 use liveshop_engine::{ErrorCode, Rejection};
@@ -48,22 +48,34 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Verified, Rej
     Ok(verified)
 }
 
-/// The bearer token of the `Authorization` header, if any.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
+/// The bearer token of the `Authorization` header, if any. More than one `Authorization`
+/// header is `bad_request`: which one a proxy or a library would pick is anyone's guess, so no
+/// token is taken from an ambiguous request. Shared by REST and the WebSocket upgrade.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+    let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::new(
+            ErrorCode::BadRequest,
+            "more than one Authorization header",
+        ));
+    }
+    let token = value
         .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    Ok(token)
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or_else(|| unauthorized("missing bearer token"))?;
+        let token = bearer(&parts.headers)?.ok_or_else(|| unauthorized("missing bearer token"))?;
         let verified = authenticate(state, token).await?;
         let id = &verified.identity;
         tracing::Span::current().record("user_id", tracing::field::display(&id.user));
@@ -75,7 +87,8 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A JSON body; malformed input is `bad_request` naming the problem, oversize is `too_large`.
+/// A JSON body; malformed input is `bad_request` naming the field and the problem in plain words
+/// ([`crate::json_error`], never Rust type names), oversize is `too_large`.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
@@ -89,9 +102,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 ApiError::new(ErrorCode::BadRequest, "body could not be read")
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, crate::json_error::describe(&e)))?;
+        // What follows the value (`{..} x`) is not JSON either.
+        de.end().map_err(|e| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                crate::json_error::describe_at(".", &e),
+            )
+        })?;
+        Ok(Self(value))
     }
 }
 

@@ -9,7 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 use liveshop_engine::auth::Role;
-use liveshop_http::auth::{Keys, claims_for};
+use liveshop_http::auth::{Keys, MAX_TTL_SECS, claims_for};
 use liveshop_http::{Application, Config, telemetry};
 use liveshop_storage::SqlStore;
 
@@ -43,8 +43,8 @@ enum Command {
         /// Display name.
         #[arg(long)]
         name: Option<String>,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 3600)]
+        /// Lifetime in seconds, from 1 to 31622400 (366 days).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECS))]
         ttl: u64,
     },
 }

@@ -33,6 +33,8 @@ pub struct Inner {
     pub engine: Engine,
     /// Prometheus exposition.
     pub metrics: PrometheusHandle,
+    /// The last readiness probe, shared by `/ready` callers for about a second.
+    pub readiness: crate::readiness::ReadinessCache,
     /// Tenants known to exist (tenants are never deleted, so a positive answer stays true).
     pub known_tenants: DashMap<TenantId, ()>,
     /// When each user was last recorded as seen.

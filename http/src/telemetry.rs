@@ -48,9 +48,24 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Registers every metric of the contract at zero, so `/metrics` lists them from the start.
+/// Counter of readiness checks that actually probed storage (and Redis); `/ready` answers from a
+/// cache between probes.
+pub const READINESS_PROBES: &str = "liveshop_readiness_probes_total";
+
+/// Registers every metric of the contract (section 5) and of the engine at zero, so `/metrics`
+/// lists each name from the start, not only after its first event. Labels come from fixed sets.
 pub fn describe_metrics() {
     use liveshop_actors::metrics::{self as m, kind};
+    // The HTTP series of the probes, which are the first requests any deployment sees.
+    for route in ["/health", "/ready"] {
+        metrics::counter!("http_requests_total", "method" => "GET", "route" => route, "status" => "200")
+            .increment(0);
+        let _ = metrics::histogram!("http_request_duration_seconds", "method" => "GET", "route" => route);
+    }
+    for reason in crate::ws::close::CloseReason::ALL {
+        metrics::counter!("websocket_disconnects_total", "reason" => reason.label()).increment(0);
+    }
+    metrics::counter!(READINESS_PROBES).increment(0);
     metrics::counter!("websocket_connections_total").absolute(0);
     metrics::gauge!("websocket_connections_active").increment(0.0);
     metrics::counter!("liveshop_events_delivered_total").absolute(0);
@@ -71,9 +86,12 @@ pub fn describe_metrics() {
         "limit_exceeded",
         "drop_closed",
         "duplicate",
+        "invalid",
         "error",
     ] {
         metrics::counter!(m::CLAIMS, "result" => result).increment(0);
     }
     metrics::counter!(m::SLOW_CONSUMERS).increment(0);
+    metrics::counter!(m::BROADCAST_LAG).increment(0);
+    metrics::counter!("liveshop_chat_dropped_total").increment(0);
 }

@@ -78,9 +78,11 @@ async fn metrics_count_http_requests(backend: Backend) {
         .to_owned();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     let text = response.text().await.unwrap();
+    // The series exists from the start at 0; the request above must have counted.
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/health\"")),
+        text.lines().any(|l| l.starts_with("http_requests_total{")
+            && l.contains("route=\"/health\"")
+            && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) >= Some(1.0)),
         "{text}"
     );
     assert!(text.contains("http_request_duration_seconds"), "{text}");

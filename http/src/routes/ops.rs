@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use crate::readiness::Report;
 use crate::state::AppState;
 
 /// 200 while the process runs.
@@ -13,28 +14,46 @@ pub async fn health() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long one check may take before it counts as down.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// 200 when storage (and Redis, when configured) answer, else 503; the body lists each check.
+/// The answer comes from [`crate::readiness::ReadinessCache`]: at most one probe a second,
+/// shared by every caller, so polling `/ready` cannot load the database.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let storage_ok = state.store.ping().await.is_ok();
+    let report = state.readiness.get(|| probe(&state)).await;
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if report.ready { "ready" } else { "unavailable" },
+        "checks": report.checks,
+    });
+    (status, Json(body))
+}
+
+/// Pings storage (and Redis, when configured), each within [`CHECK_TIMEOUT`].
+async fn probe(state: &AppState) -> Report {
+    metrics::counter!(crate::telemetry::READINESS_PROBES).increment(1);
+    let storage_ok = matches!(
+        tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await,
+        Ok(Ok(_))
+    );
     let mut checks = serde_json::Map::new();
     checks.insert(
         "storage".into(),
         json!(if storage_ok { "ok" } else { "down" }),
     );
-    let mut all_ok = storage_ok;
+    let mut ready = storage_ok;
     if let Some(client) = &state.redis {
         let redis_ok = redis_ping(client).await;
         checks.insert("redis".into(), json!(if redis_ok { "ok" } else { "down" }));
-        all_ok &= redis_ok;
+        ready &= redis_ok;
     }
-    metrics::gauge!("liveshop_ready").set(if all_ok { 1.0 } else { 0.0 });
-    let status = if all_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = json!({ "status": if all_ok { "ready" } else { "unavailable" }, "checks": checks });
-    (status, Json(body))
+    metrics::gauge!("liveshop_ready").set(if ready { 1.0 } else { 0.0 });
+    Report { ready, checks }
 }
 
 async fn redis_ping(client: &redis::Client) -> bool {
@@ -43,12 +62,13 @@ async fn redis_ping(client: &redis::Client) -> bool {
         redis::cmd("PING").query_async::<String>(&mut conn).await
     };
     matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(2), attempt).await,
+        tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
         Ok(Ok(ref pong)) if pong == "PONG"
     )
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition; on the serving port, or only on `LIVESHOP_METRICS_LISTEN` when
+/// that is set.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     liveshop_actors::mailbox::publish_gauges();
     (

@@ -56,3 +56,49 @@ impl CloseReason {
         }
     }
 }
+
+impl CloseReason {
+    /// Every reason, so `websocket_disconnects_total` can be exported at zero for each label from
+    /// the start (a test below fails to compile when a variant is missing from this list).
+    pub const ALL: [Self; 10] = [
+        Self::ClientClosed,
+        Self::TransportError,
+        Self::Idle,
+        Self::TokenExpired,
+        Self::TooLarge,
+        Self::ProtocolError,
+        Self::InvalidPayload,
+        Self::Internal,
+        Self::Restarting,
+        Self::SlowConsumer,
+    ];
+}
+
+#[cfg(test)]
+mod all_tests {
+    use super::CloseReason;
+
+    /// The position of each reason in [`CloseReason::ALL`]; exhaustive, so a new variant must be
+    /// added here, and the assertion below then makes sure it is in `ALL` too.
+    fn position(reason: CloseReason) -> usize {
+        match reason {
+            CloseReason::ClientClosed => 0,
+            CloseReason::TransportError => 1,
+            CloseReason::Idle => 2,
+            CloseReason::TokenExpired => 3,
+            CloseReason::TooLarge => 4,
+            CloseReason::ProtocolError => 5,
+            CloseReason::InvalidPayload => 6,
+            CloseReason::Internal => 7,
+            CloseReason::Restarting => 8,
+            CloseReason::SlowConsumer => 9,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_reason_once() {
+        for (i, reason) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(position(*reason), i, "{reason:?}");
+        }
+    }
+}

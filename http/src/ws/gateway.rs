@@ -49,12 +49,10 @@ pub async fn upgrade(
             return ApiError::new(ErrorCode::Forbidden, "origin not allowed").into_response();
         }
     }
-    let header_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_owned());
+    let header_token = match crate::extract::bearer(headers) {
+        Ok(token) => token.map(str::to_owned),
+        Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
     let Some(token) = header_token.or_else(|| query.get("token").cloned()) else {
         return ApiError::from(unauthorized("missing token")).into_response();
     };

@@ -1,0 +1,90 @@
+//! What the real binary refuses before serving: fault injection and weak secrets in production,
+//! and token lifetimes that would wrap.
+
+mod common;
+
+use common::{EngineProcess, TempDir, run_liveshop};
+use liveshop_storage::testing::fresh;
+
+const STRONG: &str = "3f9a1c07e2b84d5a9c6e0f1b2a3d4c5e6f708192";
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn production_refuses_fault_injection_and_development_warns() {
+    let db = fresh(common::Backend::Sqlite).await;
+    let dir = TempDir::new("faults");
+    for on in ["1", "yes", "true"] {
+        let env = [
+            ("LIVESHOP_ENV", Some("production")),
+            ("LIVESHOP_JWT_SECRET", Some(STRONG)),
+            ("LIVESHOP_LISTEN", Some("127.0.0.1:0")),
+            ("LIVESHOP_ENABLE_FAULT_INJECTION", Some(on)),
+        ];
+        let output = run_liveshop(dir.path(), Some(db.url()), &env, &["serve"]);
+        assert!(
+            !output.status.success(),
+            "production started with fault injection {on}"
+        );
+        let text = stderr(&output);
+        assert!(text.contains("LIVESHOP_ENABLE_FAULT_INJECTION"), "{text}");
+    }
+    let (server, _addr) =
+        EngineProcess::start(db.url(), &[("LIVESHOP_ENABLE_FAULT_INJECTION", Some("1"))]);
+    assert!(
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("LIVESHOP_ENABLE_FAULT_INJECTION")),
+        "development warns: {:#?}",
+        server.seen
+    );
+}
+
+#[tokio::test]
+async fn production_refuses_a_secret_of_spaces_or_one_repeated_character() {
+    let db = fresh(common::Backend::Sqlite).await;
+    let dir = TempDir::new("weak");
+    for weak in [" ".repeat(32), "a".repeat(48)] {
+        let env = [
+            ("LIVESHOP_ENV", Some("production")),
+            ("LIVESHOP_JWT_SECRET", Some(weak.as_str())),
+            ("LIVESHOP_LISTEN", Some("127.0.0.1:0")),
+        ];
+        let output = run_liveshop(dir.path(), Some(db.url()), &env, &["serve"]);
+        assert!(!output.status.success(), "{weak:?} was accepted");
+        assert!(
+            stderr(&output).contains("LIVESHOP_JWT_SECRET"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn token_refuses_a_ttl_that_would_wrap_or_is_zero() {
+    let dir = TempDir::new("ttl");
+    for ttl in ["18446744073709551615", "0"] {
+        let output = run_liveshop(
+            dir.path(),
+            None,
+            &[],
+            &["token", "--role", "operator", "--ttl", ttl],
+        );
+        assert!(!output.status.success(), "--ttl {ttl} was accepted");
+        assert!(
+            output.stdout.is_empty(),
+            "no token is printed for --ttl {ttl}"
+        );
+        assert!(stderr(&output).contains("--ttl"), "{}", stderr(&output));
+    }
+    let output = run_liveshop(
+        dir.path(),
+        None,
+        &[],
+        &["token", "--role", "operator", "--ttl", "31622400"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+}
