@@ -82,6 +82,17 @@ pub fn check(field: &str, text: &str, rules: Rules) -> Result<(), Rejection> {
     let mut visible = false;
     for c in text.chars() {
         chars += 1;
+        if c.is_ascii() {
+            // Fast path for the common case (keys, ids, most names): same rules, fewer tests.
+            if c.is_ascii_control() && !(rules.newlines && c == '\n') {
+                return Err(Rejection::field(
+                    field,
+                    "must not contain control characters",
+                ));
+            }
+            visible |= !c.is_ascii_whitespace();
+            continue;
+        }
         if c.is_control() && !(rules.newlines && c == '\n') {
             return Err(Rejection::field(
                 field,

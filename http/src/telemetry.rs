@@ -75,5 +75,8 @@ pub fn describe_metrics() {
     ] {
         metrics::counter!(m::CLAIMS, "result" => result).increment(0);
     }
+    for k in m::ROWS_REFUSED_KINDS {
+        metrics::counter!(m::ROWS_REFUSED, "kind" => k).increment(0);
+    }
     metrics::counter!(m::SLOW_CONSUMERS).increment(0);
 }
