@@ -261,6 +261,48 @@ mod tests {
         (outcome, stored.into_inner(), writes.into_inner())
     }
 
+    proptest::proptest! {
+        /// Whatever rows are bad and wherever they sit, every good row is stored exactly once,
+        /// every bad row is refused, and nothing else is; with the database failing part way,
+        /// no row is refused that is good, none is stored that is bad, and the rest are `Failed`.
+        #[test]
+        fn any_batch_stores_every_good_row_and_refuses_only_bad_ones(
+            bad in proptest::collection::vec(proptest::bool::weighted(0.1), 1..200),
+            down_after in proptest::option::of(0_usize..400),
+        ) {
+            let rows: Vec<&str> = bad.iter().map(|b| if *b { "x\0" } else { "ok" }).collect();
+            let stored = RefCell::new(vec![0_u32; rows.len()]);
+            let writes = RefCell::new(0_usize);
+            let outcome = run(write_isolating(rows.len(), |range| {
+                *writes.borrow_mut() += 1;
+                let result = if down_after.is_some_and(|d| *writes.borrow() > d) {
+                    Err(StorageError::Unavailable("down".into()))
+                } else if rows[range.clone()].iter().any(|r| r.contains('\0')) {
+                    Err(StorageError::Constraint("bad row".to_owned()))
+                } else {
+                    for i in range {
+                        stored.borrow_mut()[i] += 1;
+                    }
+                    Ok(())
+                };
+                std::future::ready(result)
+            }));
+            let stored = stored.into_inner();
+            for (i, row) in outcome.rows.iter().enumerate() {
+                match row {
+                    RowOutcome::Stored => proptest::prop_assert!(!bad[i] && stored[i] == 1),
+                    RowOutcome::Refused(_) => proptest::prop_assert!(bad[i] && stored[i] == 0),
+                    RowOutcome::Failed => {
+                        proptest::prop_assert!(outcome.failure.is_some() && stored[i] == 0);
+                    }
+                }
+            }
+            if outcome.failure.is_none() {
+                proptest::prop_assert!(outcome.rows.iter().all(|r| *r != RowOutcome::Failed));
+            }
+        }
+    }
+
     #[test]
     fn a_clean_batch_is_one_write() {
         let (outcome, stored, writes) = isolate(&["a", "b", "c"], usize::MAX);
