@@ -24,6 +24,9 @@ pub const MAX_BATCH: usize = 500;
 pub const MAX_BACKLOG: usize = 50_000;
 /// How often a partial batch is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Further attempts, [`FLUSH_EVERY`] apart, to write the backlog at shutdown when the database
+/// fails.
+pub const SHUTDOWN_RETRIES: usize = 10;
 
 /// Messages of the persister.
 pub enum PersisterMsg {
@@ -186,7 +189,24 @@ impl Actor for Persister {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Refused rows no longer block a batch, so only a failing database can hold chat back
+        // now: give it a few short chances before the process ends, then say what is lost.
         state.write().await;
+        for _ in 0..SHUTDOWN_RETRIES {
+            if state.pending.is_empty() {
+                break;
+            }
+            tokio::time::sleep(FLUSH_EVERY).await;
+            state.write_chat().await;
+        }
+        if !state.pending.is_empty() {
+            tracing::error!(
+                messages = state.pending.len(),
+                "chat not written at shutdown: storage kept failing"
+            );
+            ::metrics::counter!("liveshop_chat_dropped_total")
+                .increment(state.pending.len() as u64);
+        }
         Ok(())
     }
 }
