@@ -18,6 +18,7 @@ both! {
     bad_product_fields_are_refused_naming_the_field,
     bad_stream_fields_are_refused_naming_the_field,
     accepted_text_comes_back_byte_for_byte,
+    chat_that_would_mislead_other_viewers_is_refused_over_the_websocket,
 }
 
 async fn claim(app: &TestApp, token: &str, drop: &str, key: &str) -> reqwest::Response {
@@ -251,5 +252,42 @@ async fn accepted_text_comes_back_byte_for_byte(backend: Backend) {
     for field in ["sku", "title", "currency", "image_url"] {
         assert_eq!(created[field], body[field], "{field}");
     }
+    app.stop().await;
+}
+
+async fn chat_that_would_mislead_other_viewers_is_refused_over_the_websocket(backend: Backend) {
+    let app = TestApp::default(backend).await;
+    let shop = app.shop("bad-chat").await;
+    let stream = app.live_stream(&shop).await;
+    let mut ws = app.ws(&shop.token(Role::Viewer, "mallory")).await;
+    ws.join(&stream, None).await;
+    for (i, text) in [
+        "hi\u{0}",
+        "price \u{202E}0001",
+        "\u{200B}\u{2060}\u{FEFF}",
+        "a\rb",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r#ref = format!("bad-{i}");
+        ws.send_json(&json!({ "op": "chat", "stream": stream, "text": text, "ref": r#ref }))
+            .await;
+        let frame = ws.expect_error("bad_request", Some(&r#ref)).await;
+        assert!(
+            frame["message"].as_str().unwrap().starts_with("text:"),
+            "{text:?}: {frame}"
+        );
+    }
+    // A line break is allowed, and the message goes out as sent.
+    ws.send_json(&json!({ "op": "chat", "stream": stream, "text": "two\nlines", "ref": "ok" }))
+        .await;
+    let event = loop {
+        let f = ws.next_json().await;
+        if f["type"] == "event" && f["kind"] == "chat" {
+            break f;
+        }
+    };
+    assert_eq!(event["data"]["text"], "two\nlines");
     app.stop().await;
 }
