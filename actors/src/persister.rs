@@ -3,13 +3,13 @@
 //! Stream actors hand each accepted message here and move on. Messages that arrive while a write is
 //! in flight wait in the mailbox and go into the next single transaction, so the number of
 //! transactions per second stays flat however busy chat gets. The mailbox is unbounded on purpose:
-//! its inflow is bounded by the per-user chat rate limits.
-
-use std::time::{Duration, Instant};
+//! its inflow is bounded by the per-user chat rate limits. A row that storage refuses is set aside
+//! (`write_isolating`), so no message can poison the batches behind it.
 
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use liveshop_engine::records::{ChatMessage, UserSeen};
 use liveshop_engine::storage::{RowOutcome, StorageError, StorageResult, write_isolating};
