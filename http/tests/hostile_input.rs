@@ -132,6 +132,23 @@ async fn a_token_with_a_nul_name_is_refused_and_chat_of_every_tenant_is_stored(b
         assert_eq!(refused.map(|s| s.as_u16()), Some(401), "{name:?}");
     }
 
+    for sub in ["eve\0", "\u{202E}eve", "\u{200B}"] {
+        let token = mint(&claims_for(
+            Role::Viewer,
+            Some(&shops[0].tenant),
+            sub,
+            None,
+            600,
+        ));
+        let message = expect_error(
+            app.get("/v1/claims", Some(&token)).await,
+            401,
+            "unauthorized",
+        )
+        .await;
+        assert!(message.contains("sub"), "{sub:?}: {message}");
+    }
+
     // Every tenant's chat is still written: after a stream restart, the snapshot (read back from
     // storage) holds it.
     for (i, shop) in shops.iter().enumerate() {
