@@ -190,13 +190,20 @@ pub fn https_url(field: &str, text: &str) -> Result<String, Rejection> {
     Ok(text.to_owned())
 }
 
-/// An active ISO 4217 currency code, upper case (`EUR`), checked against the `iso_currency`
-/// crate's table (generated from the ISO 4217 list published by SIX, the maintenance agency).
+/// An ISO 4217 currency code that prices can be in, upper case (`EUR`), checked against the
+/// `iso_currency` crate's table (generated from the ISO 4217 list published by SIX, the
+/// maintenance agency). Fund codes (`BOV`, `CLF`, …) and the special codes (precious metals, units
+/// of account, `XTS` for testing, `XXX` for no currency) are refused: nothing is sold in them.
 pub fn currency(field: &str, text: &str) -> Result<String, Rejection> {
+    use iso_currency::{Currency, Flag};
     let code = text.trim();
     let known = code.len() == 3
         && code.bytes().all(|b| b.is_ascii_uppercase())
-        && iso_currency::Currency::from_code(code).is_some();
+        && Currency::from_code(code).is_some_and(|c| {
+            c.flags()
+                .iter()
+                .all(|f| !matches!(f, Flag::Fund | Flag::Special))
+        });
     if known {
         Ok(code.to_owned())
     } else {
@@ -313,7 +320,8 @@ mod tests {
     fn currencies_come_from_the_iso_4217_list() {
         assert_eq!(currency("currency", "EUR").unwrap(), "EUR");
         assert!(currency("currency", "JPY").is_ok());
-        for bad in ["ABC", "XYZ", "eur", "EURO", ""] {
+        assert!(currency("currency", "XOF").is_ok());
+        for bad in ["ABC", "XYZ", "eur", "EURO", "", "XXX", "XTS", "XAU", "BOV"] {
             let err = currency("currency", bad).unwrap_err();
             assert!(err.message.starts_with("currency:"), "{bad:?}");
         }
