@@ -20,7 +20,7 @@ use liveshop_engine::frames::{EventBody, ServerFrame};
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::pacing::LatestValuePacer;
 use liveshop_engine::records::{Claim, Drop, DropStatus};
-use liveshop_engine::storage::{NewClaim, Storage};
+use liveshop_engine::storage::{NewClaim, RowOutcome, Storage, write_isolating};
 use liveshop_engine::{DropId, ErrorCode, Rejection, TenantId, UserId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Mutex;
@@ -73,8 +73,8 @@ pub enum DropMsg {
         /// The answer, sent once the reservation is durable.
         reply: ClaimReply,
     },
-    /// The write task finished a batch.
-    Committed(Result<(), String>),
+    /// The write task finished a batch: what became of each claim, in the batch's order.
+    Committed(Vec<RowOutcome>),
     /// The expiry task expired these holds in storage (already told to their buyers).
     Expired(Result<Vec<Claim>, String>),
     /// The status task stored this open ⇄ sold-out status (or failed to).
@@ -206,11 +206,24 @@ impl DropState {
             })
             .collect();
         self.write_under_lock(myself, move |store, drop| async move {
-            let result = store
-                .commit_claims(&drop, &claims)
-                .await
-                .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)));
-            DropMsg::Committed(result)
+            // One write for the whole batch; only when storage refuses a row is it split to set
+            // that row aside, so one bad claim never fails the others.
+            let claims = Arc::new(claims);
+            let outcome = write_isolating(claims.len(), |range| {
+                let (store, drop, claims) = (store.clone(), drop.clone(), claims.clone());
+                async move { store.commit_claims(&drop, &claims[range]).await }
+            })
+            .await;
+            for (i, why) in outcome.refused() {
+                tracing::warn!(drop_id = %drop, claim_id = %claims[i].claim.id, reason = why,
+                    "storage refused a claim; it is set aside and its buyer answered");
+                ::metrics::counter!(metrics::ROWS_REFUSED, "kind" => "claims").increment(1);
+            }
+            if let Some(err) = &outcome.failure {
+                tracing::error!(drop_id = %drop, error = %err, source = ?std::error::Error::source(err),
+                    "claim batch was not written; its claims are refused");
+            }
+            DropMsg::Committed(outcome.rows)
         });
     }
 
@@ -234,56 +247,45 @@ impl DropState {
         });
     }
 
-    fn committed(&mut self, myself: &ActorRef<DropMsg>, result: Result<(), String>) {
+    fn committed(&mut self, myself: &ActorRef<DropMsg>, outcomes: Vec<RowOutcome>) {
         let batch = std::mem::take(&mut self.in_flight);
-        for (claim, _) in &batch {
+        let mut not_stored = Vec::new();
+        for ((claim, waiters), outcome) in batch.into_iter().zip(outcomes) {
             self.pending.remove(&claim.id);
+            let refusal = match outcome {
+                RowOutcome::Stored => {
+                    answer_stored(&claim, waiters);
+                    continue;
+                }
+                RowOutcome::Refused(_) => Rejection::new(
+                    ErrorCode::BadRequest,
+                    "the claim could not be stored as sent and was not reserved",
+                ),
+                RowOutcome::Failed => Rejection::new(
+                    ErrorCode::Unavailable,
+                    "reservation could not be stored; retry with the same key",
+                ),
+            };
+            for w in waiters {
+                record_claim("error");
+                let _ = w.send(Err(refusal.clone()));
+            }
+            not_stored.push(claim);
         }
-        match result {
-            Ok(()) => {
-                if self.sold_out_pending && self.next.is_empty() {
-                    self.sold_out_pending = false;
-                    // The final count goes with the sell-out when the rate allows: the fan-out
-                    // writes both to each viewer at once, one write instead of two.
-                    if self.inventory.may_send_early(Instant::now()) {
-                        self.publish_inventory();
-                    }
-                    let drop = self.book.id().to_string();
-                    self.stream_cast(StreamMsg::Publish(EventBody::SoldOut { drop }));
-                }
-                for (claim, waiters) in batch {
-                    record_claim("reserved");
-                    let mut waiters = waiters.into_iter();
-                    if let Some(first) = waiters.next() {
-                        let _ = first.send(Ok(ClaimOutcome {
-                            claim: claim.clone(),
-                            created: true,
-                        }));
-                    }
-                    for w in waiters {
-                        let _ = w.send(Ok(ClaimOutcome {
-                            claim: claim.clone(),
-                            created: false,
-                        }));
-                    }
-                }
+        if !not_stored.is_empty() {
+            self.book.rollback(&not_stored);
+            self.sold_out_pending = false;
+            self.inventory.changed(Instant::now());
+        }
+        if self.sold_out_pending && self.next.is_empty() {
+            self.sold_out_pending = false;
+            // The final count goes with the sell-out when the rate allows: the fan-out
+            // writes both to each viewer at once, one write instead of two.
+            if self.inventory.may_send_early(Instant::now()) {
+                self.publish_inventory();
             }
-            Err(err) => {
-                tracing::error!(drop_id = %self.book.id(), error = %err, "claim batch was not written; its claims are refused");
-                let claims: Vec<Claim> = batch.iter().map(|(c, _)| c.clone()).collect();
-                self.book.rollback(&claims);
-                self.sold_out_pending = false;
-                self.inventory.changed(Instant::now());
-                for (_, waiters) in batch {
-                    for w in waiters {
-                        record_claim("error");
-                        let _ = w.send(Err(Rejection::new(
-                            ErrorCode::Unavailable,
-                            "reservation could not be stored; retry with the same key",
-                        )));
-                    }
-                }
-            }
+            let drop = self.book.id().to_string();
+            self.stream_cast(StreamMsg::Publish(EventBody::SoldOut { drop }));
         }
         self.start_commit(myself);
     }
@@ -408,6 +410,24 @@ pub fn claim_update(claim: &Claim) -> bytes::Bytes {
         claim: serde_json::to_value(claim).unwrap_or_default(),
     }
     .encode()
+}
+
+/// Answers everyone waiting for a stored claim: 201 to the first, 200 to repeats of its key.
+fn answer_stored(claim: &Claim, waiters: Vec<ClaimReply>) {
+    record_claim("reserved");
+    let mut waiters = waiters.into_iter();
+    if let Some(first) = waiters.next() {
+        let _ = first.send(Ok(ClaimOutcome {
+            claim: claim.clone(),
+            created: true,
+        }));
+    }
+    for w in waiters {
+        let _ = w.send(Ok(ClaimOutcome {
+            claim: claim.clone(),
+            created: false,
+        }));
+    }
 }
 
 fn record_claim(result: &'static str) {

@@ -22,6 +22,11 @@ pub const SLOW_CONSUMERS: &str = "liveshop_slow_consumers_total";
 pub const BROADCAST_LAG: &str = "liveshop_broadcast_lag_events_total";
 /// Counter of claim decisions, by `result`.
 pub const CLAIMS: &str = "liveshop_claims_total";
+/// Counter of rows that storage refused for themselves and that were set aside from their batch,
+/// by `kind` (`claims`, `chat`, `users_seen`).
+pub const ROWS_REFUSED: &str = "liveshop_storage_rows_refused_total";
+/// The `kind` labels of [`ROWS_REFUSED`].
+pub const ROWS_REFUSED_KINDS: [&str; 3] = ["claims", "chat", "users_seen"];
 
 /// Actor kinds used as the `kind` label.
 pub mod kind {

@@ -3,11 +3,16 @@
 //! Stream actors hand each accepted message here and move on. Messages that arrive while a write is
 //! in flight wait in the mailbox and go into the next single transaction, so the number of
 //! transactions per second stays flat however busy chat gets. The mailbox is unbounded on purpose:
-//! its inflow is bounded by the per-user chat rate limits.
+//! its inflow is bounded by the per-user chat rate limits. A row that storage refuses is set aside
+//! (`write_isolating`), so no message can poison the batches behind it.
 
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveshop_engine::records::{ChatMessage, UserSeen};
+use liveshop_engine::storage::{RowOutcome, StorageError, StorageResult, write_isolating};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::engine::Engine;
@@ -19,6 +24,9 @@ pub const MAX_BATCH: usize = 500;
 pub const MAX_BACKLOG: usize = 50_000;
 /// How often a partial batch is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Further attempts, [`FLUSH_EVERY`] apart, to write the backlog at shutdown when the database
+/// fails.
+pub const SHUTDOWN_RETRIES: usize = 10;
 
 /// Messages of the persister.
 pub enum PersisterMsg {
@@ -49,35 +57,81 @@ impl PersisterState {
         self.write_users().await;
     }
 
-    /// Users seen are bookkeeping: a failed batch is logged and dropped, never retried forever.
+    /// Users seen are bookkeeping: a batch the database fails is logged and dropped, never
+    /// retried forever; a user storage refuses is set aside without costing the others.
     async fn write_users(&mut self) {
         while !self.users.is_empty() {
             let n = self.users.len().min(MAX_BATCH);
             let batch: Vec<UserSeen> = self.users.drain(..n).collect();
-            if let Err(err) = self.engine.store().record_users_seen(&batch).await {
-                tracing::warn!(error = %err, users = batch.len(), "users-seen batch not written");
+            let store = self.engine.store().clone();
+            let written = write_setting_aside("users_seen", batch, move |rows, range| {
+                let store = store.clone();
+                async move { store.record_users_seen(&rows[range]).await }
+            })
+            .await;
+            if let Err((lost, err)) = written {
+                tracing::warn!(error = %err, users = lost.len(), "users-seen batch not written");
                 return;
             }
         }
     }
 
+    /// Chat that the database fails goes back to the front of the backlog and is retried on the
+    /// next tick (the backlog is bounded); a message storage refuses for itself is set aside, so
+    /// it can never hold up the chat of every tenant behind it.
     async fn write_chat(&mut self) {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(MAX_BATCH);
-            match self.engine.store().insert_chat(&self.pending[..n]).await {
-                Ok(()) => {
-                    self.pending.drain(..n);
+            let batch: Vec<ChatMessage> = self.pending.drain(..n).collect();
+            let store = self.engine.store().clone();
+            let written = write_setting_aside("chat", batch, move |rows, range| {
+                let store = store.clone();
+                async move { store.insert_chat(&rows[range]).await }
+            })
+            .await;
+            if let Err((failed, err)) = written {
+                tracing::error!(error = %err, source = ?std::error::Error::source(&err), "chat batch write failed; will retry");
+                self.pending.splice(0..0, failed);
+                if self.pending.len() > MAX_BACKLOG {
+                    let excess = self.pending.len() - MAX_BACKLOG;
+                    self.pending.drain(..excess);
+                    ::metrics::counter!("liveshop_chat_dropped_total").increment(excess as u64);
                 }
-                Err(err) => {
-                    tracing::error!(error = %err, source = ?std::error::Error::source(&err), "chat batch write failed; will retry");
-                    if self.pending.len() > MAX_BACKLOG {
-                        let excess = self.pending.len() - MAX_BACKLOG;
-                        self.pending.drain(..excess);
-                        ::metrics::counter!("liveshop_chat_dropped_total").increment(excess as u64);
-                    }
-                    return;
-                }
+                return;
             }
+        }
+    }
+}
+
+/// Writes `rows` with [`write_isolating`]: rows storage refuses are logged, counted
+/// (`liveshop_storage_rows_refused_total{kind}`) and dropped; when the database fails, the rows
+/// not stored come back with the error.
+async fn write_setting_aside<T, F, Fut>(
+    kind: &'static str,
+    rows: Vec<T>,
+    write: F,
+) -> Result<(), (Vec<T>, StorageError)>
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(Arc<Vec<T>>, Range<usize>) -> Fut,
+    Fut: Future<Output = StorageResult<()>>,
+{
+    let rows = Arc::new(rows);
+    let outcome = write_isolating(rows.len(), |range| write(rows.clone(), range)).await;
+    for (_, why) in outcome.refused() {
+        tracing::warn!(kind, reason = why, "storage refused a row; it is set aside");
+        ::metrics::counter!(metrics::ROWS_REFUSED, "kind" => kind).increment(1);
+    }
+    match outcome.failure {
+        None => Ok(()),
+        Some(err) => {
+            let failed = rows
+                .iter()
+                .zip(&outcome.rows)
+                .filter(|(_, o)| **o == RowOutcome::Failed)
+                .map(|(row, _)| row.clone())
+                .collect();
+            Err((failed, err))
         }
     }
 }
@@ -135,7 +189,24 @@ impl Actor for Persister {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Refused rows no longer block a batch, so only a failing database can hold chat back
+        // now: give it a few short chances before the process ends, then say what is lost.
         state.write().await;
+        for _ in 0..SHUTDOWN_RETRIES {
+            if state.pending.is_empty() {
+                break;
+            }
+            tokio::time::sleep(FLUSH_EVERY).await;
+            state.write_chat().await;
+        }
+        if !state.pending.is_empty() {
+            tracing::error!(
+                messages = state.pending.len(),
+                "chat not written at shutdown: storage kept failing"
+            );
+            ::metrics::counter!("liveshop_chat_dropped_total")
+                .increment(state.pending.len() as u64);
+        }
         Ok(())
     }
 }

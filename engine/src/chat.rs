@@ -1,6 +1,7 @@
 //! Chat and reaction rules.
 
 use crate::rejection::Rejection;
+use crate::text;
 
 /// Longest chat message, in characters after trimming.
 pub const MAX_CHAT_CHARS: usize = 500;
@@ -8,22 +9,18 @@ pub const MAX_CHAT_CHARS: usize = 500;
 /// Reactions a viewer may send. A fixed set keeps tallies small and labels bounded.
 pub const EMOJIS: &[&str] = &["heart", "fire", "clap", "laugh", "wow", "cart"];
 
-/// Trims a chat text and checks its length: 1..=500 characters.
+/// Trims a chat text and checks it: 1..=500 characters under the rules of [`crate::text`], where
+/// a chat alone may hold line breaks (`\n`).
 pub fn validate_chat_text(text: &str) -> Result<String, Rejection> {
     let trimmed = text.trim();
-    let chars = trimmed.chars().count();
-    if chars == 0 {
-        return Err(Rejection::field("text", "must not be empty"));
-    }
-    if chars > MAX_CHAT_CHARS {
-        return Err(Rejection::field("text", "must be at most 500 characters"));
-    }
-    if trimmed.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Rejection::field(
-            "text",
-            "must not contain control characters",
-        ));
-    }
+    text::check(
+        "text",
+        trimmed,
+        text::Rules {
+            max_chars: MAX_CHAT_CHARS,
+            newlines: true,
+        },
+    )?;
     Ok(trimmed.to_owned())
 }
 
@@ -59,6 +56,14 @@ mod tests {
     fn chat_counts_characters_not_bytes() {
         assert!(validate_chat_text(&"é".repeat(500)).is_ok());
         assert!(validate_chat_text(&"é".repeat(501)).is_err());
+    }
+
+    #[test]
+    fn chat_may_break_lines_but_not_hide_or_reverse_text() {
+        assert_eq!(validate_chat_text("a\nb").unwrap(), "a\nb");
+        assert!(validate_chat_text("a\0b").is_err());
+        assert!(validate_chat_text("\u{200B}\u{200B}").is_err());
+        assert!(validate_chat_text("price \u{202E}0001").is_err());
     }
 
     #[test]

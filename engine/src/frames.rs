@@ -186,6 +186,7 @@ impl ClientFrame {
                     }
                 };
                 let key = string_field(&obj, "key", &r#ref)?;
+                crate::text::idempotency_key("key", &key).map_err(|e| bad_field(&r#ref, e))?;
                 ClientOp::Claim {
                     drop,
                     quantity,

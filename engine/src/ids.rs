@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::rejection::Rejection;
 
 /// Longest id or user name the engine accepts, in characters (contract: `sub` is 1..=128 chars).
-pub const MAX_ID_CHARS: usize = 128;
+pub use crate::text::MAX_ID_CHARS;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $field:literal) => {
@@ -25,7 +25,8 @@ macro_rules! id_type {
             /// Prefix of ids the engine generates for this kind, for readable logs.
             pub const PREFIX: &'static str = $prefix;
 
-            /// Parses untrusted text into an id: 1..=128 characters, no control characters.
+            /// Parses untrusted text into an id: 1..=128 characters under the rules of
+            /// [`crate::text`] (no control or bidi characters, not only invisible ones).
             pub fn parse(text: &str) -> Result<Self, Rejection> {
                 validate_id(text, $field).map(|()| Self(Arc::from(text)))
             }
@@ -100,20 +101,7 @@ id_type!(
 );
 
 fn validate_id(text: &str, field: &str) -> Result<(), Rejection> {
-    let chars = text.chars().count();
-    if chars == 0 {
-        return Err(Rejection::field(field, "must not be empty"));
-    }
-    if chars > MAX_ID_CHARS {
-        return Err(Rejection::field(field, "must be at most 128 characters"));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(Rejection::field(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
+    crate::text::opaque(field, text, MAX_ID_CHARS)
 }
 
 /// A tenant's URL-safe short name: `[a-z0-9-]{2,40}`, unique across the platform.
@@ -164,6 +152,9 @@ mod tests {
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse(&"a".repeat(129)).is_err());
         assert!(StreamId::parse("a\nb").is_err());
+        assert!(StreamId::parse("a\0b").is_err());
+        assert!(UserId::parse("\u{202E}evil").is_err());
+        assert!(UserId::parse("\u{200B}").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod records;
 pub mod rejection;
 pub mod storage;
 pub mod stream;
+pub mod text;
 pub mod timestamp;
 pub mod wire;
 

@@ -12,6 +12,12 @@ use time::format_description::well_known::Rfc3339;
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// Earliest instant the wire format can carry: `0000-01-01T00:00:00.000Z`.
+    pub const EARLIEST: Self = Self(-62_167_219_200_000);
+    /// Latest instant the wire format can carry: `9999-12-31T23:59:59.999Z`. RFC 3339 has four
+    /// digit years, so anything later could be stored but never written back out.
+    pub const LATEST: Self = Self(253_402_300_799_999);
+
     /// Builds a timestamp from milliseconds since the epoch.
     pub const fn from_millis(ms: i64) -> Self {
         Self(ms)
@@ -45,11 +51,14 @@ impl Timestamp {
         }
     }
 
-    /// Parses RFC 3339 text (any offset) into a UTC timestamp.
+    /// Parses RFC 3339 text (any offset) into a UTC timestamp, refusing instants outside years
+    /// 0000 to 9999 in UTC (an offset can move `9999-12-31T23:30:00-01:00` past them), which could
+    /// not be formatted back.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
         let dt = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-        let ms = dt.unix_timestamp_nanos() / 1_000_000;
-        i64::try_from(ms).ok().map(Self)
+        let ms = dt.unix_timestamp_nanos().div_euclid(1_000_000);
+        let t = i64::try_from(ms).ok().map(Self)?;
+        (Self::EARLIEST..=Self::LATEST).contains(&t).then_some(t)
     }
 }
 
@@ -91,6 +100,26 @@ mod tests {
             Timestamp::parse_rfc3339("2026-11-27T10:00:00+01:00"),
             Some(Timestamp(1_795_770_000_000))
         );
+    }
+
+    #[test]
+    fn the_wire_range_is_years_0000_to_9999_utc() {
+        assert_eq!(Timestamp::EARLIEST.to_rfc3339(), "0000-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp::LATEST.to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp::parse_rfc3339("9999-12-31T23:59:59.999Z"),
+            Some(Timestamp::LATEST)
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("0000-01-01T00:00:00Z"),
+            Some(Timestamp::EARLIEST)
+        );
+    }
+
+    #[test]
+    fn refuses_instants_that_an_offset_moves_out_of_the_four_digit_years() {
+        assert_eq!(Timestamp::parse_rfc3339("9999-12-31T23:30:00-01:00"), None);
+        assert_eq!(Timestamp::parse_rfc3339("0000-01-01T00:30:00+01:00"), None);
     }
 
     #[test]

@@ -33,10 +33,12 @@ fn client_op() -> impl Strategy<Value = ClientOp> {
             stream: StreamId::from_trusted(s),
             emoji
         }),
-        (id_text(), any::<i64>(), ".{0,64}").prop_map(|(d, quantity, key)| ClientOp::Claim {
-            drop: DropId::from_trusted(d),
-            quantity,
-            key
+        (id_text(), any::<i64>(), "[a-zA-Z0-9_\\-]{1,64}").prop_map(|(d, quantity, key)| {
+            ClientOp::Claim {
+                drop: DropId::from_trusted(d),
+                quantity,
+                key,
+            }
         }),
         Just(ClientOp::Ping),
     ]

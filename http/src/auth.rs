@@ -9,7 +9,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use liveshop_engine::auth::{Identity, Role};
-use liveshop_engine::ids::MAX_ID_CHARS;
 use liveshop_engine::{ErrorCode, Rejection, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -102,8 +101,8 @@ impl Keys {
             (_, None) => return Err(unauthorized("tid claim is required for tenant roles")),
         };
         let name = match claims.name {
-            Some(n) if !n.trim().is_empty() && n.chars().count() <= MAX_ID_CHARS => n,
-            Some(_) => return Err(unauthorized("name claim is invalid")),
+            Some(n) => liveshop_engine::text::user_name(&n)
+                .map_err(|e| unauthorized(&format!("name claim is invalid ({})", e.message)))?,
             None => claims.sub,
         };
         Ok(Verified {

@@ -41,6 +41,13 @@ impl From<StorageError> for ApiError {
                 Self::new(ErrorCode::Conflict, format!("{what} already exists"))
             }
             StorageError::Constraint(msg) => Self::new(ErrorCode::Conflict, msg),
+            StorageError::Invalid(why) => {
+                tracing::warn!(reason = %why, "storage refused a value of the request");
+                Self::new(
+                    ErrorCode::BadRequest,
+                    "a value of the request cannot be stored",
+                )
+            }
             StorageError::Unavailable(source) => {
                 tracing::error!(error = %source, "storage unavailable");
                 Self::new(ErrorCode::Unavailable, "storage unavailable; retry")

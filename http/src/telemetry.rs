@@ -91,6 +91,9 @@ pub fn describe_metrics() {
     ] {
         metrics::counter!(m::CLAIMS, "result" => result).increment(0);
     }
+    for k in m::ROWS_REFUSED_KINDS {
+        metrics::counter!(m::ROWS_REFUSED, "kind" => k).increment(0);
+    }
     metrics::counter!(m::SLOW_CONSUMERS).increment(0);
     metrics::counter!(m::BROADCAST_LAG).increment(0);
     metrics::counter!("liveshop_chat_dropped_total").increment(0);

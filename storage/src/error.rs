@@ -43,12 +43,30 @@ pub(crate) fn unavailable(err: sqlx::Error) -> StorageError {
     StorageError::Unavailable(Box::new(err))
 }
 
-/// Constraint refusals become `Constraint` (with a readable text); everything else `Unavailable`.
+/// Constraint refusals become `Constraint` (with a readable text), values the database cannot hold
+/// `Invalid`; everything else (connection, timeout, deadlock, server failure) `Unavailable`. The
+/// first two blame the row, so a batch that fails with them is split to set the row aside
+/// (`liveshop_engine::storage::write_isolating`); the last blames the database.
 pub(crate) fn classify(err: sqlx::Error) -> StorageError {
     match err.as_database_error() {
         Some(db) if is_constraint(db) => StorageError::Constraint(describe(db)),
+        Some(db) if is_data_exception(db) => StorageError::Invalid(db.message().to_owned()),
         _ => unavailable(err),
     }
+}
+
+/// A value the database cannot hold: Postgres' SQLSTATE class 22 "data exception" (a NUL byte in
+/// text is 22021, an unsupported `\u0000` escape in JSON 22P05, a number out of range 22003);
+/// SQLite's `SQLITE_TOOBIG` (18) and `SQLITE_MISMATCH` (20), in the low byte of its extended code.
+fn is_data_exception(db: &dyn DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if code.len() == 5 && code.starts_with("22") {
+        return true;
+    }
+    code.parse::<i64>()
+        .is_ok_and(|extended| matches!(extended & 0xff, 18 | 20))
 }
 
 /// Like [`classify`], but a unique violation whose constraint mentions `needle` becomes

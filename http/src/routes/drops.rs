@@ -8,7 +8,7 @@ use liveshop_actors::stream::StreamMsg;
 use liveshop_engine::auth::Identity;
 use liveshop_engine::drops::{CloseReason, DropTerms};
 use liveshop_engine::records::{Claim, Drop, DropStatus};
-use liveshop_engine::{DropId, ProductId, StreamId};
+use liveshop_engine::{DropId, ProductId, StreamId, text};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -172,6 +172,7 @@ pub async fn claim(
 ) -> ApiResult<(StatusCode, Json<Claim>)> {
     let tenant = caller.member_tenant()?.clone();
     let id = DropId::parse(&id).map_err(|_| ApiError::not_found("drop"))?;
+    text::idempotency_key("idempotency_key", &body.idempotency_key)?;
     let outcome = state
         .engine
         .claim(

@@ -9,26 +9,10 @@ pub mod tenants;
 
 use liveshop_engine::Rejection;
 
-/// Checks a required text field: trimmed, 1..=`max` characters.
+/// Checks a required display text field (trimmed, 1..=`max` characters) with the engine's one set
+/// of text rules ([`liveshop_engine::text`]).
 pub fn text_field(field: &str, value: &str, max: usize) -> Result<String, Rejection> {
-    let trimmed = value.trim();
-    let n = trimmed.chars().count();
-    if n == 0 {
-        return Err(Rejection::field(field, "must not be empty"));
-    }
-    if n > max {
-        return Err(Rejection::field(
-            field,
-            &format!("must be at most {max} characters"),
-        ));
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err(Rejection::field(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(trimmed.to_owned())
+    liveshop_engine::text::display(field, value, max)
 }
 
 /// A fresh unique id suffix.

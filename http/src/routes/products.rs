@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use liveshop_engine::ProductId;
 use liveshop_engine::records::Product;
+use liveshop_engine::text;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -30,25 +31,11 @@ fn validate(body: NewProduct, tenant: liveshop_engine::TenantId) -> Result<Produ
     if body.price_cents < 0 {
         return Err(ApiError::field("price_cents", "must not be negative"));
     }
-    let currency = body.currency.trim().to_owned();
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ApiError::field(
-            "currency",
-            "must be an ISO 4217 code of 3 upper-case letters",
-        ));
-    }
-    let image_url = match body.image_url {
-        Some(url) if url.len() > 2048 => {
-            return Err(ApiError::field(
-                "image_url",
-                "must be at most 2048 characters",
-            ));
-        }
-        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
-            return Err(ApiError::field("image_url", "must be an http(s) URL"));
-        }
-        other => other,
-    };
+    let currency = text::currency("currency", &body.currency)?;
+    let image_url = body
+        .image_url
+        .map(|url| text::https_url("image_url", &url))
+        .transpose()?;
     Ok(Product {
         id: ProductId::generate(&fresh()),
         tenant,

@@ -34,10 +34,12 @@ pub async fn create(
     let tenant = caller.require_seller()?.clone();
     let scheduled_at = match body.scheduled_at.as_deref() {
         None => None,
-        Some(text) => Some(
-            Timestamp::parse_rfc3339(text)
-                .ok_or_else(|| ApiError::field("scheduled_at", "must be an RFC 3339 timestamp"))?,
-        ),
+        Some(text) => Some(Timestamp::parse_rfc3339(text).ok_or_else(|| {
+            ApiError::field(
+                "scheduled_at",
+                "must be an RFC 3339 timestamp within the years 0000 to 9999 UTC",
+            )
+        })?),
     };
     let stream = Stream {
         id: StreamId::generate(&fresh()),
