@@ -91,7 +91,7 @@ pub async fn upgrade(
 }
 
 /// Checks the RFC 6455 handshake headers and returns the client's key.
-fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<String, &'static str> {
+pub fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<String, &'static str> {
     let has = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
