@@ -783,3 +783,40 @@ async fn a_join_with_a_resume_point_that_cannot_be_current_gets_a_snapshot(backe
     }
     app.stop().await;
 }
+
+/// A message one of whose fragments was over the frame allowance is dropped whole, even when its
+/// last fragment arrives once the allowance has refilled: answered `rate_limited` once, never
+/// handled as a shortened message.
+#[tokio::test]
+async fn a_message_with_a_refused_fragment_is_dropped_whole() {
+    let app = TestApp::spawn(Backend::Sqlite, |c| {
+        c.frame_burst = 3;
+        c.frames_per_sec = 10.0;
+    })
+    .await;
+    let shop = app.shop("refused-fragment").await;
+    let mut raw = Raw::open(&app, &shop.viewer).await.expect("upgrade");
+    let text = ping_op("cut");
+    let mut first = frame(false, TEXT, &text[..4]);
+    for _ in 0..3 {
+        first.extend(frame(false, CONT, b""));
+    }
+    raw.socket.write_all(&first).await.unwrap();
+    assert_eq!(raw.reply().await, Ok(Reply::Error("rate_limited")));
+    // Long enough to refill more than the two frames that follow.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    raw.socket
+        .write_all(&frame(true, CONT, &text[4..]))
+        .await
+        .unwrap();
+    raw.socket
+        .write_all(&whole(TEXT, &ping_op("next")))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.reply().await,
+        Ok(Reply::AppPong("next".into())),
+        "the cut message got no answer of its own"
+    );
+    app.stop().await;
+}
