@@ -103,20 +103,14 @@ fn string_field(
     }
 }
 
-fn u64_field(
-    obj: &serde_json::Map<String, Value>,
-    name: &str,
-    r#ref: &Option<String>,
-) -> Result<Option<u64>, DecodeError> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            bad_field(
-                r#ref,
-                Rejection::field(name, "must be a non-negative integer"),
-            )
-        }),
-    }
+/// Where a `join` asks to resume: its `epoch` and `since` when both are integers this server
+/// could have issued. Anything else (a string, an object, a float, a negative or too large
+/// number, one of the two without the other) cannot name a point in a current epoch, so the
+/// join gets a fresh snapshot, never an error (contract section 4, clarification).
+fn resume_point(obj: &serde_json::Map<String, Value>) -> Option<(u64, u64)> {
+    let epoch = obj.get("epoch")?.as_u64()?;
+    let since = obj.get("since")?.as_u64()?;
+    Some((epoch, since))
 }
 
 impl ClientFrame {
@@ -142,24 +136,10 @@ impl ClientFrame {
             StreamId::parse(&string_field(&obj, "stream", r)?).map_err(|e| bad_field(r, e))
         };
         let op = match op {
-            "join" => {
-                let epoch = u64_field(&obj, "epoch", &r#ref)?;
-                let since = u64_field(&obj, "since", &r#ref)?;
-                let resume = match (epoch, since) {
-                    (Some(e), Some(s)) => Some((e, s)),
-                    (None, None) => None,
-                    _ => {
-                        return Err(bad_field(
-                            &r#ref,
-                            Rejection::field("since", "epoch and since go together"),
-                        ));
-                    }
-                };
-                ClientOp::Join {
-                    stream: stream(&r#ref)?,
-                    resume,
-                }
-            }
+            "join" => ClientOp::Join {
+                stream: stream(&r#ref)?,
+                resume: resume_point(&obj),
+            },
             "leave" => ClientOp::Leave {
                 stream: stream(&r#ref)?,
             },
@@ -532,9 +512,50 @@ mod tests {
     }
 
     #[test]
-    fn epoch_without_since_is_refused() {
-        let e = decode_err(r#"{"op":"join","stream":"s","epoch":1}"#);
-        assert_eq!(e.rejection.code, ErrorCode::BadRequest);
+    fn a_resume_point_that_cannot_be_current_asks_for_a_snapshot() {
+        let odd = [
+            r#""epoch":"3","since":41"#,
+            r#""epoch":{"n":3},"since":41"#,
+            r#""epoch":[3],"since":41"#,
+            r#""epoch":true,"since":41"#,
+            r#""epoch":3.5,"since":41"#,
+            r#""epoch":-3,"since":41"#,
+            r#""epoch":1e30,"since":41"#,
+            r#""epoch":18446744073709551616,"since":41"#,
+            r#""epoch":3,"since":"41""#,
+            r#""epoch":3,"since":-1"#,
+            r#""epoch":3,"since":1e300"#,
+            r#""epoch":3,"since":null"#,
+            r#""epoch":null,"since":41"#,
+            r#""epoch":3"#,
+            r#""since":41"#,
+        ];
+        for fields in odd {
+            let text = format!(r#"{{"op":"join","stream":"s1","ref":"r",{fields}}}"#);
+            let frame = ClientFrame::decode(&text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            assert_eq!(frame.r#ref.as_deref(), Some("r"));
+            assert_eq!(
+                frame.op,
+                ClientOp::Join {
+                    stream: StreamId::from_trusted("s1"),
+                    resume: None
+                },
+                "{text}"
+            );
+        }
+        // The largest numbers a server could have issued still name a resume point.
+        let max = ClientFrame::decode(&format!(
+            r#"{{"op":"join","stream":"s1","epoch":{m},"since":{m}}}"#,
+            m = u64::MAX
+        ))
+        .unwrap();
+        assert!(matches!(
+            max.op,
+            ClientOp::Join {
+                resume: Some((u64::MAX, u64::MAX)),
+                ..
+            }
+        ));
     }
 
     #[test]

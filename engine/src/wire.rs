@@ -27,8 +27,12 @@ pub enum Inbound {
     Ping(Vec<u8>),
     /// A pong (an answer to the server's ping).
     Pong,
-    /// The client's close frame, with its code if it sent one.
+    /// The client's close frame, with its code if it sent one (a code the client may send, and a
+    /// reason that is UTF-8: anything else is a [`WireError`]).
     Close(Option<u16>),
+    /// A data frame that does not end its message (the first or a middle fragment). It carries
+    /// nothing, but it is a frame the client sent, so it costs the sender like any other.
+    Fragment,
 }
 
 /// Why the client's bytes cannot be read further; the connection closes with [`WireError::code`].
@@ -40,8 +44,8 @@ pub enum WireError {
     /// A message over the size limit.
     #[error("message larger than {0} bytes")]
     TooLarge(usize),
-    /// A text message that is not UTF-8.
-    #[error("text message is not valid UTF-8")]
+    /// A text message, or a close reason, that is not UTF-8.
+    #[error("text is not valid UTF-8")]
     InvalidUtf8,
 }
 
@@ -111,7 +115,7 @@ impl FrameReader {
         let mut at = 0;
         while let Some(header) = Header::parse(&bytes[at..])? {
             self.check(&header)?;
-            let end = at + header.len + header.payload;
+            let end = at.saturating_add(header.len).saturating_add(header.payload);
             if bytes.len() < end {
                 break;
             }
@@ -164,26 +168,50 @@ impl FrameReader {
         match h.opcode {
             opcode::PING => on(Inbound::Ping(payload)),
             opcode::PONG => on(Inbound::Pong),
-            opcode::CLOSE => {
-                let code =
-                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                on(Inbound::Close(code));
-            }
+            opcode::CLOSE => on(Inbound::Close(close_code(&payload)?)),
             opcode::CONTINUATION => {
                 if let Some((_, message)) = &mut self.message {
                     message.extend_from_slice(&payload);
                 }
-                if h.fin
-                    && let Some((op, message)) = self.message.take()
-                {
+                if !h.fin {
+                    on(Inbound::Fragment);
+                } else if let Some((op, message)) = self.message.take() {
                     on(complete(op, message)?);
                 }
             }
             op if h.fin => on(complete(op, payload)?),
-            op => self.message = Some((op, payload)),
+            op => {
+                self.message = Some((op, payload));
+                on(Inbound::Fragment);
+            }
         }
         Ok(())
     }
+}
+
+/// The code of a client's close frame (RFC 6455 sections 5.5.1 and 7.4): none, or two bytes of a
+/// code an endpoint may send followed by a UTF-8 reason.
+fn close_code(payload: &[u8]) -> Result<Option<u16>, WireError> {
+    let (code, reason) = match payload {
+        [] => return Ok(None),
+        [_] => return Err(WireError::Protocol("close payload of one byte")),
+        [a, b, reason @ ..] => (u16::from_be_bytes([*a, *b]), reason),
+    };
+    if !may_be_sent(code) {
+        return Err(WireError::Protocol("close code that may not be sent"));
+    }
+    if std::str::from_utf8(reason).is_err() {
+        return Err(WireError::InvalidUtf8);
+    }
+    Ok(Some(code))
+}
+
+/// Whether an endpoint may put `code` in a close frame: the codes RFC 6455 defines for use
+/// (1000-1003, 1007-1011), those IANA registered since (1012-1014), and the ranges for
+/// libraries and applications (3000-4999). 1004 is reserved; 1005, 1006 and 1015 only report
+/// what happened locally and must never be sent.
+pub const fn may_be_sent(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// A finished data message.
@@ -231,16 +259,31 @@ impl Header {
         if b[1] & 0x80 == 0 {
             return Err(WireError::Protocol("client frames must be masked"));
         }
+        // Section 5.2: the length takes the fewest bytes that hold it, and a 64-bit length has
+        // its most significant bit clear.
         let (payload, at) = match b[1] & 0x7f {
             126 => match b.get(2..4) {
-                Some(n) => (u64::from(u16::from_be_bytes([n[0], n[1]])), 4),
+                Some(n) => {
+                    let len = u64::from(u16::from_be_bytes([n[0], n[1]]));
+                    if len < 126 {
+                        return Err(WireError::Protocol("16-bit length under 126"));
+                    }
+                    (len, 4)
+                }
                 None => return Ok(None),
             },
             127 => match b.get(2..10) {
                 Some(n) => {
                     let mut len = [0u8; 8];
                     len.copy_from_slice(n);
-                    (u64::from_be_bytes(len), 10)
+                    let len = u64::from_be_bytes(len);
+                    if len >> 63 != 0 {
+                        return Err(WireError::Protocol("64-bit length with its top bit set"));
+                    }
+                    if len <= u64::from(u16::MAX) {
+                        return Err(WireError::Protocol("64-bit length under 65536"));
+                    }
+                    (len, 10)
                 }
                 None => return Ok(None),
             },
@@ -342,7 +385,99 @@ mod tests {
         let mut r = FrameReader::new(1024);
         assert_eq!(
             read_all(&mut r, &bytes).unwrap(),
-            vec![Inbound::Ping(b"hb".to_vec()), Inbound::Text("Hello".into())]
+            vec![
+                Inbound::Fragment,
+                Inbound::Ping(b"hb".to_vec()),
+                Inbound::Text("Hello".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn every_data_frame_is_reported_even_empty_continuations() {
+        let mut bytes = client_frame(false, 2, b"", KEY);
+        for _ in 0..5 {
+            bytes.extend(client_frame(false, 0, b"", KEY));
+        }
+        bytes.extend(client_frame(true, 0, b"", KEY));
+        let mut r = FrameReader::new(64);
+        let got = read_all(&mut r, &bytes).unwrap();
+        assert_eq!(got.len(), 7, "{got:?}");
+        assert!(got[..6].iter().all(|m| *m == Inbound::Fragment));
+        assert_eq!(got[6], Inbound::Binary(0));
+    }
+
+    #[test]
+    fn close_frames_must_carry_a_code_that_may_be_sent_and_a_utf8_reason() {
+        let close = |payload: &[u8]| {
+            let mut r = FrameReader::new(64);
+            read_all(&mut r, &client_frame(true, 8, payload, KEY))
+        };
+        for code in [
+            1000u16, 1001, 1002, 1003, 1007, 1011, 1012, 1014, 3000, 3999, 4000, 4999,
+        ] {
+            let got = close(&code.to_be_bytes()).unwrap();
+            assert_eq!(got, vec![Inbound::Close(Some(code))], "{code}");
+        }
+        for code in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            assert_eq!(
+                close(&code.to_be_bytes()),
+                Err(WireError::Protocol("close code that may not be sent")),
+                "{code}"
+            );
+        }
+        assert_eq!(close(&[0x03]).unwrap_err().code(), 1002, "one byte");
+        let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+        bad_reason.extend_from_slice(&[
+            0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80,
+        ]);
+        assert_eq!(close(&bad_reason).unwrap_err().code(), 1007);
+        let mut good_reason = 1000u16.to_be_bytes().to_vec();
+        good_reason.extend_from_slice("κόσμε".as_bytes());
+        assert_eq!(
+            close(&good_reason).unwrap(),
+            vec![Inbound::Close(Some(1000))]
+        );
+    }
+
+    #[test]
+    fn lengths_must_be_minimal_and_64_bit_ones_below_2_pow_63() {
+        let header = |len_bytes: &[u8]| {
+            let mut f = vec![0x81];
+            f.extend_from_slice(len_bytes);
+            f.extend_from_slice(&KEY);
+            let mut r = FrameReader::new(usize::MAX);
+            read_all(&mut r, &f)
+        };
+        // 5 bytes announced in the 16-bit and the 64-bit forms.
+        assert_eq!(header(&[0x80 | 126, 0, 5]).unwrap_err().code(), 1002);
+        assert_eq!(
+            header(&[0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 5])
+                .unwrap_err()
+                .code(),
+            1002
+        );
+        // 65,535 fits 16 bits, so it may not take 64.
+        assert_eq!(
+            header(&[0x80 | 127, 0, 0, 0, 0, 0, 0, 0xff, 0xff])
+                .unwrap_err()
+                .code(),
+            1002
+        );
+        // The top bit of a 64-bit length is reserved, even for a reader without a size limit.
+        assert_eq!(
+            header(&[0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0])
+                .unwrap_err()
+                .code(),
+            1002
+        );
+        // Minimal forms wait for their payload.
+        assert_eq!(header(&[0x80 | 126, 0, 126]).unwrap(), vec![]);
+        assert_eq!(
+            header(&[0x80 | 127, 0, 0, 0, 0, 0, 1, 0, 0]).unwrap(),
+            vec![]
         );
     }
 

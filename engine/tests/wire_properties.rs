@@ -1,5 +1,6 @@
 //! Property: whatever the fragmentation of messages into frames and of frames into reads, the
-//! reader yields exactly the messages and control frames that were sent, in order.
+//! reader yields exactly the messages and control frames that were sent, in order, and one item
+//! per frame (a fragment that does not end its message is reported as such, so it can be counted).
 
 use liveshop_engine::wire::{FrameReader, Inbound, client_frame};
 use proptest::prelude::*;
@@ -49,6 +50,7 @@ fn encode(items: &[Sent], key: [u8; 4]) -> (Vec<u8>, Vec<Inbound>) {
                     if last {
                         break;
                     }
+                    expected.push(Inbound::Fragment);
                 }
                 expected.push(Inbound::Text(text.clone()));
             }

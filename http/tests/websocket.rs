@@ -384,10 +384,13 @@ async fn a_missing_field_is_a_bad_request_naming_it(backend: Backend) {
         error["message"].as_str().unwrap().contains("stream"),
         "{error}"
     );
+    // An epoch without since names no resume point: a snapshot, not an error (contract
+    // section 4, clarification).
     client
         .send_json(&json!({ "op": "join", "stream": stream, "epoch": 1, "ref": "r3" }))
         .await;
-    client.expect_error("bad_request", Some("r3")).await;
+    let joined = client.expect_type("joined").await;
+    assert_eq!(joined["resumed"], false, "{joined}");
     client.ping("alive").await;
 }
 

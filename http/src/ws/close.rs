@@ -13,9 +13,10 @@ pub enum CloseReason {
     TokenExpired,
     /// A frame over 16 KiB (1009).
     TooLarge,
-    /// Bytes that are not RFC 6455 frames: unmasked, bad opcode or fragmentation (1002).
+    /// Bytes that are not RFC 6455 frames: unmasked, reserved bits, bad opcode, fragmentation or
+    /// length, or a close frame of one byte or with a code that may not be sent (1002).
     ProtocolError,
-    /// A text frame that is not UTF-8 (1007).
+    /// A text message or a close reason that is not UTF-8 (1007).
     InvalidPayload,
     /// The session failed (1011).
     Internal,

@@ -39,7 +39,7 @@ pub struct Conn {
     /// Woken when the connection closes, so its task stops.
     closed: AtomicWaker,
     session: OnceLock<Arc<SessionInbox>>,
-    /// When the client last sent anything (ms since the epoch), for the idle timeout.
+    /// When the client last completed a frame (ms since the epoch), for the idle timeout.
     last_seen_ms: AtomicI64,
     /// When the connection's token expires (ms since the epoch).
     expires_at_ms: i64,
@@ -74,12 +74,12 @@ impl Conn {
         })
     }
 
-    /// Notes a sign of life from the client.
+    /// Notes a sign of life from the client: a whole frame (a partial one is not).
     pub fn touch(&self, now_ms: i64) {
         self.last_seen_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// When the client last sent anything.
+    /// When the client last completed a frame.
     pub fn last_seen_ms(&self) -> i64 {
         self.last_seen_ms.load(Ordering::Relaxed)
     }

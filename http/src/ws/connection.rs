@@ -145,6 +145,7 @@ fn open(
         received,
         bucket: TokenBucket::full(limits.frame_burst, liveshop_actors::clock::now().millis()),
         limits,
+        dropping: false,
     }
 }
 
@@ -163,6 +164,9 @@ struct Serving {
     received: Received,
     bucket: TokenBucket,
     limits: Limits,
+    /// A fragment of the message being received was over the frame allowance: the rest of the
+    /// message is dropped too.
+    dropping: bool,
 }
 
 impl Serving {
@@ -173,33 +177,53 @@ impl Serving {
         }
     }
 
-    /// Deals with one thing the client sent; `Some` ends the connection.
+    /// Deals with one frame the client sent; `Some` ends the connection.
+    ///
+    /// Every frame but a close costs one token of the connection's frame allowance, whatever it
+    /// carries: a binary frame, a ping or an empty continuation is as much work to read as a text
+    /// frame, so none of them may be sent without limit. A frame over the allowance is answered
+    /// `rate_limited` and dropped unread (a ping gets no pong; a refused fragment drops the whole
+    /// message it belongs to). Pongs are dropped silently either way: they answer the server.
     fn take(&mut self, message: Inbound) -> Option<CloseReason> {
-        let refusal = match message {
-            Inbound::Text(text) => {
-                let now = liveshop_actors::clock::now().millis();
-                let (burst, rate) = (self.limits.frame_burst, self.limits.frames_per_sec);
-                match self.bucket.try_take(now, burst, rate) {
-                    Err(wait) => ServerFrame::error(None, &Rejection::rate_limited(wait)),
-                    Ok(()) => match ClientFrame::decode(&text) {
-                        Ok(frame) => {
-                            self.start(SessionMsg::Frame(frame));
-                            return None;
-                        }
-                        Err(e) => ServerFrame::error(e.r#ref, &e.rejection),
-                    },
-                }
+        if let Inbound::Close(_) = message {
+            return Some(CloseReason::ClientClosed);
+        }
+        let now = liveshop_actors::clock::now().millis();
+        let (burst, rate) = (self.limits.frame_burst, self.limits.frames_per_sec);
+        let allowed = self.bucket.try_take(now, burst, rate);
+        let refusal = match (message, allowed) {
+            (Inbound::Pong, _) => return None,
+            (Inbound::Fragment, Err(wait)) => {
+                self.dropping = true;
+                ServerFrame::error(None, &Rejection::rate_limited(wait))
             }
-            Inbound::Binary(_) => ServerFrame::error(
+            (Inbound::Text(_) | Inbound::Binary(_), Ok(())) if self.dropping => {
+                // The end of a message one of whose fragments was refused (and answered).
+                self.dropping = false;
+                return None;
+            }
+            (Inbound::Text(_) | Inbound::Binary(_), Err(wait)) => {
+                self.dropping = false;
+                ServerFrame::error(None, &Rejection::rate_limited(wait))
+            }
+            (_, Err(wait)) => ServerFrame::error(None, &Rejection::rate_limited(wait)),
+            (Inbound::Fragment, Ok(())) => return None,
+            (Inbound::Text(text), Ok(())) => match ClientFrame::decode(&text) {
+                Ok(frame) => {
+                    self.start(SessionMsg::Frame(frame));
+                    return None;
+                }
+                Err(e) => ServerFrame::error(e.r#ref, &e.rejection),
+            },
+            (Inbound::Binary(_), Ok(())) => ServerFrame::error(
                 None,
                 &Rejection::new(ErrorCode::BadFrame, "frames must be text"),
             ),
-            Inbound::Ping(payload) => {
+            (Inbound::Ping(payload), Ok(())) => {
                 self.conn.deliver(&ws_frame(0xA, &payload));
                 return None;
             }
-            Inbound::Pong => return None,
-            Inbound::Close(_) => return Some(CloseReason::ClientClosed),
+            (Inbound::Close(_), Ok(())) => return Some(CloseReason::ClientClosed),
         };
         self.conn.send_json(&refusal.encode());
         None
@@ -254,7 +278,20 @@ impl Future for Serving {
 }
 
 /// Reads what the socket has into the thread's scratch buffer and decodes the whole frames.
+///
+/// Only a whole frame is a sign of life for the idle timeout, not a byte: a client that trickles
+/// a frame that never completes (a byte at a time, or a header announcing more than it sends)
+/// is closed as idle like a silent one, instead of holding its connection forever.
 fn read_available(conn: &Conn, frames: &mut FrameReader, received: &mut Received) {
+    let before = received.messages.len();
+    read_frames(conn, frames, received);
+    if received.messages.len() > before {
+        conn.touch(liveshop_actors::clock::now().millis());
+    }
+}
+
+/// Reads up to [`READ_BUDGET`] bytes and queues the frames they complete.
+fn read_frames(conn: &Conn, frames: &mut FrameReader, received: &mut Received) {
     SCRATCH.with_borrow_mut(|buf| {
         let mut total = 0;
         while total < READ_BUDGET {
@@ -265,7 +302,6 @@ fn read_available(conn: &Conn, frames: &mut FrameReader, received: &mut Received
                 }
                 Ok(n) => {
                     total += n;
-                    conn.touch(liveshop_actors::clock::now().millis());
                     if let Err(e) = frames.feed(&buf[..n], &mut |m| received.messages.push_back(m))
                     {
                         received.end = Some(wire_close(e));

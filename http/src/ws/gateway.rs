@@ -124,7 +124,7 @@ fn refused(refusal: Refusal) -> Response {
 
 /// Why a request is not an RFC 6455 upgrade this server accepts.
 #[derive(Debug, PartialEq, Eq)]
-enum NotAnUpgrade {
+pub enum NotAnUpgrade {
     /// Answered 400 with the problem named.
     Malformed(&'static str),
     /// Another protocol version: answered 426 with `Sec-WebSocket-Version: 13` (RFC 6455 4.2.2).
@@ -154,8 +154,9 @@ impl IntoResponse for NotAnUpgrade {
     }
 }
 
-/// Checks the RFC 6455 handshake (section 4.2.1) and returns the client's key.
-fn handshake_key(
+/// Checks the RFC 6455 handshake (section 4.2.1) and returns the client's key. Public for the
+/// fuzz target that feeds it parsed requests.
+pub fn handshake_key(
     method: &Method,
     version: Version,
     headers: &HeaderMap,
