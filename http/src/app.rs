@@ -264,15 +264,13 @@ pub fn router(state: AppState) -> Router {
                 axum::Json(body),
             )
                 .into_response_boxed()
-        }))
-        .layer(header("x-content-type-options", "nosniff"))
-        .layer(header("x-frame-options", "DENY"))
-        .layer(header("referrer-policy", "no-referrer"));
+        }));
+    // The same list the answers written outside the router carry (`plain.rs`).
+    for (name, value) in crate::plain::SECURITY_HEADERS {
+        router = router.layer(header(name, value));
+    }
     if production {
-        router = router.layer(header(
-            "strict-transport-security",
-            "max-age=63072000; includeSubDomains",
-        ));
+        router = router.layer(header(crate::plain::HSTS.0, crate::plain::HSTS.1));
     }
     router.with_state(state)
 }

@@ -5,15 +5,15 @@
 
 use liveshop_engine::ErrorCode;
 
-/// The headers `app::router` sets on every answer (its `SetResponseHeaderLayer`s); a test
-/// compares them with a routed answer's (`http/tests/handshake.rs`).
+/// The security headers of every answer: `app::router` sets them on routed answers and
+/// [`error_answer`] writes them on the others.
 pub const SECURITY_HEADERS: [(&str, &str); 3] = [
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
     ("referrer-policy", "no-referrer"),
 ];
 
-/// The header `app::router` adds in production.
+/// The header every answer carries in production, routed or not.
 pub const HSTS: (&str, &str) = (
     "strict-transport-security",
     "max-age=63072000; includeSubDomains",
