@@ -25,14 +25,21 @@ use liveshop_engine::{DropId, ErrorCode, Rejection, TenantId, UserId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Mutex;
 
-use crate::clock;
-use crate::engine::Engine;
+use liveshop_engine::StreamId;
+use liveshop_engine::storage::StorageError;
+
+use crate::clock::TimeAndIds;
 use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
+use crate::notifier::Notifier;
+use crate::slot::Slot;
 use crate::stream::StreamMsg;
+use crate::supervise::{Registry, StartError};
+use crate::tree::ActorTree;
 
-/// How often stored holds are checked for expiry.
-pub const EXPIRY_EVERY: Duration = Duration::from_secs(1);
+/// How often stored holds are checked for expiry: a hold is expired at most this long (plus one
+/// timer period and the write) after its `expires_at`.
+pub const EXPIRY_EVERY: Duration = Duration::from_millis(500);
 /// Inventory events are sent at most this often per drop (10/s), each at least this long after
 /// the first change it reports (see [`LatestValuePacer`]); also the actor's timer period.
 pub const INVENTORY_EVERY: Duration = Duration::from_millis(100);
@@ -48,14 +55,34 @@ pub struct ClaimOutcome {
 
 type ClaimReply = RpcReplyPort<Result<ClaimOutcome, Rejection>>;
 
+/// What a drop actor is given at spawn: only what it uses.
+#[derive(Clone)]
+pub struct DropCaps {
+    /// The drop and its claims.
+    pub store: Arc<dyn Storage>,
+    /// Where private `claim_update` frames go to buyers.
+    pub notifier: Arc<dyn Notifier>,
+    /// The stable addresses of streams, where the drop finds its own stream's (which outlives
+    /// the stream actor's restarts).
+    pub streams: Arc<Registry<StreamId, StreamMsg>>,
+    /// Time and fresh ids.
+    pub time: TimeAndIds,
+    /// Most claims written in one transaction; 1 turns group commit off.
+    pub claim_batch_max: usize,
+    /// Where it lists itself for operators.
+    pub tree: Arc<ActorTree>,
+}
+
 /// Start-up arguments of a drop actor.
 pub struct DropArgs {
-    /// Shared context.
-    pub engine: Engine,
+    /// Its capabilities.
+    pub caps: DropCaps,
     /// Owning tenant.
     pub tenant: TenantId,
     /// The drop.
     pub drop: DropId,
+    /// The drop's commit lock; it outlives the actor's incarnations.
+    pub lock: Arc<Mutex<()>>,
     /// Its mailbox counter.
     pub depth: Depth,
 }
@@ -76,9 +103,9 @@ pub enum DropMsg {
     /// The write task finished a batch: what became of each claim, in the batch's order.
     Committed(Vec<RowOutcome>),
     /// The expiry task expired these holds in storage (already told to their buyers).
-    Expired(Result<Vec<Claim>, String>),
+    Expired(Result<Vec<Claim>, StorageError>),
     /// The status task stored this open ⇄ sold-out status (or failed to).
-    StatusStored(Result<DropStatus, String>),
+    StatusStored(Result<DropStatus, StorageError>),
     /// Close the drop (seller, duration, stream end).
     Close(CloseReason, Option<RpcReplyPort<Drop>>),
     /// Mark a reservation paid.
@@ -94,7 +121,9 @@ pub struct DropActor;
 
 /// Its state.
 pub struct DropState {
-    engine: Engine,
+    caps: DropCaps,
+    /// Its stream's stable address: events sent while the stream restarts wait for it.
+    stream: Arc<Slot<StreamMsg>>,
     book: DropBook,
     /// Claims being written now, with everyone waiting for them.
     in_flight: Vec<(Claim, Vec<ClaimReply>)>,
@@ -120,14 +149,12 @@ pub struct DropState {
 
 impl DropState {
     fn stream_cast(&self, msg: StreamMsg) {
-        if let Some(h) = self.engine.running_stream(&self.book.drop().stream) {
-            h.actor.cast(msg);
-        }
+        self.stream.cast(msg);
     }
 
     fn announce(&mut self, a: Announce) {
         if a.inventory {
-            self.inventory.changed(Instant::now());
+            self.inventory.changed(self.caps.time.clock.instant());
         }
         if a.sold_out {
             // Published when the batch holding the last reservation is durable.
@@ -148,10 +175,11 @@ impl DropState {
         key: String,
         reply: ClaimReply,
     ) {
-        let new_id = || ClaimId::generate(&clock::unique_suffix());
+        let ids = self.caps.time.ids.clone();
+        let new_id = || ClaimId::generate(&ids.unique_suffix());
         match self
             .book
-            .decide(&user, quantity, &key, clock::now(), new_id)
+            .decide(&user, quantity, &key, self.caps.time.clock.now(), new_id)
         {
             Err(rejection) => {
                 record_claim(result_label(rejection.code));
@@ -194,7 +222,7 @@ impl DropState {
         if !self.in_flight.is_empty() || self.next.is_empty() {
             return;
         }
-        let max = self.engine.config().claim_batch_max.max(1);
+        let max = self.caps.claim_batch_max.max(1);
         let take = self.next.len().min(max);
         self.in_flight = self.next.drain(..take).collect();
         let claims: Vec<NewClaim> = self
@@ -235,7 +263,7 @@ impl DropState {
         F: FnOnce(Arc<dyn Storage>, DropId) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = DropMsg> + Send + 'static,
     {
-        let store = self.engine.store().clone();
+        let store = self.caps.store.clone();
         let lock = self.lock.clone();
         let drop = self.book.id().clone();
         let me = myself.clone();
@@ -275,13 +303,16 @@ impl DropState {
         if !not_stored.is_empty() {
             self.book.rollback(&not_stored);
             self.sold_out_pending = false;
-            self.inventory.changed(Instant::now());
+            self.inventory.changed(self.caps.time.clock.instant());
         }
         if self.sold_out_pending && self.next.is_empty() {
             self.sold_out_pending = false;
             // The final count goes with the sell-out when the rate allows: the fan-out
             // writes both to each viewer at once, one write instead of two.
-            if self.inventory.may_send_early(Instant::now()) {
+            if self
+                .inventory
+                .may_send_early(self.caps.time.clock.instant())
+            {
                 self.publish_inventory();
             }
             let drop = self.book.id().to_string();
@@ -298,8 +329,8 @@ impl DropState {
         }
         self.closed_announced = true;
         if let Err(e) = self
-            .engine
-            .store()
+            .caps
+            .store
             .set_drop_status(self.book.id(), DropStatus::Closed, Some(reason.as_str()))
             .await
         {
@@ -321,20 +352,21 @@ impl DropState {
             return;
         }
         self.expiring = true;
-        let engine = self.engine.clone();
+        let notifier = self.caps.notifier.clone();
+        let now = self.caps.time.clock.now();
         let tenant = self.book.drop().tenant.clone();
         self.write_under_lock(myself, move |store, drop| async move {
-            let result = store.expire_claims(&drop, clock::now()).await;
+            let result = store.expire_claims(&drop, now).await;
             if let Ok(expired) = &result {
                 for claim in expired {
-                    engine.notify_user(&tenant, &claim.user, claim_update(claim));
+                    notifier.notify(&tenant, &claim.user, &claim_update(claim));
                 }
             }
-            DropMsg::Expired(result.map_err(|e| e.to_string()))
+            DropMsg::Expired(result)
         });
     }
 
-    fn expired(&mut self, result: Result<Vec<Claim>, String>) {
+    fn expired(&mut self, result: Result<Vec<Claim>, StorageError>) {
         self.expiring = false;
         match result {
             Ok(expired) if !expired.is_empty() => {
@@ -357,11 +389,11 @@ impl DropState {
         self.storing_status = true;
         self.write_under_lock(myself, move |store, drop| async move {
             let result = store.set_drop_status(&drop, status, None).await;
-            DropMsg::StatusStored(result.map(|()| status).map_err(|e| e.to_string()))
+            DropMsg::StatusStored(result.map(|()| status))
         });
     }
 
-    fn status_stored(&mut self, result: Result<DropStatus, String>) {
+    fn status_stored(&mut self, result: Result<DropStatus, StorageError>) {
         self.storing_status = false;
         match result {
             Ok(status) => self.stored_status = status,
@@ -372,14 +404,14 @@ impl DropState {
     }
 
     async fn tick(&mut self, myself: &ActorRef<DropMsg>) {
-        let now = clock::now();
+        let now = self.caps.time.clock.now();
         let due = self.book.drop().ends_at.is_some_and(|end| now >= end);
         // A claim may already have closed the book in memory when it found the drop past its end.
         if (due || self.book.drop().status == DropStatus::Closed) && !self.closed_announced {
             self.close(CloseReason::Time).await;
         }
         if self.last_expiry.elapsed() >= EXPIRY_EVERY {
-            self.last_expiry = Instant::now();
+            self.last_expiry = self.caps.time.clock.instant();
             if self.book.holds_due(now) {
                 self.start_expiry(myself);
             }
@@ -387,14 +419,14 @@ impl DropState {
         if self.in_flight.is_empty() && self.next.is_empty() {
             self.start_status_write(myself);
         }
-        if self.inventory.due(Instant::now()) {
+        if self.inventory.due(self.caps.time.clock.instant()) {
             self.publish_inventory();
         }
     }
 
     /// Sends the latest `inventory` to the stream's viewers and refreshes the stream's snapshot.
     fn publish_inventory(&mut self) {
-        self.inventory.sent(Instant::now());
+        self.inventory.sent(self.caps.time.clock.instant());
         let d = self.book.drop();
         self.stream_cast(StreamMsg::PublishEphemeral(EventBody::Inventory {
             drop: d.id.to_string(),
@@ -450,10 +482,7 @@ impl Actor for DropActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state
-            .engine
-            .tree()
-            .remove(kind::DROP, state.book.id().as_str());
+        state.caps.tree.remove(kind::DROP, state.book.id().as_str());
         Ok(())
     }
 
@@ -466,18 +495,18 @@ impl Actor for DropActor {
         myself: ActorRef<Self::Msg>,
         args: DropArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let lock = args.engine.drop_lock(&args.drop);
+        let lock = args.lock;
         // Wait for any write of a previous incarnation, so storage is complete before reading it.
         let guard = lock.lock().await;
-        let store = args.engine.store().clone();
+        let store = args.caps.store.clone();
         let record = match store.drop_by_id(&args.drop).await? {
             Some(d) if d.tenant == args.tenant => d,
-            _ => return Err("drop not found".into()),
+            _ => return Err(Box::new(StartError::NotFound("drop"))),
         };
         let claims = store.claims_of_drop(&args.drop).await?;
         std::mem::drop(guard);
         myself.send_interval(INVENTORY_EVERY, || DropMsg::Tick);
-        args.engine.tree().register(
+        args.caps.tree.register(
             kind::DROP,
             args.drop.as_str(),
             Some(format!("stream:{}", record.stream)),
@@ -490,15 +519,16 @@ impl Actor for DropActor {
             storing_status: false,
             expiring: false,
             sold_out_pending: false,
+            stream: args.caps.streams.slot(&record.tenant, &record.stream),
+            last_expiry: args.caps.time.clock.instant() - EXPIRY_EVERY,
             book: DropBook::restore(record, claims),
-            engine: args.engine,
+            caps: args.caps,
             in_flight: Vec::new(),
             next: Vec::new(),
             pending: HashMap::new(),
             lock,
             depth: args.depth,
             inventory: LatestValuePacer::new(INVENTORY_EVERY),
-            last_expiry: Instant::now() - EXPIRY_EVERY,
             _alive: AliveGuard::new(kind::DROP),
         })
     }
@@ -535,12 +565,13 @@ impl Actor for DropActor {
                 }
             }
             DropMsg::Pay(id, reply) => {
-                let result = match state.engine.store().mark_claim_paid(&id).await {
+                let result = match state.caps.store.mark_claim_paid(&id).await {
                     Ok(Some(paid)) => {
                         state.book.apply_paid(&paid);
                         state
-                            .engine
-                            .notify_user(&paid.tenant, &paid.user, claim_update(&paid));
+                            .caps
+                            .notifier
+                            .notify(&paid.tenant, &paid.user, &claim_update(&paid));
                         Ok(paid)
                     }
                     Ok(None) => Err(Rejection::new(

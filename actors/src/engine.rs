@@ -1,28 +1,33 @@
-//! The engine handle: the shared context every actor and the front door use to reach each other.
+//! The engine facade: the one door through which the front door (http) and sessions reach the
+//! actor tree. Callers say what they want (start a stream, claim units, join); the facade finds
+//! the actor in charge through the [`Directory`] and talks to it. No caller sends actor messages.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
+use liveshop_engine::drops::CloseReason;
+use liveshop_engine::ids::ClaimId;
 use liveshop_engine::limits::Limits;
-use liveshop_engine::records::{ChatMessage, UserSeen};
+use liveshop_engine::records::{ChatAuthor, Claim, Drop, DropStatus, Stream, UserSeen};
 use liveshop_engine::storage::Storage;
-use liveshop_engine::{DropId, ErrorCode, Rejection, SessionId, StreamId, TenantId, UserId};
-use ractor::{Actor, ActorRef, RpcReplyPort};
-use tokio::sync::Mutex;
+use liveshop_engine::stream::Lifecycle;
+use liveshop_engine::{DropId, ProductId, Rejection, SessionId, StreamId, TenantId, UserId};
+use ractor::Actor;
+use tokio::task::JoinHandle;
 
 use crate::broker::{Broker, Subscriber};
+use crate::clock::TimeAndIds;
+use crate::directory::{Capabilities, Directory, ensure};
 use crate::drop::{ClaimOutcome, DropMsg};
-use crate::mailbox::Addr;
-use crate::persister::{Persister, PersisterMsg};
-use crate::session::SessionInbox;
-use crate::stream::StreamMsg;
-use crate::supervisor::{EngineSupervisor, SupervisorMsg};
-use crate::tenant::TenantMsg;
+use crate::inbox::{SessionInbox, SessionMsg};
+use crate::mailbox::Depth;
+use crate::metrics::kind;
+use crate::notifier::LocalNotifier;
+use crate::persister::{Persister, PersisterMsg, PersisterPort};
+use crate::recovery;
+use crate::stream::{JoinReply, StreamMsg};
+use crate::supervise::{ActorChild, Supervisor, SupervisorArgs};
 use crate::tree::ActorTree;
-
-/// How long a caller waits for an actor's answer before reporting `unavailable`.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Tunables of the actor tree.
 #[derive(Debug, Clone)]
@@ -31,6 +36,9 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Most claims written in one transaction; 1 turns group commit off (one write per claim).
     pub claim_batch_max: usize,
+    /// How often storage is searched for drops that must run (holds to expire, an end time) but
+    /// whose actor does not: at start, then at this period.
+    pub recovery_every: Duration,
 }
 
 impl Default for EngineConfig {
@@ -38,26 +46,33 @@ impl Default for EngineConfig {
         Self {
             limits: Limits::default(),
             claim_batch_max: 1000,
+            recovery_every: recovery::EVERY,
         }
     }
 }
 
-/// A running stream actor and the tenant it belongs to.
-#[derive(Clone, Debug)]
-pub struct StreamHandle {
-    /// The actor that owns the stream's state.
-    pub actor: Addr<StreamMsg>,
-    /// Owning tenant, checked on every lookup.
-    pub tenant: TenantId,
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// An actor of the root of the tree failed to spawn.
+    #[error("actor failed to start")]
+    Spawn(#[from] ractor::SpawnErr),
+    /// The persister did not start.
+    #[error("the persister did not start: {0}")]
+    Persister(Rejection),
 }
 
-/// A running drop actor and the tenant it belongs to.
-#[derive(Clone, Debug)]
-pub struct DropHandle {
-    /// The actor that owns the drop's inventory.
-    pub actor: Addr<DropMsg>,
-    /// Owning tenant, checked on every lookup.
-    pub tenant: TenantId,
+/// What an operator's fault injection targets (contract 3.6).
+#[derive(Debug, Clone)]
+pub enum FaultTarget {
+    /// A stream's actor, of a tenant.
+    Stream(TenantId, StreamId),
+    /// A drop's actor, of a tenant.
+    Drop(TenantId, DropId),
+    /// A connection's session.
+    Session(SessionId),
+    /// The chat persister.
+    Persister,
 }
 
 /// Cheap-to-clone handle on the running engine.
@@ -67,67 +82,113 @@ pub struct Engine {
 }
 
 struct EngineInner {
+    directory: Directory,
     store: Arc<dyn Storage>,
     broker: Arc<dyn Broker>,
+    notifier: Arc<LocalNotifier>,
+    persister: PersisterPort,
+    sessions: dashmap::DashMap<SessionId, Arc<SessionInbox>>,
+    tree: Arc<ActorTree>,
     config: EngineConfig,
-    streams: DashMap<StreamId, StreamHandle>,
-    tenants: DashMap<TenantId, Addr<TenantMsg>>,
-    tree: ActorTree,
-    drops: DashMap<DropId, DropHandle>,
-    drop_locks: DashMap<DropId, Arc<Mutex<()>>>,
-    users: DashMap<(TenantId, UserId), Vec<Subscriber>>,
-    sessions: DashMap<SessionId, Arc<SessionInbox>>,
-    supervisor: OnceLock<ActorRef<SupervisorMsg>>,
-    persister: OnceLock<ActorRef<PersisterMsg>>,
-}
-
-/// Why the engine could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// An actor of the root of the tree failed to spawn.
-    #[error("actor failed to start")]
-    Spawn(#[from] ractor::SpawnErr),
+    recovery: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Engine {
-    /// Starts the root of the actor tree (supervisor and persister).
+    /// Starts the tree on the machine's clock: root supervisor, persister, and the drops that
+    /// storage says must run (see [`recovery`]).
     pub async fn start(
         store: Arc<dyn Storage>,
         broker: Arc<dyn Broker>,
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
+        Self::start_with_time(store, broker, config, TimeAndIds::system()).await
+    }
+
+    /// Like [`Engine::start`], with the clock and id source actors get (tests pass a paused clock).
+    pub async fn start_with_time(
+        store: Arc<dyn Storage>,
+        broker: Arc<dyn Broker>,
+        config: EngineConfig,
+        time: TimeAndIds,
+    ) -> Result<Self, EngineError> {
+        let tree = Arc::new(ActorTree::default());
+        let (root, _) = Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                kind: kind::SUPERVISOR,
+                id: "root".into(),
+                parent: None,
+                listed: false,
+                tree: tree.clone(),
+                depth: Depth::new(kind::SUPERVISOR),
+                check: None,
+            },
+        )
+        .await?;
+        let notifier = Arc::new(LocalNotifier::default());
+        let persister = PersisterPort::new();
+        let caps = Capabilities {
+            store: store.clone(),
+            broker: broker.clone(),
+            notifier: notifier.clone(),
+            persister: persister.clone(),
+            time,
+            limits: config.limits,
+            claim_batch_max: config.claim_batch_max,
+            tree: tree.clone(),
+        };
+        let (persister_store, queue) = (store.clone(), persister.clone());
+        let persister_child = ActorChild::new(
+            kind::PERSISTER,
+            "persister".into(),
+            || Persister,
+            persister.slot().clone(),
+            Box::new(move |depth, _| (persister_store.clone(), queue.queue(), depth)),
+        );
+        ensure(&root, Arc::new(persister_child), "persister")
+            .await
+            .map_err(EngineError::Persister)?;
         let engine = Self {
             inner: Arc::new(EngineInner {
+                directory: Directory::new(root, caps),
                 store,
                 broker,
+                notifier,
+                persister,
+                sessions: dashmap::DashMap::new(),
+                tree,
                 config,
-                streams: DashMap::new(),
-                tenants: DashMap::new(),
-                tree: ActorTree::default(),
-                drops: DashMap::new(),
-                drop_locks: DashMap::new(),
-                users: DashMap::new(),
-                sessions: DashMap::new(),
-                supervisor: OnceLock::new(),
-                persister: OnceLock::new(),
+                recovery: std::sync::Mutex::new(None),
             }),
         };
-        let (supervisor, _) = Actor::spawn(None, EngineSupervisor, engine.clone()).await?;
-        let (persister, _) =
-            Actor::spawn_linked(None, Persister, engine.clone(), supervisor.get_cell()).await?;
-        let _ = engine.inner.supervisor.set(supervisor);
-        let _ = engine.inner.persister.set(persister);
+        recovery::pass(&engine.inner.directory, engine.inner.store.as_ref()).await;
+        let weak = Arc::downgrade(&engine.inner);
+        let every = engine.inner.config.recovery_every;
+        let task = tokio::spawn(async move {
+            let mut timer = tokio::time::interval(every);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer.tick().await;
+            loop {
+                timer.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                recovery::pass(&inner.directory, inner.store.as_ref()).await;
+            }
+        });
+        *engine.lock_recovery() = Some(task);
         Ok(engine)
     }
 
-    /// The storage every actor reads from and writes to.
-    pub fn store(&self) -> &Arc<dyn Storage> {
-        &self.inner.store
+    fn lock_recovery(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.inner
+            .recovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The fan-out broker.
-    pub fn broker(&self) -> &Arc<dyn Broker> {
-        &self.inner.broker
+    /// Protocol limits.
+    pub fn limits(&self) -> Limits {
+        self.inner.config.limits
     }
 
     /// Tunables.
@@ -135,65 +196,209 @@ impl Engine {
         &self.inner.config
     }
 
-    /// Registry of running stream actors, maintained by their tenant actors.
-    pub(crate) fn streams(&self) -> &DashMap<StreamId, StreamHandle> {
-        &self.inner.streams
-    }
-
-    /// Registry of running tenant actors, maintained by the supervisor.
-    pub(crate) fn tenants(&self) -> &DashMap<TenantId, Addr<TenantMsg>> {
-        &self.inner.tenants
-    }
-
     /// The live actor tree, for operators.
     pub fn tree(&self) -> &ActorTree {
         &self.inner.tree
     }
 
-    /// Registry of running drop actors, maintained by their tenant actors.
-    pub(crate) fn drops(&self) -> &DashMap<DropId, DropHandle> {
-        &self.inner.drops
+    /// Connections joined to a stream on this node right now.
+    pub fn viewers(&self, stream: &StreamId) -> u64 {
+        self.inner.broker.subscribers(stream) as u64
     }
 
-    /// The commit lock of a drop; it outlives the drop's actor incarnations.
-    pub(crate) fn drop_lock(&self, drop: &DropId) -> Arc<Mutex<()>> {
-        self.inner
-            .drop_locks
-            .entry(drop.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(())))
-            .clone()
+    /// Starts or ends a show. Ending it also closes its drops that are still open, each stored
+    /// and announced as `drop_closed` with reason `stream_ended`.
+    pub async fn lifecycle(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        action: Lifecycle,
+    ) -> Result<Stream, Rejection> {
+        let actor = self.inner.directory.stream(tenant, stream).await?;
+        let updated = actor
+            .ask(|reply| StreamMsg::Lifecycle { action, reply })
+            .await??;
+        if action == Lifecycle::End {
+            self.close_drops_of(tenant, stream).await?;
+        }
+        Ok(updated)
     }
 
-    /// The stream's actor if it is running (no start-up).
-    pub fn running_stream(&self, stream: &StreamId) -> Option<StreamHandle> {
-        self.inner.streams.get(stream).map(|h| h.clone())
+    async fn close_drops_of(&self, tenant: &TenantId, stream: &StreamId) -> Result<(), Rejection> {
+        let drops = self
+            .inner
+            .store
+            .drops_of_stream(stream)
+            .await
+            .map_err(storage_unavailable)?;
+        for drop in drops.iter().filter(|d| d.status != DropStatus::Closed) {
+            self.close_drop(tenant, &drop.id, CloseReason::StreamEnded)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Pins a product (already checked to belong to the tenant).
+    pub async fn pin(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        product: ProductId,
+    ) -> Result<Stream, Rejection> {
+        let actor = self.inner.directory.stream(tenant, stream).await?;
+        actor.ask(|reply| StreamMsg::Pin { product, reply }).await?
+    }
+
+    /// Opens a drop in its live stream, stores and announces it, and starts its actor, so that
+    /// its end time closes it even if nobody claims.
+    pub async fn open_drop(&self, drop: Drop) -> Result<Drop, Rejection> {
+        let (tenant, stream) = (drop.tenant.clone(), drop.stream.clone());
+        let actor = self.inner.directory.stream(&tenant, &stream).await?;
+        let drop = actor
+            .ask(|reply| StreamMsg::OpenDrop {
+                drop: Box::new(drop),
+                reply,
+            })
+            .await??;
+        self.inner.directory.drop(&tenant, &drop.id).await?;
+        Ok(drop)
+    }
+
+    /// Closes a drop (once; later calls answer it as it is).
+    pub async fn close_drop(
+        &self,
+        tenant: &TenantId,
+        drop: &DropId,
+        reason: CloseReason,
+    ) -> Result<Drop, Rejection> {
+        let actor = self.inner.directory.drop(tenant, drop).await?;
+        actor.ask(|reply| DropMsg::Close(reason, Some(reply))).await
+    }
+
+    /// Claims units of a drop; answers once the reservation is durable.
+    pub async fn claim(
+        &self,
+        tenant: &TenantId,
+        drop: &DropId,
+        user: &UserId,
+        quantity: i64,
+        key: String,
+    ) -> Result<ClaimOutcome, Rejection> {
+        let actor = self.inner.directory.drop(tenant, drop).await?;
+        let user = user.clone();
+        actor
+            .ask(|reply| DropMsg::Claim {
+                user,
+                quantity,
+                key,
+                reply,
+            })
+            .await?
+    }
+
+    /// Marks a reserved claim paid; its buyer gets a `claim_update`.
+    pub async fn pay(
+        &self,
+        tenant: &TenantId,
+        drop: &DropId,
+        claim: ClaimId,
+    ) -> Result<Claim, Rejection> {
+        let actor = self.inner.directory.drop(tenant, drop).await?;
+        actor.ask(|reply| DropMsg::Pay(claim, reply)).await?
+    }
+
+    /// Joins a connection to a stream (snapshot, or replay from `resume`).
+    pub async fn join(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        resume: Option<(u64, u64)>,
+        r#ref: Option<String>,
+        conn: Subscriber,
+    ) -> Result<JoinReply, Rejection> {
+        let actor = self.inner.directory.stream(tenant, stream).await?;
+        actor
+            .ask(|reply| StreamMsg::Join {
+                resume,
+                r#ref,
+                conn,
+                reply,
+            })
+            .await?
+    }
+
+    /// Leaves a stream after the events already sent; `then` (JSON) is written after them.
+    pub fn leave(&self, stream: &StreamId, conn: Subscriber, then: Option<bytes::Bytes>) {
+        self.inner.broker.unsubscribe(stream, conn, then);
+    }
+
+    /// Publishes a chat message; answers its seq. `publisher` is set when the author has not
+    /// joined: their role, which must make them the stream's broadcaster.
+    pub async fn chat(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        author: ChatAuthor,
+        text: String,
+        publisher: Option<liveshop_engine::auth::Role>,
+    ) -> Result<u64, Rejection> {
+        let actor = self.inner.directory.stream(tenant, stream).await?;
+        actor
+            .ask(|reply| StreamMsg::Chat {
+                author,
+                text,
+                publisher,
+                reply,
+            })
+            .await?
+    }
+
+    /// Counts a reaction (already validated) toward the stream's next coalesced tally.
+    pub async fn react(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        emoji: &'static str,
+    ) -> Result<(), Rejection> {
+        let actor = self.inner.directory.stream(tenant, stream).await?;
+        actor.cast(StreamMsg::React(emoji));
+        Ok(())
+    }
+
+    /// Makes an actor panic so its supervisor's restart path runs (fault injection).
+    pub async fn crash(&self, target: FaultTarget) -> Result<(), Rejection> {
+        match target {
+            FaultTarget::Stream(tenant, stream) => self
+                .inner
+                .directory
+                .stream(&tenant, &stream)
+                .await?
+                .cast(StreamMsg::Crash),
+            FaultTarget::Drop(tenant, drop) => self
+                .inner
+                .directory
+                .drop(&tenant, &drop)
+                .await?
+                .cast(DropMsg::Crash),
+            FaultTarget::Session(session) => self
+                .inner
+                .sessions
+                .get(&session)
+                .ok_or_else(|| Rejection::not_found("session"))?
+                .cast(SessionMsg::Crash),
+            FaultTarget::Persister => self.inner.persister.slot().cast(PersisterMsg::Crash),
+        }
+        Ok(())
     }
 
     /// Registers a connection of `user`, so private frames (`claim_update`) reach it.
     pub fn register_user(&self, tenant: &TenantId, user: &UserId, conn: Subscriber) {
-        self.inner
-            .users
-            .entry((tenant.clone(), user.clone()))
-            .or_default()
-            .push(conn);
+        self.inner.notifier.register(tenant, user, conn);
     }
 
     /// Forgets a connection registered with [`Engine::register_user`].
     pub fn unregister_user(&self, tenant: &TenantId, user: &UserId, conn: u64) {
-        let key = (tenant.clone(), user.clone());
-        if let Some(mut conns) = self.inner.users.get_mut(&key) {
-            conns.retain(|c| c.id() != conn);
-        }
-        self.inner.users.remove_if(&key, |_, c| c.is_empty());
-    }
-
-    /// Sends a private frame to every connection of `user`.
-    pub fn notify_user(&self, tenant: &TenantId, user: &UserId, frame: bytes::Bytes) {
-        if let Some(conns) = self.inner.users.get(&(tenant.clone(), user.clone())) {
-            for conn in conns.iter() {
-                conn.send_json(&frame);
-            }
-        }
+        self.inner.notifier.unregister(tenant, user, conn);
     }
 
     /// Lists a connection's session, so operators can reach it (fault injection).
@@ -206,140 +411,36 @@ impl Engine {
         self.inner.sessions.remove(session);
     }
 
-    /// The inbox of a live connection's session.
-    pub fn session(&self, session: &SessionId) -> Option<Arc<SessionInbox>> {
-        self.inner.sessions.get(session).map(|a| a.clone())
-    }
-
-    /// The running actor of a drop of `tenant`, started (restored from storage) if needed.
-    pub async fn drop_actor(
-        &self,
-        tenant: &TenantId,
-        id: &DropId,
-    ) -> Result<DropHandle, Rejection> {
-        if let Some(h) = self.inner.drops.get(id) {
-            return if &h.tenant == tenant {
-                Ok(h.clone())
-            } else {
-                Err(Rejection::not_found("drop"))
-            };
-        }
-        let tenant_actor = self.tenant(tenant).await?;
-        let id = id.clone();
-        tenant_actor
-            .ask(|reply| TenantMsg::EnsureDrop(id, reply))
-            .await?
-    }
-
-    /// Claims units of a drop; answers once the reservation is durable.
-    pub async fn claim(
-        &self,
-        tenant: &TenantId,
-        drop: &DropId,
-        user: &UserId,
-        quantity: i64,
-        key: String,
-    ) -> Result<ClaimOutcome, Rejection> {
-        let handle = self.drop_actor(tenant, drop).await?;
-        let user = user.clone();
-        handle
-            .actor
-            .ask(|reply| DropMsg::Claim {
-                user,
-                quantity,
-                key,
-                reply,
-            })
-            .await?
-    }
-
-    /// Connections joined to a stream on this node right now.
-    pub fn viewers(&self, stream: &StreamId) -> u64 {
-        self.inner.broker.subscribers(stream) as u64
-    }
-
-    /// Queues a chat message for the next batched write.
-    pub fn persist_chat(&self, message: ChatMessage) {
-        if let Some(p) = self.inner.persister.get() {
-            let _ = p.cast(PersisterMsg::Chat(message));
-        }
+    /// Queues a chat message for the next batched write (stream actors do this for every
+    /// accepted message; exposed for tools and tests that store chat directly).
+    pub fn persist_chat(&self, message: liveshop_engine::records::ChatMessage) {
+        self.inner.persister.chat(message);
     }
 
     /// Queues a users-seen upsert for the next batched write.
     pub fn persist_user_seen(&self, user: UserSeen) {
-        if let Some(p) = self.inner.persister.get() {
-            let _ = p.cast(PersisterMsg::UserSeen(user));
-        }
+        self.inner.persister.user_seen(user);
     }
 
     /// Waits until every queued chat message is written (used by graceful drain).
     pub async fn flush(&self) {
-        if let Some(p) = self.inner.persister.get() {
-            let _ = p.call(PersisterMsg::Flush, Some(CALL_TIMEOUT)).await;
-        }
-    }
-
-    /// The running actor of a stream of `tenant`, started (restored from storage) if needed.
-    /// A stream of another tenant, or none at all, is `not_found`.
-    pub async fn stream(
-        &self,
-        tenant: &TenantId,
-        id: &StreamId,
-    ) -> Result<StreamHandle, Rejection> {
-        if let Some(h) = self.inner.streams.get(id) {
-            return if &h.tenant == tenant {
-                Ok(h.clone())
-            } else {
-                Err(Rejection::not_found("stream"))
-            };
-        }
-        let tenant_actor = self.tenant(tenant).await?;
-        let id = id.clone();
-        tenant_actor
-            .ask(|reply| TenantMsg::EnsureStream(id, reply))
-            .await?
-    }
-
-    /// The running actor of a tenant, started if needed; `not_found` for unknown tenants.
-    pub async fn tenant(&self, tenant: &TenantId) -> Result<Addr<TenantMsg>, Rejection> {
-        if let Some(t) = self.inner.tenants.get(tenant) {
-            return Ok(t.clone());
-        }
-        let supervisor = self
-            .inner
-            .supervisor
-            .get()
-            .ok_or_else(|| Rejection::new(ErrorCode::Unavailable, "engine is starting"))?;
-        let tenant = tenant.clone();
-        ask(supervisor, |reply| {
-            SupervisorMsg::EnsureTenant(tenant, reply)
-        })
-        .await?
+        self.inner.persister.flush().await;
     }
 
     /// Stops the tree, after writing what is queued.
     pub async fn shutdown(&self) {
-        self.flush().await;
-        if let Some(s) = self.inner.supervisor.get() {
-            s.stop(Some("shutdown".into()));
+        if let Some(task) = self.lock_recovery().take() {
+            task.abort();
         }
+        self.flush().await;
+        self.inner.directory.root().stop(Some("shutdown".into()));
     }
 }
 
-/// Sends an RPC and maps a dead or stuck actor to `unavailable`.
-pub async fn ask<M, T>(
-    actor: &ActorRef<M>,
-    build: impl FnOnce(RpcReplyPort<T>) -> M,
-) -> Result<T, Rejection>
-where
-    M: ractor::Message,
-    T: Send + 'static,
-{
-    match actor.call(build, Some(CALL_TIMEOUT)).await {
-        Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
-        Ok(_) | Err(_) => Err(Rejection::new(
-            ErrorCode::Unavailable,
-            "the actor in charge did not answer; retry",
-        )),
-    }
+fn storage_unavailable(err: liveshop_engine::storage::StorageError) -> Rejection {
+    tracing::error!(error = %err, source = ?std::error::Error::source(&err), "storage call failed");
+    Rejection::new(
+        liveshop_engine::ErrorCode::Unavailable,
+        "storage unavailable; retry",
+    )
 }

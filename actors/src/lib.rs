@@ -1,27 +1,33 @@
 //! The supervised actor tree of the Liveshop engine.
 //!
 //! ```text
-//! EngineSupervisor ── TenantActor ─┬─ StreamActor (one per stream in use)
-//!                                 └─ DropActor (one per drop in use)
-//!                  └─ Persister (batched chat writes)
+//! Supervisor (root) ─┬─ Supervisor per tenant ─┬─ StreamActor (one per stream in use)
+//!                    │                         └─ DropActor (one per drop in use)
+//!                    └─ Persister (batched chat writes)
 //! Session (one per WebSocket connection, run by the connection's own task)
 //! ```
-//! A stream's state changes only inside its [`stream::StreamActor`]. It encodes each event once and
-//! hands the bytes to the [`broker::Broker`], whose fan-out task writes them to every joined
+//! Callers go through the [`Engine`] facade; it finds or starts the actor in charge through the
+//! [`directory::Directory`]. Each actor gets at spawn only the capabilities it uses. A stream's
+//! state changes only inside its [`stream::StreamActor`]. It encodes each event once and hands
+//! the bytes to the [`broker::Broker`], whose fan-out task writes them to every joined
 //! connection's socket.
 
 pub mod broker;
 pub mod clock;
+pub mod directory;
 pub mod drop;
 pub mod engine;
+pub mod inbox;
 pub mod mailbox;
 pub mod metrics;
+pub mod notifier;
 pub mod persister;
+pub mod recovery;
 pub mod restart;
 pub mod session;
+pub mod slot;
 pub mod stream;
-pub mod supervisor;
-pub mod tenant;
+pub mod supervise;
 pub mod tree;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, FaultTarget};

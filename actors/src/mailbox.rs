@@ -8,14 +8,18 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use liveshop_engine::{ErrorCode, Rejection};
 use ractor::{ActorRef, Message, RpcReplyPort};
 
-use crate::engine::CALL_TIMEOUT;
 use crate::metrics::{ACTOR_MAILBOX_DEPTH, kind};
 
-/// Kinds whose mailboxes are counted, in the order of [`TOTALS`].
+/// How long a caller waits for an actor's answer before reporting `unavailable`.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Kinds whose mailboxes are published, in the order of [`TOTALS`].
 const KINDS: [&str; 4] = [kind::TENANT, kind::STREAM, kind::DROP, kind::SESSION];
 
-/// Messages queued per kind, summed over every actor of that kind.
-static TOTALS: [AtomicI64; 4] = [
+/// Messages queued per kind, summed over every actor of that kind; the last slot counts the
+/// kinds that are not published (the root supervisor, the persister).
+static TOTALS: [AtomicI64; 5] = [
+    AtomicI64::new(0),
     AtomicI64::new(0),
     AtomicI64::new(0),
     AtomicI64::new(0),
@@ -23,7 +27,7 @@ static TOTALS: [AtomicI64; 4] = [
 ];
 
 fn slot(kind: &str) -> usize {
-    KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+    KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len())
 }
 
 /// Messages waiting in one actor's mailbox.
@@ -129,6 +133,23 @@ impl<M: Message> Addr<M> {
         }
     }
 
+    /// Sends without waiting; a dead actor hands the message back.
+    pub fn try_cast(&self, message: M) -> Result<(), M> {
+        self.depth.queued();
+        match self.actor.cast(message) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.depth.taken();
+                match err {
+                    ractor::MessagingErr::SendErr(message) => Err(message),
+                    // Neither happens for a typed reference; the message is gone with it.
+                    ractor::MessagingErr::ChannelClosed
+                    | ractor::MessagingErr::InvalidActorType => Ok(()),
+                }
+            }
+        }
+    }
+
     /// Sends and waits for the answer; a dead or stuck actor is `unavailable`.
     pub async fn ask<T: Send + 'static>(
         &self,
@@ -151,6 +172,22 @@ fn unavailable() -> Rejection {
         ErrorCode::Unavailable,
         "the actor in charge did not answer; retry",
     )
+}
+
+/// Sends an RPC to an actor without a counted mailbox and maps a dead or stuck actor to
+/// `unavailable`.
+pub async fn ask<M, T>(
+    actor: &ractor::ActorRef<M>,
+    build: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, Rejection>
+where
+    M: Message,
+    T: Send + 'static,
+{
+    match actor.call(build, Some(CALL_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
+        Ok(_) | Err(_) => Err(unavailable()),
+    }
 }
 
 #[cfg(test)]

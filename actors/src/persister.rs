@@ -1,22 +1,28 @@
 //! Batched chat writes (and users-seen upserts), off the hot path.
 //!
-//! Stream actors hand each accepted message here and move on. Messages that arrive while a write is
-//! in flight wait in the mailbox and go into the next single transaction, so the number of
-//! transactions per second stays flat however busy chat gets. The mailbox is unbounded on purpose:
-//! its inflow is bounded by the per-user chat rate limits. A row that storage refuses is set aside
-//! (`write_isolating`), so no message can poison the batches behind it.
+//! Stream actors hand each accepted message to the [`PersisterPort`] and move on: it joins a
+//! bounded queue that the persister writes every [`FLUSH_EVERY`] (or at once when a batch is
+//! full). Messages that arrive while a write is in flight go into the next single transaction, so
+//! the number of transactions per second stays flat however busy chat gets. The queue belongs to
+//! the port, not to the actor, so a persister that fails and is restarted loses none of it. A row
+//! that storage refuses is set aside (`write_isolating`), so no message can poison the batches
+//! behind it.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use liveshop_engine::records::{ChatMessage, UserSeen};
 use liveshop_engine::storage::{RowOutcome, StorageError, StorageResult, write_isolating};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::engine::Engine;
+use liveshop_engine::storage::Storage;
+
+use crate::mailbox::{CALL_TIMEOUT, Depth};
 use crate::metrics::{self, AliveGuard, kind};
+use crate::slot::Slot;
 
 /// Largest batch written in one transaction.
 pub const MAX_BATCH: usize = 500;
@@ -30,24 +36,125 @@ pub const SHUTDOWN_RETRIES: usize = 10;
 
 /// Messages of the persister.
 pub enum PersisterMsg {
-    /// A chat message to write.
-    Chat(ChatMessage),
-    /// A user seen in an accepted token, to upsert.
-    UserSeen(UserSeen),
+    /// A full batch is waiting: write now rather than on the next tick.
+    Write,
     /// Write everything queued, then answer.
     Flush(RpcReplyPort<()>),
     /// Timer: write a partial batch.
     Tick,
+    /// Fault injection: panic, so the supervisor's restart path can be exercised.
+    Crash,
 }
 
 /// The chat persister actor.
 pub struct Persister;
 
-/// Its state: the messages not yet written.
+/// What waits to be written. It belongs to the [`PersisterPort`], not to an incarnation of the
+/// persister, so a persister that fails loses none of it: the next one writes it.
+#[derive(Default)]
+struct Backlog {
+    chat: VecDeque<ChatMessage>,
+    users: VecDeque<UserSeen>,
+    /// A `Write` is on its way to the persister.
+    nudged: bool,
+}
+
+/// Where chat and users seen are handed to the persister. The queue is shared with the
+/// persister's incarnations and its address is stable, so chat handed in while the persister
+/// restarts is written by the next incarnation.
+#[derive(Clone)]
+pub struct PersisterPort {
+    slot: Arc<Slot<PersisterMsg>>,
+    backlog: Arc<Mutex<Backlog>>,
+}
+
+impl std::fmt::Debug for PersisterPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PersisterPort({:?})", self.slot)
+    }
+}
+
+impl PersisterPort {
+    /// A port whose persister is not running yet.
+    pub fn new() -> Self {
+        Self {
+            slot: Arc::new(Slot::new(kind::PERSISTER)),
+            backlog: Arc::default(),
+        }
+    }
+
+    /// The stable address, for the persister's supervisor.
+    pub fn slot(&self) -> &Arc<Slot<PersisterMsg>> {
+        &self.slot
+    }
+
+    /// What an incarnation of the persister is started with.
+    pub fn queue(&self) -> PersisterQueue {
+        PersisterQueue(self.backlog.clone())
+    }
+
+    /// Queues a chat message for the next batched write. Past [`MAX_BACKLOG`] (storage down for
+    /// long) the oldest messages are dropped and counted.
+    pub fn chat(&self, message: ChatMessage) {
+        let nudge = {
+            let mut backlog = lock(&self.backlog);
+            backlog.chat.push_back(message);
+            bound_chat(&mut backlog.chat);
+            let full = backlog.chat.len() >= MAX_BATCH && !backlog.nudged;
+            backlog.nudged |= full;
+            full
+        };
+        if nudge {
+            self.slot.cast(PersisterMsg::Write);
+        }
+    }
+
+    /// Queues a users-seen upsert for the next batched write (dropped past [`MAX_BACKLOG`]).
+    pub fn user_seen(&self, user: UserSeen) {
+        let mut backlog = lock(&self.backlog);
+        if backlog.users.len() < MAX_BACKLOG {
+            backlog.users.push_back(user);
+        }
+    }
+
+    /// Waits until every queued chat message is written (graceful drain, tests).
+    pub async fn flush(&self) {
+        if let Some(p) = self.slot.running() {
+            let _ = p
+                .actor()
+                .call(PersisterMsg::Flush, Some(CALL_TIMEOUT))
+                .await;
+        }
+    }
+}
+
+impl Default for PersisterPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The queue an incarnation of the persister writes from (see [`PersisterPort::queue`]).
+pub struct PersisterQueue(Arc<Mutex<Backlog>>);
+
+fn lock(backlog: &Mutex<Backlog>) -> std::sync::MutexGuard<'_, Backlog> {
+    backlog.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Drops the oldest chat past [`MAX_BACKLOG`], counting it.
+fn bound_chat(chat: &mut VecDeque<ChatMessage>) {
+    if chat.len() > MAX_BACKLOG {
+        let excess = chat.len() - MAX_BACKLOG;
+        chat.drain(..excess);
+        ::metrics::counter!("liveshop_chat_dropped_total").increment(excess as u64);
+    }
+}
+
+/// Its state: where to write, and the shared queue.
 pub struct PersisterState {
-    engine: Engine,
-    pending: Vec<ChatMessage>,
-    users: Vec<UserSeen>,
+    store: Arc<dyn Storage>,
+    depth: Depth,
+    queue: PersisterQueue,
     _alive: AliveGuard,
 }
 
@@ -57,13 +164,24 @@ impl PersisterState {
         self.write_users().await;
     }
 
+    /// Takes up to [`MAX_BATCH`] queued items from the front.
+    fn take<T>(&self, pick: impl FnOnce(&mut Backlog) -> &mut VecDeque<T>) -> Vec<T> {
+        let mut backlog = lock(&self.queue.0);
+        backlog.nudged = false;
+        let queue = pick(&mut backlog);
+        let n = queue.len().min(MAX_BATCH);
+        queue.drain(..n).collect()
+    }
+
     /// Users seen are bookkeeping: a batch the database fails is logged and dropped, never
     /// retried forever; a user storage refuses is set aside without costing the others.
     async fn write_users(&mut self) {
-        while !self.users.is_empty() {
-            let n = self.users.len().min(MAX_BATCH);
-            let batch: Vec<UserSeen> = self.users.drain(..n).collect();
-            let store = self.engine.store().clone();
+        loop {
+            let batch = self.take(|b| &mut b.users);
+            if batch.is_empty() {
+                return;
+            }
+            let store = self.store.clone();
             let written = write_setting_aside("users_seen", batch, move |rows, range| {
                 let store = store.clone();
                 async move { store.record_users_seen(&rows[range]).await }
@@ -76,14 +194,16 @@ impl PersisterState {
         }
     }
 
-    /// Chat that the database fails goes back to the front of the backlog and is retried on the
-    /// next tick (the backlog is bounded); a message storage refuses for itself is set aside, so
+    /// Chat that the database fails goes back to the front of the queue and is retried on the
+    /// next tick (the queue is bounded); a message storage refuses for itself is set aside, so
     /// it can never hold up the chat of every tenant behind it.
     async fn write_chat(&mut self) {
-        while !self.pending.is_empty() {
-            let n = self.pending.len().min(MAX_BATCH);
-            let batch: Vec<ChatMessage> = self.pending.drain(..n).collect();
-            let store = self.engine.store().clone();
+        loop {
+            let batch = self.take(|b| &mut b.chat);
+            if batch.is_empty() {
+                return;
+            }
+            let store = self.store.clone();
             let written = write_setting_aside("chat", batch, move |rows, range| {
                 let store = store.clone();
                 async move { store.insert_chat(&rows[range]).await }
@@ -91,15 +211,18 @@ impl PersisterState {
             .await;
             if let Err((failed, err)) = written {
                 tracing::error!(error = %err, source = ?std::error::Error::source(&err), "chat batch write failed; will retry");
-                self.pending.splice(0..0, failed);
-                if self.pending.len() > MAX_BACKLOG {
-                    let excess = self.pending.len() - MAX_BACKLOG;
-                    self.pending.drain(..excess);
-                    ::metrics::counter!("liveshop_chat_dropped_total").increment(excess as u64);
+                let mut backlog = lock(&self.queue.0);
+                for message in failed.into_iter().rev() {
+                    backlog.chat.push_front(message);
                 }
+                bound_chat(&mut backlog.chat);
                 return;
             }
         }
+    }
+
+    fn chat_left(&self) -> usize {
+        lock(&self.queue.0).chat.len()
     }
 }
 
@@ -139,18 +262,18 @@ where
 impl Actor for Persister {
     type Msg = PersisterMsg;
     type State = PersisterState;
-    type Arguments = Engine;
+    type Arguments = (Arc<dyn Storage>, PersisterQueue, Depth);
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        engine: Engine,
+        (store, queue, depth): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(FLUSH_EVERY, || PersisterMsg::Tick);
         Ok(PersisterState {
-            engine,
-            pending: Vec::new(),
-            users: Vec::new(),
+            store,
+            depth,
+            queue,
             _alive: AliveGuard::new(kind::PERSISTER),
         })
     }
@@ -162,19 +285,12 @@ impl Actor for Persister {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
+        if !matches!(message, PersisterMsg::Tick | PersisterMsg::Flush(_)) {
+            state.depth.taken();
+        }
         match message {
-            PersisterMsg::Chat(m) => {
-                state.pending.push(m);
-                if state.pending.len() >= MAX_BATCH {
-                    state.write().await;
-                }
-            }
-            PersisterMsg::UserSeen(user) => {
-                if state.users.len() < MAX_BACKLOG {
-                    state.users.push(user);
-                }
-            }
-            PersisterMsg::Tick => state.write().await,
+            PersisterMsg::Write | PersisterMsg::Tick => state.write().await,
+            PersisterMsg::Crash => panic!("fault injection: persister crash requested"),
             PersisterMsg::Flush(reply) => {
                 state.write().await;
                 let _ = reply.send(());
@@ -193,19 +309,19 @@ impl Actor for Persister {
         // now: give it a few short chances before the process ends, then say what is lost.
         state.write().await;
         for _ in 0..SHUTDOWN_RETRIES {
-            if state.pending.is_empty() {
+            if state.chat_left() == 0 {
                 break;
             }
             tokio::time::sleep(FLUSH_EVERY).await;
             state.write_chat().await;
         }
-        if !state.pending.is_empty() {
+        let left = state.chat_left();
+        if left > 0 {
             tracing::error!(
-                messages = state.pending.len(),
+                messages = left,
                 "chat not written at shutdown: storage kept failing"
             );
-            ::metrics::counter!("liveshop_chat_dropped_total")
-                .increment(state.pending.len() as u64);
+            ::metrics::counter!("liveshop_chat_dropped_total").increment(left as u64);
         }
         Ok(())
     }

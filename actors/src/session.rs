@@ -12,14 +12,12 @@
 //! Replies are written straight to the connection; stream events reach it from the streams'
 //! fan-out tasks, never through the session.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
-use futures_util::task::AtomicWaker;
 use liveshop_engine::auth::{Identity, Role};
 use liveshop_engine::chat::validate_emoji;
 use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame};
@@ -28,9 +26,8 @@ use liveshop_engine::{ErrorCode, Rejection, SessionId, StreamId};
 
 use crate::broker::Subscriber;
 use crate::engine::Engine;
-use crate::mailbox::Depth;
+pub use crate::inbox::{SessionInbox, SessionMsg};
 use crate::metrics::{self, AliveGuard, kind};
-use crate::stream::{JoinReply, StreamMsg};
 
 /// Start-up arguments of a session.
 pub struct SessionArgs {
@@ -44,92 +41,6 @@ pub struct SessionArgs {
     pub conn: Subscriber,
     /// Where others send this session messages.
     pub inbox: Arc<SessionInbox>,
-}
-
-/// Messages of a session.
-pub enum SessionMsg {
-    /// A decoded client frame.
-    Frame(ClientFrame),
-    /// A joined stream restarted: join it again for a fresh snapshot.
-    Rejoin(StreamId),
-    /// Fault injection: panic, so the connection closes with 1011.
-    Crash,
-}
-
-/// A session's mailbox for messages from outside its connection. Unbounded but small in practice:
-/// it receives at most one re-join per joined stream restart and operators' requests.
-#[derive(Debug)]
-pub struct SessionInbox {
-    queue: Mutex<VecDeque<SessionMsg>>,
-    ready: AtomicWaker,
-    depth: Depth,
-}
-
-impl std::fmt::Debug for SessionMsg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Frame(_) => f.write_str("Frame"),
-            Self::Rejoin(stream) => write!(f, "Rejoin({stream})"),
-            Self::Crash => f.write_str("Crash"),
-        }
-    }
-}
-
-impl SessionInbox {
-    /// An empty inbox; allocates nothing until a message arrives.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            queue: Mutex::new(VecDeque::new()),
-            ready: AtomicWaker::new(),
-            depth: Depth::new(kind::SESSION),
-        })
-    }
-
-    /// Queues a message for the session; it is handled after the frame in progress.
-    pub fn cast(&self, message: SessionMsg) {
-        self.depth.queued();
-        self.lock().push_back(message);
-        self.ready.wake();
-    }
-
-    /// The next message, or `Pending` (the polling task is woken when one arrives). Only the
-    /// session's own task receives.
-    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<SessionMsg> {
-        if let Some(message) = self.pop() {
-            return Poll::Ready(message);
-        }
-        self.ready.register(cx.waker());
-        match self.pop() {
-            Some(message) => Poll::Ready(message),
-            None => Poll::Pending,
-        }
-    }
-
-    /// Waits for the next message.
-    pub async fn recv(&self) -> SessionMsg {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
-    }
-
-    fn pop(&self) -> Option<SessionMsg> {
-        let message = self.lock().pop_front()?;
-        self.depth.taken();
-        Some(message)
-    }
-
-    /// Messages waiting now.
-    pub fn depth(&self) -> i64 {
-        self.depth.current()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<SessionMsg>> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Drop for SessionInbox {
-    fn drop(&mut self) {
-        self.depth.discard();
-    }
 }
 
 /// A message handler panicked; the session must not be used again.
@@ -232,7 +143,7 @@ impl Session {
         stream: StreamId,
         resume: Option<(u64, u64)>,
     ) -> Result<(), Rejection> {
-        let limit = self.engine.config().limits.max_joins_per_connection;
+        let limit = self.engine.limits().max_joins_per_connection;
         if !self.joined.contains(&stream) && self.joined.len() >= limit {
             return Err(Rejection::new(
                 ErrorCode::LimitExceeded,
@@ -240,17 +151,9 @@ impl Session {
             ));
         }
         let tenant = self.identity.member_tenant()?.clone();
-        let handle = self.engine.stream(&tenant, &stream).await?;
-        let conn = self.conn.clone();
-        let _joined: JoinReply = handle
-            .actor
-            .ask(|reply| StreamMsg::Join {
-                resume,
-                r#ref,
-                conn,
-                reply,
-            })
-            .await??;
+        self.engine
+            .join(&tenant, &stream, resume, r#ref, self.conn.clone())
+            .await?;
         self.joined.insert(stream);
         Ok(())
     }
@@ -268,9 +171,7 @@ impl Session {
                     claim: None,
                 }
                 .encode();
-                self.engine
-                    .broker()
-                    .unsubscribe(&stream, self.conn.clone(), Some(reply));
+                self.engine.leave(&stream, self.conn.clone(), Some(reply));
                 Ok(())
             }
             ClientOp::Chat { stream, text } => {
@@ -284,20 +185,14 @@ impl Session {
                     return Err(not_joined());
                 };
                 let tenant = self.identity.member_tenant()?.clone();
-                let handle = self.engine.stream(&tenant, &stream).await?;
                 let author = ChatAuthor {
                     id: self.identity.user.clone(),
                     name: self.identity.name.clone(),
                 };
-                let seq = handle
-                    .actor
-                    .ask(|reply| StreamMsg::Chat {
-                        author,
-                        text,
-                        publisher,
-                        reply,
-                    })
-                    .await??;
+                let seq = self
+                    .engine
+                    .chat(&tenant, &stream, author, text, publisher)
+                    .await?;
                 self.reply(ServerFrame::Ok {
                     r#ref,
                     seq: Some(seq),
@@ -310,9 +205,7 @@ impl Session {
                 self.require_joined(&stream)?;
                 let emoji = validate_emoji(&emoji)?;
                 let tenant = self.identity.member_tenant()?.clone();
-                let handle = self.engine.stream(&tenant, &stream).await?;
-                handle.actor.cast(StreamMsg::React(emoji));
-                Ok(())
+                self.engine.react(&tenant, &stream, emoji).await
             }
             ClientOp::Claim {
                 drop,
@@ -358,44 +251,7 @@ impl Drop for Session {
         // Leave every joined stream now, so viewer counts drop and the socket is released without
         // waiting for the streams' next event.
         for stream in self.joined.drain() {
-            self.engine
-                .broker()
-                .unsubscribe(&stream, self.conn.clone(), None);
+            self.engine.leave(&stream, self.conn.clone(), None);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use liveshop_engine::StreamId;
-
-    #[tokio::test]
-    async fn the_inbox_hands_messages_over_in_order_and_counts_them() {
-        let inbox = SessionInbox::new();
-        let a = StreamId::from_trusted("str_a");
-        let b = StreamId::from_trusted("str_b");
-        inbox.cast(SessionMsg::Rejoin(a.clone()));
-        inbox.cast(SessionMsg::Rejoin(b.clone()));
-        assert_eq!(inbox.depth(), 2);
-        assert!(matches!(inbox.recv().await, SessionMsg::Rejoin(s) if s == a));
-        assert!(matches!(inbox.recv().await, SessionMsg::Rejoin(s) if s == b));
-        assert_eq!(inbox.depth(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_waiting_session_is_woken_by_a_cast() {
-        let inbox = SessionInbox::new();
-        let waiting = tokio::spawn({
-            let inbox = inbox.clone();
-            async move { inbox.recv().await }
-        });
-        tokio::task::yield_now().await;
-        inbox.cast(SessionMsg::Crash);
-        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
-            .await
-            .expect("woken")
-            .expect("task");
-        assert!(matches!(got, SessionMsg::Crash));
     }
 }

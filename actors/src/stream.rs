@@ -21,11 +21,15 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
-use crate::broker::Subscriber;
-use crate::clock;
-use crate::engine::Engine;
+use crate::broker::{Broker, Subscriber};
+use crate::clock::TimeAndIds;
 use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
+use crate::persister::PersisterPort;
+use crate::supervise::StartError;
+use crate::tree::ActorTree;
+use liveshop_engine::limits::Limits;
+use liveshop_engine::storage::Storage;
 
 /// How often ephemeral tallies are considered for sending.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -34,10 +38,27 @@ pub const VIEWERS_EVERY: Duration = Duration::from_secs(1);
 /// Idle per-user chat allowances are forgotten after this long.
 const BUCKET_IDLE_MS: i64 = 60_000;
 
+/// What a stream actor is given at spawn: only what it uses.
+#[derive(Clone)]
+pub struct StreamCaps {
+    /// Streams, chat history and drops, read at start; status, pin and new drops written.
+    pub store: Arc<dyn Storage>,
+    /// Where its events go out to viewers.
+    pub broker: Arc<dyn Broker>,
+    /// Where accepted chat goes to be stored.
+    pub persister: PersisterPort,
+    /// Time and fresh ids.
+    pub time: TimeAndIds,
+    /// Rates and sizes of the protocol.
+    pub limits: Limits,
+    /// Where it lists itself for operators.
+    pub tree: Arc<ActorTree>,
+}
+
 /// Start-up arguments of a stream actor.
 pub struct StreamArgs {
-    /// Shared context.
-    pub engine: Engine,
+    /// Its capabilities.
+    pub caps: StreamCaps,
     /// Owning tenant (checked against storage).
     pub tenant: TenantId,
     /// The stream to run.
@@ -124,7 +145,7 @@ pub struct StreamActor;
 
 /// Its state.
 pub struct StreamState {
-    engine: Engine,
+    caps: StreamCaps,
     record: Stream,
     log: EventLog,
     recent_chat: VecDeque<Value>,
@@ -148,7 +169,7 @@ impl StreamState {
 
     fn current(&self) -> Stream {
         let mut s = self.record.clone();
-        s.viewers = self.engine.viewers(&s.id);
+        s.viewers = self.caps.broker.subscribers(&s.id) as u64;
         s
     }
 
@@ -159,7 +180,7 @@ impl StreamState {
             return cached.clone();
         }
         let mut stream = self.record.clone();
-        stream.viewers = self.engine.viewers(&stream.id);
+        stream.viewers = self.caps.broker.subscribers(&stream.id) as u64;
         self.snapshot_viewers = stream.viewers;
         let snapshot = serde_json::json!({
             "stream": stream,
@@ -186,14 +207,14 @@ impl StreamState {
         self.invalidate();
         let started = Instant::now();
         let (seq, bytes) = self.log.append(body);
-        self.engine.broker().publish(&self.record.id, bytes);
+        self.caps.broker.publish(&self.record.id, bytes);
         ::metrics::histogram!(metrics::FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
         seq
     }
 
     fn publish_ephemeral(&self, body: EventBody) {
         let bytes = encode_event(&self.record.id, None, body);
-        self.engine.broker().publish(&self.record.id, bytes);
+        self.caps.broker.publish(&self.record.id, bytes);
     }
 
     /// Subscribes a connection. Doing it inside the actor, in the same step as the snapshot (or
@@ -225,7 +246,7 @@ impl StreamState {
                 (true, first)
             }
             Resume::Snapshot => {
-                self.engine.broker().joining(self.id());
+                self.caps.broker.joining(self.id());
                 let snapshot = self.snapshot();
                 let joined = encode_joined(
                     r#ref,
@@ -238,7 +259,7 @@ impl StreamState {
                 (false, vec![joined])
             }
         };
-        self.engine.broker().subscribe(self.id(), conn, first);
+        self.caps.broker.subscribe(self.id(), conn, first);
         JoinReply {
             epoch,
             seq,
@@ -249,8 +270,8 @@ impl StreamState {
     fn chat(&mut self, author: ChatAuthor, text: &str) -> Result<u64, Rejection> {
         accepts_interaction(self.record.status)?;
         let text = validate_chat_text(text)?;
-        let now = clock::now();
-        let limits = &self.engine.config().limits;
+        let now = self.caps.time.clock.now();
+        let limits = &self.caps.limits;
         let (bucket, last_used) = self
             .chat_buckets
             .entry(author.id.clone())
@@ -260,7 +281,7 @@ impl StreamState {
             .try_take(now.millis(), limits.chat_burst, limits.chat_per_sec)
             .map_err(Rejection::rate_limited)?;
         let message = ChatMessage {
-            id: ChatId::generate(&clock::unique_suffix()),
+            id: ChatId::generate(&self.caps.time.ids.unique_suffix()),
             stream: self.record.id.clone(),
             tenant: self.record.tenant.clone(),
             user: author,
@@ -268,24 +289,24 @@ impl StreamState {
             at: now,
         };
         let data = serde_json::to_value(&message).unwrap_or(Value::Null);
-        if self.recent_chat.len() == self.engine.config().limits.snapshot_chat {
+        if self.recent_chat.len() == self.caps.limits.snapshot_chat {
             self.recent_chat.pop_front();
         }
         self.recent_chat.push_back(data.clone());
         let seq = self.publish_ordered(EventBody::Chat(data));
-        self.engine.persist_chat(message);
+        self.caps.persister.chat(message);
         Ok(seq)
     }
 
     async fn lifecycle(&mut self, action: Lifecycle) -> Result<Stream, Rejection> {
         let next = transition(self.record.status, action)?;
-        let now = clock::now();
+        let now = self.caps.time.clock.now();
         let (started_at, ended_at) = match next {
             StreamStatus::Live => (Some(now), None),
             _ => (self.record.started_at, Some(now)),
         };
-        self.engine
-            .store()
+        self.caps
+            .store
             .update_stream_status(&self.record.id, next, started_at, ended_at)
             .await
             .map_err(internal)?;
@@ -302,8 +323,8 @@ impl StreamState {
         if self.record.status == StreamStatus::Ended {
             return Err(Rejection::new(ErrorCode::InvalidState, "stream has ended"));
         }
-        self.engine
-            .store()
+        self.caps
+            .store
             .set_pinned(&self.record.id, Some(&product))
             .await
             .map_err(internal)?;
@@ -317,11 +338,7 @@ impl StreamState {
         drop: liveshop_engine::records::Drop,
     ) -> Result<liveshop_engine::records::Drop, Rejection> {
         accepts_interaction(self.record.status)?;
-        self.engine
-            .store()
-            .create_drop(&drop)
-            .await
-            .map_err(internal)?;
+        self.caps.store.create_drop(&drop).await.map_err(internal)?;
         let value = serde_json::to_value(&drop).unwrap_or(Value::Null);
         self.drops.push(value.clone());
         self.publish_ordered(EventBody::DropOpened(value));
@@ -342,7 +359,7 @@ impl StreamState {
             let counts = std::mem::take(&mut self.reactions);
             self.publish_ephemeral(EventBody::Reactions { counts });
         }
-        let viewers = self.engine.viewers(self.id());
+        let viewers = self.caps.broker.subscribers(self.id()) as u64;
         if viewers != self.snapshot_viewers {
             self.invalidate();
         }
@@ -351,8 +368,8 @@ impl StreamState {
             self.publish_ephemeral(EventBody::Viewers { count: viewers });
         }
         // An allowance idle for a minute is full again, like a new one: forget it.
-        let now = clock::now().millis();
-        let limits = self.engine.config().limits;
+        let now = self.caps.time.clock.now().millis();
+        let limits = self.caps.limits;
         let refill_ms =
             (f64::from(limits.chat_burst) / limits.chat_per_sec.max(1e-3) * 1000.0) as i64;
         let idle_ms = BUCKET_IDLE_MS.max(refill_ms);
@@ -379,13 +396,13 @@ impl Actor for StreamActor {
         myself: ActorRef<Self::Msg>,
         args: StreamArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let store = args.engine.store().clone();
+        let store = args.caps.store.clone();
         let record = match store.stream(&args.stream).await? {
             Some(r) if r.tenant == args.tenant => r,
-            _ => return Err("stream not found".into()),
+            _ => return Err(Box::new(StartError::NotFound("stream"))),
         };
         let epoch = store.next_epoch(&args.stream).await?;
-        let limits = args.engine.config().limits;
+        let limits = args.caps.limits;
         let recent_chat = store
             .recent_chat(&args.stream, limits.snapshot_chat as u32)
             .await?
@@ -400,7 +417,7 @@ impl Actor for StreamActor {
             .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
             .collect();
         myself.send_interval(TICK, || StreamMsg::Tick);
-        args.engine.tree().register(
+        args.caps.tree.register(
             kind::STREAM,
             args.stream.as_str(),
             Some(format!("tenant:{}", args.tenant)),
@@ -409,7 +426,7 @@ impl Actor for StreamActor {
         Ok(StreamState {
             depth: args.depth,
             log: EventLog::new(args.stream.clone(), epoch, limits.resume_buffer),
-            engine: args.engine,
+            caps: args.caps,
             record,
             recent_chat,
             drops,
@@ -429,7 +446,7 @@ impl Actor for StreamActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if state.restarted {
-            state.engine.broker().restarted(&state.record.id);
+            state.caps.broker.restarted(&state.record.id);
         }
         Ok(())
     }
@@ -504,11 +521,11 @@ impl Actor for StreamActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if state.record.status == StreamStatus::Ended {
-            state.engine.broker().remove(&state.record.id);
+            state.caps.broker.remove(&state.record.id);
         }
         state
-            .engine
-            .tree()
+            .caps
+            .tree
             .remove(kind::STREAM, state.record.id.as_str());
         Ok(())
     }

@@ -72,6 +72,7 @@ impl Application {
         let engine_config = EngineConfig {
             limits: config.limits(),
             claim_batch_max: if config.group_commit { 1000 } else { 1 },
+            ..EngineConfig::default()
         };
         let broker = Arc::new(InProcessBroker::new());
         let engine = Engine::start(store.clone(), broker, engine_config).await?;
@@ -234,7 +235,8 @@ pub fn router(state: AppState) -> Router {
         api = api
             .route("/v1/admin/streams/{id}/crash", post(admin::crash_stream))
             .route("/v1/admin/drops/{id}/crash", post(admin::crash_drop))
-            .route("/v1/admin/sessions/{id}/crash", post(admin::crash_session));
+            .route("/v1/admin/sessions/{id}/crash", post(admin::crash_session))
+            .route("/v1/admin/persister/crash", post(admin::crash_persister));
     }
     let mut ops_routes = Router::new()
         .route("/health", get(ops::health))

@@ -3,9 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use liveshop_actors::drop::DropMsg;
-use liveshop_actors::session::SessionMsg;
-use liveshop_actors::stream::StreamMsg;
+use liveshop_actors::FaultTarget;
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::records::Claim;
 use liveshop_engine::{DropId, SessionId, StreamId};
@@ -28,8 +26,10 @@ pub async fn crash_stream(
         .stream(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("stream"))?;
-    let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
-    handle.actor.cast(StreamMsg::Crash);
+    state
+        .engine
+        .crash(FaultTarget::Stream(stream.tenant, stream.id))
+        .await?;
     tracing::warn!(stream_id = %id, "fault injection: stream actor crash requested");
     Ok(Json(json!({ "stream": id, "crashed": true })))
 }
@@ -47,8 +47,10 @@ pub async fn crash_drop(
         .drop_by_id(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("drop"))?;
-    let handle = state.engine.drop_actor(&drop.tenant, &id).await?;
-    handle.actor.cast(DropMsg::Crash);
+    state
+        .engine
+        .crash(FaultTarget::Drop(drop.tenant, id.clone()))
+        .await?;
     tracing::warn!(drop_id = %id, "fault injection: drop actor crash requested");
     Ok(Json(json!({ "drop": id, "crashed": true })))
 }
@@ -73,8 +75,7 @@ pub async fn pay_claim(
         .drop_by_id(&drop_id)
         .await?
         .ok_or_else(|| ApiError::not_found("claim"))?;
-    let handle = state.engine.drop_actor(&drop.tenant, &drop_id).await?;
-    let paid = handle.actor.ask(|reply| DropMsg::Pay(id, reply)).await??;
+    let paid = state.engine.pay(&drop.tenant, &drop_id, id).await?;
     Ok(Json(paid))
 }
 
@@ -96,11 +97,18 @@ pub async fn crash_session(
 ) -> ApiResult<Json<Value>> {
     caller.require_operator()?;
     let id = SessionId::parse(&id).map_err(|_| ApiError::not_found("session"))?;
-    let session = state
-        .engine
-        .session(&id)
-        .ok_or_else(|| ApiError::not_found("session"))?;
-    session.cast(SessionMsg::Crash);
+    state.engine.crash(FaultTarget::Session(id.clone())).await?;
     tracing::warn!(session_id = %id, "fault injection: session crash requested");
     Ok(Json(json!({ "session": id, "crashed": true })))
+}
+
+/// Makes the chat persister panic so its supervisor restarts it; chat keeps being stored.
+pub async fn crash_persister(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<Value>> {
+    caller.require_operator()?;
+    state.engine.crash(FaultTarget::Persister).await?;
+    tracing::warn!("fault injection: persister crash requested");
+    Ok(Json(json!({ "persister": true, "crashed": true })))
 }

@@ -3,8 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use liveshop_actors::drop::DropMsg;
-use liveshop_actors::stream::StreamMsg;
 use liveshop_engine::auth::Identity;
 use liveshop_engine::drops::{CloseReason, DropTerms};
 use liveshop_engine::records::{Claim, Drop, DropStatus};
@@ -86,16 +84,7 @@ pub async fn open(
         ends_at: terms.duration_seconds.map(|d| now.plus_millis(d * 1000)),
         closed_reason: None,
     };
-    let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
-    let drop = handle
-        .actor
-        .ask(|reply| StreamMsg::OpenDrop {
-            drop: Box::new(drop),
-            reply,
-        })
-        .await??;
-    // Start its actor now, so a duration closes it even if nobody claims.
-    state.engine.drop_actor(&drop.tenant, &drop.id).await?;
+    let drop = state.engine.open_drop(drop).await?;
     tracing::info!(stream_id = %stream.id, drop_id = %drop.id, quantity = drop.quantity, "drop opened");
     Ok((StatusCode::CREATED, Json(drop)))
 }
@@ -132,27 +121,11 @@ pub async fn close(
         .await?
         .ok_or_else(|| ApiError::not_found("drop"))?;
     caller.require_stream_owner(&stream.tenant, &stream.seller)?;
-    let handle = state.engine.drop_actor(&drop.tenant, &drop.id).await?;
-    let closed = handle
-        .actor
-        .ask(|reply| DropMsg::Close(CloseReason::Seller, Some(reply)))
+    let closed = state
+        .engine
+        .close_drop(&drop.tenant, &drop.id, CloseReason::Seller)
         .await?;
     Ok(Json(closed))
-}
-
-/// Closes every open drop of a stream that just ended.
-pub async fn close_all_of_stream(state: &AppState, stream: &StreamId) -> ApiResult<()> {
-    for drop in state.store.drops_of_stream(stream).await? {
-        if drop.status == DropStatus::Closed {
-            continue;
-        }
-        let handle = state.engine.drop_actor(&drop.tenant, &drop.id).await?;
-        handle
-            .actor
-            .ask(|reply| DropMsg::Close(CloseReason::StreamEnded, Some(reply)))
-            .await?;
-    }
-    Ok(())
 }
 
 /// Body of `POST /v1/drops/{id}/claims`.

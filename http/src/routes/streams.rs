@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use liveshop_actors::stream::StreamMsg;
 use liveshop_engine::auth::Identity;
 use liveshop_engine::records::{Stream, StreamStatus};
 use liveshop_engine::stream::Lifecycle;
@@ -123,14 +122,10 @@ async fn lifecycle(
     action: Lifecycle,
 ) -> ApiResult<Json<Stream>> {
     let stream = owned_stream(state, caller, id).await?;
-    let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
-    let updated = handle
-        .actor
-        .ask(|reply| StreamMsg::Lifecycle { action, reply })
-        .await??;
-    if action == Lifecycle::End {
-        super::drops::close_all_of_stream(state, &stream.id).await?;
-    }
+    let updated = state
+        .engine
+        .lifecycle(&stream.tenant, &stream.id, action)
+        .await?;
     tracing::info!(stream_id = %stream.id, status = updated.status.as_str(), "stream status changed");
     Ok(Json(updated))
 }
@@ -176,10 +171,9 @@ pub async fn pin(
     {
         return Err(ApiError::not_found("product"));
     }
-    let handle = state.engine.stream(&stream.tenant, &stream.id).await?;
-    let updated = handle
-        .actor
-        .ask(|reply| StreamMsg::Pin { product, reply })
-        .await??;
+    let updated = state
+        .engine
+        .pin(&stream.tenant, &stream.id, product)
+        .await?;
     Ok(Json(updated))
 }

@@ -770,6 +770,12 @@ impl EngineProcess {
         assert_eq!(rc, 0, "SIGTERM is delivered");
     }
 
+    /// Kills the process with SIGKILL (`kill -9`): nothing is flushed, nothing is drained.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+        self.child.wait().expect("the killed child is reaped");
+    }
+
     /// Waits (up to 30 s) for the process to exit.
     pub async fn wait_exit(&mut self) -> ExitStatus {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
