@@ -8,6 +8,7 @@ pub mod auth;
 pub mod chat;
 pub mod drops;
 pub mod frames;
+pub mod group_commit;
 pub mod ids;
 pub mod limits;
 pub mod pacing;
