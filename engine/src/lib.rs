@@ -16,6 +16,7 @@ pub mod records;
 pub mod rejection;
 pub mod storage;
 pub mod stream;
+pub mod stream_book;
 pub mod text;
 pub mod timestamp;
 pub mod wire;
