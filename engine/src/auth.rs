@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{TenantId, UserId};
 use crate::rejection::{ErrorCode, Rejection};
 
+mod permit;
+
+pub use permit::{Action, StreamRef, permit};
+
 /// Roles of the contract: four tenant roles and platform staff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,31 +74,19 @@ impl Identity {
 
     /// Requires the operator role.
     pub fn require_operator(&self) -> Result<(), Rejection> {
-        if self.role == Role::Operator {
-            Ok(())
-        } else {
-            Err(Rejection::new(
-                ErrorCode::Forbidden,
-                "operator role required",
-            ))
-        }
+        permit(self, Action::Operate)
     }
 
     /// Requires a role that manages the catalogue and runs streams (seller or admin), returning the
     /// tenant it acts in.
     pub fn require_seller(&self) -> Result<&TenantId, Rejection> {
-        match self.role {
-            Role::Seller | Role::Admin => self.member_tenant(),
-            _ => Err(Rejection::new(
-                ErrorCode::Forbidden,
-                "seller or admin role required",
-            )),
-        }
+        permit(self, Action::CreateProduct)?;
+        self.member_tenant()
     }
 
     /// Whether the caller may read records of `tenant` (operators read every tenant).
     pub fn can_read(&self, tenant: &TenantId) -> bool {
-        self.role == Role::Operator || self.tenant.as_ref() == Some(tenant)
+        permit(self, Action::ReadTenant(tenant)).is_ok()
     }
 
     /// Checks that the caller may run a stream of `tenant` created by `seller`: its seller, or an
@@ -104,17 +96,7 @@ impl Identity {
         tenant: &TenantId,
         seller: &UserId,
     ) -> Result<(), Rejection> {
-        if self.tenant.as_ref() != Some(tenant) {
-            return Err(Rejection::not_found("stream"));
-        }
-        match self.role {
-            Role::Admin => Ok(()),
-            Role::Seller if &self.user == seller => Ok(()),
-            _ => Err(Rejection::new(
-                ErrorCode::Forbidden,
-                "only the stream's seller or an admin may do this",
-            )),
-        }
+        permit(self, Action::RunStream(StreamRef { tenant, seller }))
     }
 }
 

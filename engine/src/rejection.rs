@@ -122,6 +122,11 @@ impl Rejection {
         }
     }
 
+    /// The refusal of a stream operation (chat, react, leave) before `join`.
+    pub fn not_joined() -> Self {
+        Self::new(ErrorCode::NotJoined, "join the stream first")
+    }
+
     /// A `not_found` for the named kind of resource.
     pub fn not_found(what: &str) -> Self {
         Self::new(ErrorCode::NotFound, format!("{what} not found"))
