@@ -20,7 +20,7 @@ use liveshop_engine::frames::{EventBody, ServerFrame};
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::pacing::LatestValuePacer;
 use liveshop_engine::records::{Claim, Drop, DropStatus};
-use liveshop_engine::storage::{NewClaim, RowOutcome, Storage, write_isolating};
+use liveshop_engine::storage::{Fence, NewClaim, RowOutcome, Storage, write_isolating};
 use liveshop_engine::{DropId, ErrorCode, Rejection, TenantId, UserId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Mutex;
@@ -211,7 +211,7 @@ impl DropState {
             let claims = Arc::new(claims);
             let outcome = write_isolating(claims.len(), |range| {
                 let (store, drop, claims) = (store.clone(), drop.clone(), claims.clone());
-                async move { store.commit_claims(&drop, &claims[range]).await }
+                async move { store.commit_claims(&drop, &claims[range], &Fence::Unfenced).await }
             })
             .await;
             for (i, why) in outcome.refused() {
@@ -300,7 +300,12 @@ impl DropState {
         if let Err(e) = self
             .engine
             .store()
-            .set_drop_status(self.book.id(), DropStatus::Closed, Some(reason.as_str()))
+            .set_drop_status(
+                self.book.id(),
+                DropStatus::Closed,
+                Some(reason.as_str()),
+                &Fence::Unfenced,
+            )
             .await
         {
             tracing::error!(drop_id = %self.book.id(), error = %e, "could not store the drop's closing");
@@ -324,7 +329,9 @@ impl DropState {
         let engine = self.engine.clone();
         let tenant = self.book.drop().tenant.clone();
         self.write_under_lock(myself, move |store, drop| async move {
-            let result = store.expire_claims(&drop, clock::now()).await;
+            let result = store
+                .expire_claims(&drop, clock::now(), &Fence::Unfenced)
+                .await;
             if let Ok(expired) = &result {
                 for claim in expired {
                     engine.notify_user(&tenant, &claim.user, claim_update(claim));
@@ -356,7 +363,9 @@ impl DropState {
         }
         self.storing_status = true;
         self.write_under_lock(myself, move |store, drop| async move {
-            let result = store.set_drop_status(&drop, status, None).await;
+            let result = store
+                .set_drop_status(&drop, status, None, &Fence::Unfenced)
+                .await;
             DropMsg::StatusStored(result.map(|()| status).map_err(|e| e.to_string()))
         });
     }
@@ -535,7 +544,12 @@ impl Actor for DropActor {
                 }
             }
             DropMsg::Pay(id, reply) => {
-                let result = match state.engine.store().mark_claim_paid(&id).await {
+                let result = match state
+                    .engine
+                    .store()
+                    .mark_claim_paid(&id, &Fence::Unfenced)
+                    .await
+                {
                     Ok(Some(paid)) => {
                         state.book.apply_paid(&paid);
                         state

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveshop_engine::records::{ChatMessage, UserSeen};
-use liveshop_engine::storage::{RowOutcome, StorageError, StorageResult, write_isolating};
+use liveshop_engine::storage::{Fence, RowOutcome, StorageError, StorageResult, write_isolating};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::engine::Engine;
@@ -86,7 +86,7 @@ impl PersisterState {
             let store = self.engine.store().clone();
             let written = write_setting_aside("chat", batch, move |rows, range| {
                 let store = store.clone();
-                async move { store.insert_chat(&rows[range]).await }
+                async move { store.insert_chat(&rows[range], &Fence::Unfenced).await }
             })
             .await;
             if let Err((failed, err)) = written {

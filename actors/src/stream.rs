@@ -14,6 +14,7 @@ use liveshop_engine::frames::{EventBody, encode_event, encode_joined, pinned_bod
 use liveshop_engine::ids::ChatId;
 use liveshop_engine::limits::TokenBucket;
 use liveshop_engine::records::{ChatAuthor, ChatMessage, DropStatus, Stream, StreamStatus};
+use liveshop_engine::storage::Fence;
 use liveshop_engine::stream::{EventLog, Lifecycle, Resume, accepts_interaction, transition};
 use liveshop_engine::{ErrorCode, ProductId, Rejection, StreamId, TenantId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -286,7 +287,13 @@ impl StreamState {
         };
         self.engine
             .store()
-            .update_stream_status(&self.record.id, next, started_at, ended_at)
+            .update_stream_status(
+                &self.record.id,
+                next,
+                started_at,
+                ended_at,
+                &Fence::Unfenced,
+            )
             .await
             .map_err(internal)?;
         self.record.status = next;
@@ -304,7 +311,7 @@ impl StreamState {
         }
         self.engine
             .store()
-            .set_pinned(&self.record.id, Some(&product))
+            .set_pinned(&self.record.id, Some(&product), &Fence::Unfenced)
             .await
             .map_err(internal)?;
         self.publish_ordered(pinned_body(Some(&product)));
@@ -319,7 +326,7 @@ impl StreamState {
         accepts_interaction(self.record.status)?;
         self.engine
             .store()
-            .create_drop(&drop)
+            .create_drop(&drop, &Fence::Unfenced)
             .await
             .map_err(internal)?;
         let value = serde_json::to_value(&drop).unwrap_or(Value::Null);
