@@ -26,7 +26,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Mutex;
 
 use liveshop_engine::StreamId;
-use liveshop_engine::storage::StorageError;
+use liveshop_engine::storage::{Fence, StorageError};
 
 use crate::clock::TimeAndIds;
 use crate::mailbox::Depth;
@@ -239,7 +239,7 @@ impl DropState {
             let claims = Arc::new(claims);
             let outcome = write_isolating(claims.len(), |range| {
                 let (store, drop, claims) = (store.clone(), drop.clone(), claims.clone());
-                async move { store.commit_claims(&drop, &claims[range]).await }
+                async move { store.commit_claims(&drop, &claims[range], &Fence::Unfenced).await }
             })
             .await;
             for (i, why) in outcome.refused() {
@@ -331,7 +331,12 @@ impl DropState {
         if let Err(e) = self
             .caps
             .store
-            .set_drop_status(self.book.id(), DropStatus::Closed, Some(reason.as_str()))
+            .set_drop_status(
+                self.book.id(),
+                DropStatus::Closed,
+                Some(reason.as_str()),
+                &Fence::Unfenced,
+            )
             .await
         {
             tracing::error!(drop_id = %self.book.id(), error = %e, "could not store the drop's closing");
@@ -356,7 +361,7 @@ impl DropState {
         let now = self.caps.time.clock.now();
         let tenant = self.book.drop().tenant.clone();
         self.write_under_lock(myself, move |store, drop| async move {
-            let result = store.expire_claims(&drop, now).await;
+            let result = store.expire_claims(&drop, now, &Fence::Unfenced).await;
             if let Ok(expired) = &result {
                 for claim in expired {
                     notifier.notify(&tenant, &claim.user, &claim_update(claim));
@@ -388,7 +393,9 @@ impl DropState {
         }
         self.storing_status = true;
         self.write_under_lock(myself, move |store, drop| async move {
-            let result = store.set_drop_status(&drop, status, None).await;
+            let result = store
+                .set_drop_status(&drop, status, None, &Fence::Unfenced)
+                .await;
             DropMsg::StatusStored(result.map(|()| status))
         });
     }
@@ -565,7 +572,12 @@ impl Actor for DropActor {
                 }
             }
             DropMsg::Pay(id, reply) => {
-                let result = match state.caps.store.mark_claim_paid(&id).await {
+                let result = match state
+                    .caps
+                    .store
+                    .mark_claim_paid(&id, &Fence::Unfenced)
+                    .await
+                {
                     Ok(Some(paid)) => {
                         state.book.apply_paid(&paid);
                         state

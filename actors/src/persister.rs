@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use liveshop_engine::records::{ChatMessage, UserSeen};
-use liveshop_engine::storage::{RowOutcome, StorageError, StorageResult, write_isolating};
+use liveshop_engine::storage::{Fence, RowOutcome, StorageError, StorageResult, write_isolating};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use liveshop_engine::storage::Storage;
@@ -206,7 +206,7 @@ impl PersisterState {
             let store = self.store.clone();
             let written = write_setting_aside("chat", batch, move |rows, range| {
                 let store = store.clone();
-                async move { store.insert_chat(&rows[range]).await }
+                async move { store.insert_chat(&rows[range], &Fence::Unfenced).await }
             })
             .await;
             if let Err((failed, err)) = written {

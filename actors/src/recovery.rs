@@ -20,7 +20,7 @@ pub const EVERY: Duration = Duration::from_secs(5);
 /// Starts every drop that storage says is not closed and whose actor does not run; returns how
 /// many were started. Failures are logged and left to the next pass.
 pub async fn pass(directory: &Directory, store: &dyn Storage) -> usize {
-    let drops = match store.active_drops().await {
+    let drops = match store.drops_to_recover().await {
         Ok(drops) => drops,
         Err(err) => {
             tracing::warn!(error = %err, source = ?std::error::Error::source(&err),

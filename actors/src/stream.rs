@@ -29,7 +29,7 @@ use crate::persister::PersisterPort;
 use crate::supervise::StartError;
 use crate::tree::ActorTree;
 use liveshop_engine::limits::Limits;
-use liveshop_engine::storage::Storage;
+use liveshop_engine::storage::{Fence, Storage};
 
 /// How often ephemeral tallies are considered for sending.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -307,7 +307,13 @@ impl StreamState {
         };
         self.caps
             .store
-            .update_stream_status(&self.record.id, next, started_at, ended_at)
+            .update_stream_status(
+                &self.record.id,
+                next,
+                started_at,
+                ended_at,
+                &Fence::Unfenced,
+            )
             .await
             .map_err(internal)?;
         self.record.status = next;
@@ -325,7 +331,7 @@ impl StreamState {
         }
         self.caps
             .store
-            .set_pinned(&self.record.id, Some(&product))
+            .set_pinned(&self.record.id, Some(&product), &Fence::Unfenced)
             .await
             .map_err(internal)?;
         self.publish_ordered(pinned_body(Some(&product)));
@@ -338,7 +344,11 @@ impl StreamState {
         drop: liveshop_engine::records::Drop,
     ) -> Result<liveshop_engine::records::Drop, Rejection> {
         accepts_interaction(self.record.status)?;
-        self.caps.store.create_drop(&drop).await.map_err(internal)?;
+        self.caps
+            .store
+            .create_drop(&drop, &Fence::Unfenced)
+            .await
+            .map_err(internal)?;
         let value = serde_json::to_value(&drop).unwrap_or(Value::Null);
         self.drops.push(value.clone());
         self.publish_ordered(EventBody::DropOpened(value));

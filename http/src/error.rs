@@ -48,6 +48,10 @@ impl From<StorageError> for ApiError {
                     "a value of the request cannot be stored",
                 )
             }
+            StorageError::Fenced { scope, token } => {
+                tracing::warn!(%scope, token, "a write of a stale owner was fenced off");
+                Self::new(ErrorCode::Unavailable, "storage unavailable; retry")
+            }
             StorageError::Unavailable(source) => {
                 tracing::error!(error = %source, "storage unavailable");
                 Self::new(ErrorCode::Unavailable, "storage unavailable; retry")

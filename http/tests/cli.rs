@@ -6,7 +6,7 @@ mod common;
 
 use common::{Backend, EngineProcess, TempDir, TestApp, expect_error, expect_json, run_liveshop};
 use liveshop_engine::TenantId;
-use liveshop_engine::storage::Storage;
+use liveshop_engine::storage::TenantStore;
 use liveshop_storage::SqlStore;
 use liveshop_storage::testing::fresh;
 use serde_json::json;

@@ -14,7 +14,9 @@ use liveshop_engine::records::{
     ChatAuthor, ChatMessage, Claim, ClaimStatus, Drop, DropStatus, Product, Stream, StreamStatus,
     Tenant, UserSeen,
 };
-use liveshop_engine::storage::{NewClaim, Storage};
+use liveshop_engine::storage::{
+    CatalogStore, ChatStore, DropStore, Fence, NewClaim, StreamStore, TenantStore,
+};
 use liveshop_engine::{ErrorCode, Timestamp};
 use liveshop_storage::testing::fresh_store;
 use liveshop_storage::{Backend, SqlStore};
@@ -87,22 +89,25 @@ async fn seed(store: &SqlStore) {
         .unwrap();
     let now = liveshop_actors::clock::now();
     store
-        .create_drop(&Drop {
-            id: DropId::from_trusted("drp_1"),
-            tenant: tenant(),
-            stream: StreamId::from_trusted("str_1"),
-            product: ProductId::from_trusted("prd_1"),
-            quantity: 100,
-            remaining: 100,
-            reserved: 0,
-            sold: 0,
-            per_user_limit: 1,
-            hold_seconds: 300,
-            status: DropStatus::Open,
-            opened_at: now,
-            ends_at: None,
-            closed_reason: None,
-        })
+        .create_drop(
+            &Drop {
+                id: DropId::from_trusted("drp_1"),
+                tenant: tenant(),
+                stream: StreamId::from_trusted("str_1"),
+                product: ProductId::from_trusted("prd_1"),
+                quantity: 100,
+                remaining: 100,
+                reserved: 0,
+                sold: 0,
+                per_user_limit: 1,
+                hold_seconds: 300,
+                status: DropStatus::Open,
+                opened_at: now,
+                ends_at: None,
+                closed_reason: None,
+            },
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
 }
@@ -150,6 +155,7 @@ async fn a_claim_storage_refuses_is_answered_alone_and_its_batch_is_stored(backe
                     expires_at: now.plus_millis(300_000),
                 },
             }],
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
@@ -216,7 +222,7 @@ fn chat(id: &str, name: &str, text: &str, at: i64) -> ChatMessage {
 async fn chat_and_users_seen_that_storage_refuses_never_hold_up_the_rest(backend: Backend) {
     let (db, store, engine) = start(backend).await;
     store
-        .insert_chat(&[chat("msg_taken", "Ann", "first", T0)])
+        .insert_chat(&[chat("msg_taken", "Ann", "first", T0)], &Fence::Unfenced)
         .await
         .unwrap();
     let mut expected = vec!["first".to_owned()];

@@ -2,14 +2,14 @@
 
 use liveshop_engine::ids::StreamId;
 use liveshop_engine::records::ChatMessage;
-use liveshop_engine::storage::StorageResult;
+use liveshop_engine::storage::{Fence, StorageResult};
 use sqlx::AssertSqlSafe;
 
-use crate::SqlStore;
 use crate::error::{classify, unavailable};
 use crate::measure::{BatchKind, BatchTimer};
 use crate::rows::{self, chat_columns};
 use crate::sql::values_placeholders;
+use crate::{SqlStore, fence};
 
 /// Bound values per chat row.
 const CHAT_BINDS: usize = 7;
@@ -17,18 +17,23 @@ const CHAT_BINDS: usize = 7;
 const CHAT_ROWS_PER_STATEMENT: usize = 500;
 
 impl SqlStore {
-    pub(crate) async fn append_chat(&self, messages: &[ChatMessage]) -> StorageResult<()> {
+    pub(crate) async fn append_chat(
+        &self,
+        messages: &[ChatMessage],
+        fence: &Fence,
+    ) -> StorageResult<()> {
         if messages.is_empty() {
             return Ok(());
         }
         let timer = BatchTimer::start(BatchKind::Chat, messages.len());
-        let result = self.append_chat_tx(messages).await;
+        let result = self.append_chat_tx(messages, fence).await;
         timer.finish();
         result
     }
 
-    async fn append_chat_tx(&self, messages: &[ChatMessage]) -> StorageResult<()> {
+    async fn append_chat_tx(&self, messages: &[ChatMessage], fence: &Fence) -> StorageResult<()> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        fence::check(&mut tx, fence).await?;
         for chunk in messages.chunks(CHAT_ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO chat_messages (id, stream_id, tenant_id, user_id, user_name, text, at) \

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use liveshop_engine::ids::{ClaimId, DropId, TenantId, UserId};
 use liveshop_engine::records::{Claim, ClaimStatus};
-use liveshop_engine::storage::{NewClaim, StorageError, StorageResult};
+use liveshop_engine::storage::{Fence, NewClaim, StorageError, StorageResult};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
@@ -14,7 +14,7 @@ use crate::error::{classify, unavailable};
 use crate::measure::{BatchKind, BatchTimer};
 use crate::rows::{self, claim_columns};
 use crate::sql::values_placeholders;
-use crate::{Backend, SqlStore};
+use crate::{Backend, SqlStore, fence};
 
 /// Bound values per claim row and per holdings row.
 const CLAIM_BINDS: usize = 9;
@@ -153,17 +153,23 @@ impl SqlStore {
         &self,
         drop: &DropId,
         claims: &[NewClaim],
+        fence: &Fence,
     ) -> StorageResult<()> {
         if claims.is_empty() {
             return Ok(());
         }
         let timer = BatchTimer::start(BatchKind::Claims, claims.len());
-        let result = self.write_claims_tx(drop, claims).await;
+        let result = self.write_claims_tx(drop, claims, fence).await;
         timer.finish();
         result
     }
 
-    async fn write_claims_tx(&self, drop: &DropId, claims: &[NewClaim]) -> StorageResult<()> {
+    async fn write_claims_tx(
+        &self,
+        drop: &DropId,
+        claims: &[NewClaim],
+        fence: &Fence,
+    ) -> StorageResult<()> {
         check_batch(drop, claims)?;
         let per_user = units_per_user(
             claims
@@ -172,21 +178,26 @@ impl SqlStore {
         )?;
         let total = total(&per_user)?;
         match self.backend {
-            Backend::Postgres => self.write_claims_pg(drop, claims, per_user, total).await,
+            Backend::Postgres => {
+                self.write_claims_pg(drop, claims, per_user, total, fence)
+                    .await
+            }
             Backend::Sqlite => {
-                self.write_claims_sqlite(drop, claims, per_user, total)
+                self.write_claims_sqlite(drop, claims, per_user, total, fence)
                     .await
             }
         }
     }
 
-    /// Postgres: the batch as one statement ([`PG_WRITE_CLAIMS`]).
+    /// Postgres: the batch as one statement ([`PG_WRITE_CLAIMS`]); behind an owner's fence, that
+    /// statement and the fence check in one transaction.
     async fn write_claims_pg(
         &self,
         drop: &DropId,
         claims: &[NewClaim],
         per_user: BTreeMap<&str, i64>,
         total: i64,
+        fence: &Fence,
     ) -> StorageResult<()> {
         let holdings: Vec<HoldingRow> = per_user
             .into_iter()
@@ -207,14 +218,22 @@ impl SqlStore {
         let encode = |e: serde_json::Error| StorageError::Unavailable(Box::new(e));
         let holdings = serde_json::to_string(&holdings).map_err(encode)?;
         let rows = serde_json::to_string(&rows).map_err(encode)?;
-        let found: i64 = sqlx::query_scalar(PG_WRITE_CLAIMS)
+        let query = sqlx::query_scalar(PG_WRITE_CLAIMS)
             .bind(drop.as_str())
             .bind(total)
             .bind(holdings)
-            .bind(rows)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
+            .bind(rows);
+        let found: i64 = if matches!(fence, Fence::Unfenced) {
+            query.fetch_one(&self.pool).await.map_err(classify)?
+        } else {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            fence::check(&mut tx, fence).await?;
+            let found = query.fetch_one(&mut *tx).await.map_err(classify)?;
+            if found > 0 {
+                tx.commit().await.map_err(unavailable)?;
+            }
+            found
+        };
         if found == 0 {
             return Err(StorageError::Constraint(format!("no drop {drop}")));
         }
@@ -229,10 +248,13 @@ impl SqlStore {
         claims: &[NewClaim],
         per_user: BTreeMap<&str, i64>,
         total: i64,
+        fence: &Fence,
     ) -> StorageResult<()> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // First statement writes, so SQLite takes its write lock (waiting up to busy_timeout)
-        // before any read: batches of one drop serialise here.
+        fence::check(&mut tx, fence).await?;
+        // First statement writes (the fence check too, when there is one), so SQLite takes its
+        // write lock (waiting up to busy_timeout) before any read: batches of one drop serialise
+        // here.
         let row = sqlx::query(
             "UPDATE drops SET reserved = reserved + $2 WHERE id = $1 RETURNING per_user_limit",
         )
@@ -357,8 +379,10 @@ impl SqlStore {
         &self,
         drop: &DropId,
         now: i64,
+        fence: &Fence,
     ) -> StorageResult<Vec<Claim>> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        fence::check(&mut tx, fence).await?;
         let rows = sqlx::query(concat!(
             "UPDATE claims SET status = 'expired' \
              WHERE drop_id = $1 AND status = 'reserved' AND expires_at <= $2 RETURNING ",
@@ -391,8 +415,13 @@ impl SqlStore {
         Ok(expired)
     }
 
-    pub(crate) async fn pay_claim(&self, id: &ClaimId) -> StorageResult<Option<Claim>> {
+    pub(crate) async fn pay_claim(
+        &self,
+        id: &ClaimId,
+        fence: &Fence,
+    ) -> StorageResult<Option<Claim>> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        fence::check(&mut tx, fence).await?;
         let row = sqlx::query(concat!(
             "UPDATE claims SET status = 'paid' WHERE id = $1 AND status = 'reserved' RETURNING ",
             claim_columns!()

@@ -13,6 +13,7 @@ mod claims;
 mod connect;
 mod drops;
 mod error;
+mod fence;
 mod measure;
 mod migrate;
 mod rows;

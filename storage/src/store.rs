@@ -1,18 +1,21 @@
-//! The engine's [`Storage`] trait, delegating to the query modules.
+//! The engine's storage traits, one per aggregate, delegating to the query modules.
 
 use async_trait::async_trait;
 use liveshop_engine::ids::{ClaimId, DropId, ProductId, StreamId, TenantId, UserId};
 use liveshop_engine::records::{
     ChatMessage, Claim, Drop, DropStatus, Product, Stream, StreamStatus, Tenant, UserSeen,
 };
-use liveshop_engine::storage::{NewClaim, Storage, StorageResult};
+use liveshop_engine::storage::{
+    CatalogStore, ChatStore, DropStore, Fence, Health, NewClaim, StorageResult, StreamStore,
+    TenantStore,
+};
 use liveshop_engine::timestamp::Timestamp;
 
 use crate::SqlStore;
 use crate::error::unavailable;
 
 #[async_trait]
-impl Storage for SqlStore {
+impl Health for SqlStore {
     async fn ping(&self) -> StorageResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -20,7 +23,10 @@ impl Storage for SqlStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl TenantStore for SqlStore {
     async fn create_tenant(&self, tenant: &Tenant) -> StorageResult<()> {
         self.insert_tenant(tenant).await
     }
@@ -36,7 +42,10 @@ impl Storage for SqlStore {
     async fn record_users_seen(&self, users: &[UserSeen]) -> StorageResult<()> {
         self.upsert_users_seen(users).await
     }
+}
 
+#[async_trait]
+impl CatalogStore for SqlStore {
     async fn create_product(&self, product: &Product) -> StorageResult<()> {
         self.insert_product(product).await
     }
@@ -48,7 +57,10 @@ impl Storage for SqlStore {
     async fn product(&self, tenant: &TenantId, id: &ProductId) -> StorageResult<Option<Product>> {
         self.select_product(tenant, id).await
     }
+}
 
+#[async_trait]
+impl StreamStore for SqlStore {
     async fn create_stream(&self, stream: &Stream) -> StorageResult<()> {
         self.insert_stream(stream).await
     }
@@ -65,35 +77,51 @@ impl Storage for SqlStore {
         self.select_streams(tenant, status).await
     }
 
+    async fn live_streams(&self) -> StorageResult<Vec<Stream>> {
+        self.select_live_streams().await
+    }
+
     async fn update_stream_status(
         &self,
         id: &StreamId,
         status: StreamStatus,
         started_at: Option<Timestamp>,
         ended_at: Option<Timestamp>,
+        fence: &Fence,
     ) -> StorageResult<()> {
-        self.write_stream_status(id, status, started_at, ended_at)
+        self.write_stream_status(id, status, started_at, ended_at, fence)
             .await
     }
 
-    async fn set_pinned(&self, id: &StreamId, product: Option<&ProductId>) -> StorageResult<()> {
-        self.write_pinned(id, product).await
+    async fn set_pinned(
+        &self,
+        id: &StreamId,
+        product: Option<&ProductId>,
+        fence: &Fence,
+    ) -> StorageResult<()> {
+        self.write_pinned(id, product, fence).await
     }
 
     async fn next_epoch(&self, id: &StreamId) -> StorageResult<u64> {
         self.bump_epoch(id).await
     }
+}
 
-    async fn insert_chat(&self, messages: &[ChatMessage]) -> StorageResult<()> {
-        self.append_chat(messages).await
+#[async_trait]
+impl ChatStore for SqlStore {
+    async fn insert_chat(&self, messages: &[ChatMessage], fence: &Fence) -> StorageResult<()> {
+        self.append_chat(messages, fence).await
     }
 
     async fn recent_chat(&self, stream: &StreamId, limit: u32) -> StorageResult<Vec<ChatMessage>> {
         self.select_recent_chat(stream, limit).await
     }
+}
 
-    async fn create_drop(&self, drop: &Drop) -> StorageResult<()> {
-        self.insert_drop(drop).await
+#[async_trait]
+impl DropStore for SqlStore {
+    async fn create_drop(&self, drop: &Drop, fence: &Fence) -> StorageResult<()> {
+        self.insert_drop(drop, fence).await
     }
 
     async fn drop_by_id(&self, id: &DropId) -> StorageResult<Option<Drop>> {
@@ -109,12 +137,19 @@ impl Storage for SqlStore {
         id: &DropId,
         status: DropStatus,
         closed_reason: Option<&str>,
+        fence: &Fence,
     ) -> StorageResult<()> {
-        self.write_drop_status(id, status, closed_reason).await
+        self.write_drop_status(id, status, closed_reason, fence)
+            .await
     }
 
-    async fn commit_claims(&self, drop: &DropId, claims: &[NewClaim]) -> StorageResult<()> {
-        self.write_claims(drop, claims).await
+    async fn commit_claims(
+        &self,
+        drop: &DropId,
+        claims: &[NewClaim],
+        fence: &Fence,
+    ) -> StorageResult<()> {
+        self.write_claims(drop, claims, fence).await
     }
 
     async fn claim_by_key(
@@ -138,15 +173,20 @@ impl Storage for SqlStore {
         self.select_claims_of_user(tenant, user).await
     }
 
-    async fn expire_claims(&self, drop: &DropId, now: Timestamp) -> StorageResult<Vec<Claim>> {
-        self.expire_due_claims(drop, now.millis()).await
+    async fn expire_claims(
+        &self,
+        drop: &DropId,
+        now: Timestamp,
+        fence: &Fence,
+    ) -> StorageResult<Vec<Claim>> {
+        self.expire_due_claims(drop, now.millis(), fence).await
     }
 
-    async fn mark_claim_paid(&self, id: &ClaimId) -> StorageResult<Option<Claim>> {
-        self.pay_claim(id).await
+    async fn mark_claim_paid(&self, id: &ClaimId, fence: &Fence) -> StorageResult<Option<Claim>> {
+        self.pay_claim(id, fence).await
     }
 
-    async fn active_drops(&self) -> StorageResult<Vec<Drop>> {
-        self.select_active_drops().await
+    async fn drops_to_recover(&self) -> StorageResult<Vec<Drop>> {
+        self.select_drops_to_recover().await
     }
 }

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use liveshop_engine::ids::{ProductId, StreamId, TenantId};
 use liveshop_engine::records::{Stream, StreamStatus};
-use liveshop_engine::storage::{StorageError, StorageResult};
+use liveshop_engine::storage::{Fence, StorageError, StorageResult};
 use liveshop_engine::timestamp::Timestamp;
 use sqlx::Row;
 
@@ -85,21 +85,39 @@ impl SqlStore {
             .map_err(unavailable)
     }
 
+    /// Live streams of every tenant, through the partial index `streams_live` (the few live ones,
+    /// not every stream ever made).
+    pub(crate) async fn select_live_streams(&self) -> StorageResult<Vec<Stream>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            stream_columns!(),
+            " FROM streams WHERE status = 'live' ORDER BY seq"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(rows::stream)
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)
+    }
+
     pub(crate) async fn write_stream_status(
         &self,
         id: &StreamId,
         status: StreamStatus,
         started_at: Option<Timestamp>,
         ended_at: Option<Timestamp>,
+        fence: &Fence,
     ) -> StorageResult<()> {
-        sqlx::query("UPDATE streams SET status = $2, started_at = $3, ended_at = $4 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(status.as_str())
-            .bind(started_at.map(Timestamp::millis))
-            .bind(ended_at.map(Timestamp::millis))
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        let query = sqlx::query(
+            "UPDATE streams SET status = $2, started_at = $3, ended_at = $4 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(status.as_str())
+        .bind(started_at.map(Timestamp::millis))
+        .bind(ended_at.map(Timestamp::millis));
+        self.execute_fenced(query, fence).await?;
         Ok(())
     }
 
@@ -107,13 +125,12 @@ impl SqlStore {
         &self,
         id: &StreamId,
         product: Option<&ProductId>,
+        fence: &Fence,
     ) -> StorageResult<()> {
-        sqlx::query("UPDATE streams SET pinned_product_id = $2 WHERE id = $1")
+        let query = sqlx::query("UPDATE streams SET pinned_product_id = $2 WHERE id = $1")
             .bind(id.as_str())
-            .bind(product.map(ProductId::as_str))
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+            .bind(product.map(ProductId::as_str));
+        self.execute_fenced(query, fence).await?;
         Ok(())
     }
 

@@ -11,7 +11,10 @@ use liveshop_engine::records::{
     ChatAuthor, ChatMessage, Claim, ClaimStatus, Drop, DropStatus, Product, Stream, StreamStatus,
     Tenant, UserSeen,
 };
-use liveshop_engine::storage::{NewClaim, RowOutcome, Storage, StorageError, write_isolating};
+use liveshop_engine::storage::{
+    CatalogStore, ChatStore, DropStore, Fence, NewClaim, RowOutcome, StorageError, StreamStore,
+    TenantStore, write_isolating,
+};
 use liveshop_engine::text;
 use liveshop_engine::timestamp::Timestamp;
 use liveshop_storage::testing::fresh_store;
@@ -86,22 +89,25 @@ async fn seed(store: &SqlStore) {
         .await
         .unwrap();
     store
-        .create_drop(&Drop {
-            id: DropId::from_trusted("drp_1"),
-            tenant: TenantId::from_trusted("ten_a"),
-            stream: StreamId::from_trusted("str_1"),
-            product: ProductId::from_trusted("prd_1"),
-            quantity: 100,
-            remaining: 100,
-            reserved: 0,
-            sold: 0,
-            per_user_limit: 1,
-            hold_seconds: 300,
-            status: DropStatus::Open,
-            opened_at: Timestamp(T0),
-            ends_at: None,
-            closed_reason: None,
-        })
+        .create_drop(
+            &Drop {
+                id: DropId::from_trusted("drp_1"),
+                tenant: TenantId::from_trusted("ten_a"),
+                stream: StreamId::from_trusted("str_1"),
+                product: ProductId::from_trusted("prd_1"),
+                quantity: 100,
+                remaining: 100,
+                reserved: 0,
+                sold: 0,
+                per_user_limit: 1,
+                hold_seconds: 300,
+                status: DropStatus::Open,
+                opened_at: Timestamp(T0),
+                ends_at: None,
+                closed_reason: None,
+            },
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
 }
@@ -160,7 +166,7 @@ async fn write_chat(store: &Arc<SqlStore>, rows: Vec<ChatMessage>) -> Vec<RowOut
     let rows = Arc::new(rows);
     let outcome = write_isolating(rows.len(), |range: Range<usize>| {
         let (store, rows) = (store.clone(), rows.clone());
-        async move { store.insert_chat(&rows[range]).await }
+        async move { store.insert_chat(&rows[range], &Fence::Unfenced).await }
     })
     .await;
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
@@ -174,7 +180,7 @@ async fn write_chat(store: &Arc<SqlStore>, rows: Vec<ChatMessage>) -> Vec<RowOut
 async fn case_nul_text_is_refused_or_stored_never_unavailable(store: Arc<SqlStore>) {
     seed(&store).await;
     let result = store
-        .insert_chat(&[chat("msg_nul", "Eve", "a\0b", T0)])
+        .insert_chat(&[chat("msg_nul", "Eve", "a\0b", T0)], &Fence::Unfenced)
         .await;
     match store.backend() {
         Backend::Postgres => {
@@ -205,7 +211,7 @@ async fn case_refused_chat_row_is_set_aside(store: Arc<SqlStore>) {
     seed(&store).await;
     let taken = chat("msg_taken", "Ann", "first", T0);
     store
-        .insert_chat(std::slice::from_ref(&taken))
+        .insert_chat(std::slice::from_ref(&taken), &Fence::Unfenced)
         .await
         .unwrap();
     let good: Vec<_> = (0..20)
@@ -224,7 +230,7 @@ async fn case_refused_chat_row_is_set_aside(store: Arc<SqlStore>) {
     for (n, row) in bad.iter().enumerate() {
         batch.insert([0, 10, batch.len()][n % 3], row.clone());
     }
-    let whole = store.insert_chat(&batch).await;
+    let whole = store.insert_chat(&batch, &Fence::Unfenced).await;
     assert!(
         whole.as_ref().is_err_and(StorageError::is_row_fault),
         "{whole:?}"
@@ -248,7 +254,11 @@ async fn case_refused_claim_is_set_aside(store: Arc<SqlStore>) {
     seed(&store).await;
     let drop = DropId::from_trusted("drp_1");
     store
-        .commit_claims(&drop, &[claim("clm_first", "buyer-0", "k0")])
+        .commit_claims(
+            &drop,
+            &[claim("clm_first", "buyer-0", "k0")],
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     let mut batch: Vec<NewClaim> = (1..=9)
@@ -262,7 +272,11 @@ async fn case_refused_claim_is_set_aside(store: Arc<SqlStore>) {
     let batch = Arc::new(batch);
     let outcome = write_isolating(batch.len(), |range| {
         let (store, batch, drop) = (store.clone(), batch.clone(), drop.clone());
-        async move { store.commit_claims(&drop, &batch[range]).await }
+        async move {
+            store
+                .commit_claims(&drop, &batch[range], &Fence::Unfenced)
+                .await
+        }
     })
     .await;
     assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
@@ -395,7 +409,10 @@ async fn case_accepted_text_round_trips(store: Arc<SqlStore>) {
             message.user.id = author.clone();
             let buyer = claim(&format!("clm_rt_{i}"), &format!("buyer-rt-{i}"), &key);
             handle.block_on(async {
-                store.insert_chat(&[message]).await.unwrap();
+                store
+                    .insert_chat(&[message], &Fence::Unfenced)
+                    .await
+                    .unwrap();
                 store
                     .create_product(&product(
                         product_id.as_str(),
@@ -407,7 +424,7 @@ async fn case_accepted_text_round_trips(store: Arc<SqlStore>) {
                     .unwrap();
                 let drop = DropId::from_trusted("drp_1");
                 store
-                    .commit_claims(&drop, std::slice::from_ref(&buyer))
+                    .commit_claims(&drop, std::slice::from_ref(&buyer), &Fence::Unfenced)
                     .await
                     .unwrap();
 
@@ -437,7 +454,7 @@ async fn case_accepted_text_round_trips(store: Arc<SqlStore>) {
 async fn case_one_refused_row_never_costs_the_others(store: Arc<SqlStore>) {
     seed(&store).await;
     store
-        .insert_chat(&[chat("msg_taken", "Ann", "first", T0)])
+        .insert_chat(&[chat("msg_taken", "Ann", "first", T0)], &Fence::Unfenced)
         .await
         .unwrap();
     let handle = tokio::runtime::Handle::current();

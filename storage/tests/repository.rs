@@ -6,7 +6,12 @@ use liveshop_engine::records::{
     ChatAuthor, ChatMessage, Claim, ClaimStatus, Drop, DropStatus, Product, Stream, StreamStatus,
     Tenant, UserSeen,
 };
-use liveshop_engine::storage::{NewClaim, Storage, StorageError};
+use std::sync::Arc;
+
+use liveshop_engine::storage::{
+    CatalogStore, ChatStore, DropStore, Fence, Health, NewClaim, Storage, StorageError,
+    StreamStore, TenantStore,
+};
 use liveshop_engine::timestamp::Timestamp;
 use liveshop_storage::testing::fresh_store;
 use liveshop_storage::{Backend, SqlStore};
@@ -61,7 +66,12 @@ both! {
     claims_lookups => case_claims_lookups,
     expire_claims => case_expire_claims,
     mark_claim_paid => case_mark_claim_paid,
-    active_drops_and_status => case_active_drops_and_status,
+    drop_status => case_drop_status,
+    drops_to_recover => case_drops_to_recover,
+    live_streams => case_live_streams,
+    stale_owner_is_fenced_off => case_stale_owner_is_fenced_off,
+    every_owner_write_is_fenced => case_every_owner_write_is_fenced,
+    storage_narrows_to_one_aggregate => case_storage_narrows_to_one_aggregate,
     concurrent_batches_never_oversell => case_concurrent_batches_never_oversell,
 }
 
@@ -174,7 +184,7 @@ async fn seed(store: &SqlStore) {
 async fn seed_drop(store: &SqlStore, id: &str, quantity: i64, per_user_limit: i64) -> DropId {
     seed(store).await;
     store
-        .create_drop(&drop_record(id, quantity, per_user_limit))
+        .create_drop(&drop_record(id, quantity, per_user_limit), &Fence::Unfenced)
         .await
         .unwrap();
     DropId::from_trusted(id)
@@ -394,11 +404,23 @@ async fn case_streams(store: &SqlStore) {
     );
 
     store
-        .update_stream_status(&s1.id, StreamStatus::Live, Some(Timestamp(T0 + 5)), None)
+        .update_stream_status(
+            &s1.id,
+            StreamStatus::Live,
+            Some(Timestamp(T0 + 5)),
+            None,
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     store
-        .update_stream_status(&s3.id, StreamStatus::Live, Some(Timestamp(T0 + 6)), None)
+        .update_stream_status(
+            &s3.id,
+            StreamStatus::Live,
+            Some(Timestamp(T0 + 6)),
+            None,
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -428,7 +450,13 @@ async fn case_stream_status_pin_and_epoch(store: &SqlStore) {
     seed(store).await;
     let id = StreamId::from_trusted("str_1");
     store
-        .update_stream_status(&id, StreamStatus::Live, Some(Timestamp(T0 + 1)), None)
+        .update_stream_status(
+            &id,
+            StreamStatus::Live,
+            Some(Timestamp(T0 + 1)),
+            None,
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     store
@@ -437,6 +465,7 @@ async fn case_stream_status_pin_and_epoch(store: &SqlStore) {
             StreamStatus::Ended,
             Some(Timestamp(T0 + 1)),
             Some(Timestamp(T0 + 2)),
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
@@ -446,12 +475,15 @@ async fn case_stream_status_pin_and_epoch(store: &SqlStore) {
     assert_eq!(s.ended_at, Some(Timestamp(T0 + 2)));
 
     let product = ProductId::from_trusted("prd_1");
-    store.set_pinned(&id, Some(&product)).await.unwrap();
+    store
+        .set_pinned(&id, Some(&product), &Fence::Unfenced)
+        .await
+        .unwrap();
     assert_eq!(
         store.stream(&id).await.unwrap().unwrap().pinned,
         Some(product)
     );
-    store.set_pinned(&id, None).await.unwrap();
+    store.set_pinned(&id, None, &Fence::Unfenced).await.unwrap();
     assert_eq!(store.stream(&id).await.unwrap().unwrap().pinned, None);
 
     assert_eq!(store.next_epoch(&id).await.unwrap(), 1);
@@ -472,13 +504,16 @@ async fn case_chat(store: &SqlStore) {
         .await
         .unwrap();
     let s1 = StreamId::from_trusted("str_1");
-    store.insert_chat(&[]).await.unwrap();
+    store.insert_chat(&[], &Fence::Unfenced).await.unwrap();
     let batch: Vec<_> = (0..5)
         .map(|i| chat(&format!("msg_{i}"), "str_1", &format!("hello {i}"), T0 + i))
         .collect();
-    store.insert_chat(&batch).await.unwrap();
+    store.insert_chat(&batch, &Fence::Unfenced).await.unwrap();
     store
-        .insert_chat(&[chat("msg_other", "str_2", "elsewhere", T0 + 100)])
+        .insert_chat(
+            &[chat("msg_other", "str_2", "elsewhere", T0 + 100)],
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
 
@@ -500,7 +535,7 @@ async fn case_chat_large_batch(store: &SqlStore) {
     let batch: Vec<_> = (0..1200)
         .map(|i| chat(&format!("msg_{i}"), "str_1", "x", T0 + i))
         .collect();
-    store.insert_chat(&batch).await.unwrap();
+    store.insert_chat(&batch, &Fence::Unfenced).await.unwrap();
     let recent = store
         .recent_chat(&StreamId::from_trusted("str_1"), 2000)
         .await
@@ -523,7 +558,7 @@ async fn case_drops(store: &SqlStore) {
 
     let mut second = drop_record("drp_2", 3, 1);
     second.ends_at = None;
-    store.create_drop(&second).await.unwrap();
+    store.create_drop(&second, &Fence::Unfenced).await.unwrap();
     let of_stream = store
         .drops_of_stream(&StreamId::from_trusted("str_1"))
         .await
@@ -537,13 +572,19 @@ async fn case_drops(store: &SqlStore) {
 
 async fn case_commit_claims(store: &SqlStore) {
     let drop = seed_drop(store, "drp_1", 10, 3).await;
-    store.commit_claims(&drop, &[]).await.unwrap();
+    store
+        .commit_claims(&drop, &[], &Fence::Unfenced)
+        .await
+        .unwrap();
     let batch = vec![
         claim("clm_1", "drp_1", "alice", 2, "k1", T0 + 300_000),
         claim("clm_2", "drp_1", "bob", 1, "k1", T0 + 300_000),
         claim("clm_3", "drp_1", "alice", 1, "k2", T0 + 300_000),
     ];
-    store.commit_claims(&drop, &batch).await.unwrap();
+    store
+        .commit_claims(&drop, &batch, &Fence::Unfenced)
+        .await
+        .unwrap();
     assert_eq!(counts(store, &drop).await, (4, 0, 6));
     let stored = store.claims_of_drop(&drop).await.unwrap();
     assert_eq!(
@@ -556,6 +597,7 @@ async fn case_commit_claims(store: &SqlStore) {
         .commit_claims(
             &drop,
             &[claim("clm_4", "drp_1", "bob", 2, "k2", T0 + 300_000)],
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
@@ -576,7 +618,10 @@ async fn case_commit_claims_large_batch(store: &SqlStore) {
             )
         })
         .collect();
-    store.commit_claims(&drop, &batch).await.unwrap();
+    store
+        .commit_claims(&drop, &batch, &Fence::Unfenced)
+        .await
+        .unwrap();
     assert_eq!(counts(store, &drop).await, (1500, 0, 3500));
     let stored = store.claims_of_drop(&drop).await.unwrap();
     assert_eq!(stored.len(), 1500);
@@ -591,7 +636,7 @@ async fn case_commit_claims_of_unknown_drop(store: &SqlStore) {
     let ghost = DropId::from_trusted("drp_ghost");
     let batch = vec![claim("clm_1", "drp_ghost", "alice", 1, "k1", T0)];
     assert!(matches!(
-        store.commit_claims(&ghost, &batch).await,
+        store.commit_claims(&ghost, &batch, &Fence::Unfenced).await,
         Err(StorageError::Constraint(_))
     ));
     // Nothing was written: no claim without its drop, and the real drop is untouched.
@@ -610,14 +655,21 @@ async fn case_commit_claims_of_unknown_drop(store: &SqlStore) {
 async fn case_oversell_refused_whole(store: &SqlStore) {
     let drop = seed_drop(store, "drp_1", 3, 5).await;
     store
-        .commit_claims(&drop, &[claim("clm_1", "drp_1", "alice", 2, "k1", T0)])
+        .commit_claims(
+            &drop,
+            &[claim("clm_1", "drp_1", "alice", 2, "k1", T0)],
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     let batch = vec![
         claim("clm_2", "drp_1", "bob", 1, "k1", T0),
         claim("clm_3", "drp_1", "carol", 1, "k1", T0),
     ];
-    assert_constraint(store.commit_claims(&drop, &batch).await, "oversold");
+    assert_constraint(
+        store.commit_claims(&drop, &batch, &Fence::Unfenced).await,
+        "oversold",
+    );
     assert_eq!(
         counts(store, &drop).await,
         (2, 0, 1),
@@ -629,7 +681,11 @@ async fn case_oversell_refused_whole(store: &SqlStore) {
 
     // The remaining unit can still be taken, by a user with no refused holdings left behind.
     store
-        .commit_claims(&drop, &[claim("clm_4", "drp_1", "bob", 1, "k1", T0)])
+        .commit_claims(
+            &drop,
+            &[claim("clm_4", "drp_1", "bob", 1, "k1", T0)],
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     assert_eq!(counts(store, &drop).await, (3, 0, 0));
@@ -638,7 +694,11 @@ async fn case_oversell_refused_whole(store: &SqlStore) {
 async fn case_per_user_limit_refused_whole(store: &SqlStore) {
     let drop = seed_drop(store, "drp_1", 100, 2).await;
     store
-        .commit_claims(&drop, &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)])
+        .commit_claims(
+            &drop,
+            &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)],
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     // Bob's claim is fine on its own, but alice would hold 3 > 2: the whole batch is refused.
@@ -647,14 +707,21 @@ async fn case_per_user_limit_refused_whole(store: &SqlStore) {
         claim("clm_3", "drp_1", "alice", 1, "k2", T0),
         claim("clm_4", "drp_1", "alice", 1, "k3", T0),
     ];
-    assert_constraint(store.commit_claims(&drop, &batch).await, "per-user limit");
+    assert_constraint(
+        store.commit_claims(&drop, &batch, &Fence::Unfenced).await,
+        "per-user limit",
+    );
     assert_eq!(counts(store, &drop).await, (1, 0, 99));
     assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 1);
 
     // A single claim over the limit is refused too.
     assert_constraint(
         store
-            .commit_claims(&drop, &[claim("clm_5", "drp_1", "carol", 3, "k1", T0)])
+            .commit_claims(
+                &drop,
+                &[claim("clm_5", "drp_1", "carol", 3, "k1", T0)],
+                &Fence::Unfenced,
+            )
             .await,
         "per-user limit",
     );
@@ -666,6 +733,7 @@ async fn case_per_user_limit_refused_whole(store: &SqlStore) {
                 claim("clm_6", "drp_1", "alice", 1, "k2", T0),
                 claim("clm_7", "drp_1", "carol", 2, "k1", T0),
             ],
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
@@ -684,6 +752,7 @@ async fn case_one_per_buyer_limit(store: &SqlStore) {
                 claim("clm_1", "drp_1", "alice", 1, "k1", T0 + 100),
                 claim("clm_2", "drp_1", "bob", 1, "k1", T0 + 100_000),
             ],
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
@@ -692,17 +761,28 @@ async fn case_one_per_buyer_limit(store: &SqlStore) {
         claim("clm_3", "drp_1", "carol", 1, "k1", T0),
         claim("clm_4", "drp_1", "carol", 1, "k2", T0),
     ];
-    assert_constraint(store.commit_claims(&drop, &batch).await, "per-user limit");
+    assert_constraint(
+        store.commit_claims(&drop, &batch, &Fence::Unfenced).await,
+        "per-user limit",
+    );
     assert_constraint(
         store
-            .commit_claims(&drop, &[claim("clm_5", "drp_1", "alice", 1, "k2", T0)])
+            .commit_claims(
+                &drop,
+                &[claim("clm_5", "drp_1", "alice", 1, "k2", T0)],
+                &Fence::Unfenced,
+            )
             .await,
         "per-user limit",
     );
     // Two units in one claim pass no limit of one.
     assert!(matches!(
         store
-            .commit_claims(&drop, &[claim("clm_6", "drp_1", "dave", 2, "k1", T0)])
+            .commit_claims(
+                &drop,
+                &[claim("clm_6", "drp_1", "dave", 2, "k1", T0)],
+                &Fence::Unfenced
+            )
             .await,
         Err(StorageError::Constraint(_))
     ));
@@ -710,20 +790,24 @@ async fn case_one_per_buyer_limit(store: &SqlStore) {
 
     // Bob pays: a sold unit still counts toward his limit.
     let paid = store
-        .mark_claim_paid(&ClaimId::from_trusted("clm_2"))
+        .mark_claim_paid(&ClaimId::from_trusted("clm_2"), &Fence::Unfenced)
         .await
         .unwrap()
         .expect("reserved claim");
     assert_eq!(paid.status, ClaimStatus::Paid);
     assert_constraint(
         store
-            .commit_claims(&drop, &[claim("clm_7", "drp_1", "bob", 1, "k2", T0)])
+            .commit_claims(
+                &drop,
+                &[claim("clm_7", "drp_1", "bob", 1, "k2", T0)],
+                &Fence::Unfenced,
+            )
             .await,
         "per-user limit",
     );
     // Alice's hold expires: she may claim again, once.
     let expired = store
-        .expire_claims(&drop, Timestamp(T0 + 200))
+        .expire_claims(&drop, Timestamp(T0 + 200), &Fence::Unfenced)
         .await
         .unwrap();
     assert_eq!(expired.len(), 1);
@@ -731,13 +815,18 @@ async fn case_one_per_buyer_limit(store: &SqlStore) {
         .commit_claims(
             &drop,
             &[claim("clm_8", "drp_1", "alice", 1, "k3", T0 + 300_000)],
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
     assert_eq!(counts(store, &drop).await, (1, 1, 98));
     assert_constraint(
         store
-            .commit_claims(&drop, &[claim("clm_9", "drp_1", "alice", 1, "k4", T0)])
+            .commit_claims(
+                &drop,
+                &[claim("clm_9", "drp_1", "alice", 1, "k4", T0)],
+                &Fence::Unfenced,
+            )
             .await,
         "per-user limit",
     );
@@ -746,14 +835,21 @@ async fn case_one_per_buyer_limit(store: &SqlStore) {
 async fn case_duplicate_idempotency_key(store: &SqlStore) {
     let drop = seed_drop(store, "drp_1", 10, 5).await;
     store
-        .commit_claims(&drop, &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)])
+        .commit_claims(
+            &drop,
+            &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)],
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     let batch = vec![
         claim("clm_2", "drp_1", "bob", 1, "k1", T0),
         claim("clm_3", "drp_1", "alice", 1, "k1", T0),
     ];
-    assert_constraint(store.commit_claims(&drop, &batch).await, "idempotency key");
+    assert_constraint(
+        store.commit_claims(&drop, &batch, &Fence::Unfenced).await,
+        "idempotency key",
+    );
     assert_eq!(counts(store, &drop).await, (1, 0, 9));
     assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 1);
 }
@@ -761,22 +857,26 @@ async fn case_duplicate_idempotency_key(store: &SqlStore) {
 async fn case_claims_lookups(store: &SqlStore) {
     let drop = seed_drop(store, "drp_1", 10, 5).await;
     store
-        .create_drop(&drop_record("drp_2", 10, 5))
+        .create_drop(&drop_record("drp_2", 10, 5), &Fence::Unfenced)
         .await
         .unwrap();
     let d2 = DropId::from_trusted("drp_2");
     let first = claim("clm_1", "drp_1", "alice", 1, "k1", T0);
     let second = claim("clm_2", "drp_2", "alice", 2, "k1", T0);
     store
-        .commit_claims(&drop, std::slice::from_ref(&first))
+        .commit_claims(&drop, std::slice::from_ref(&first), &Fence::Unfenced)
         .await
         .unwrap();
     store
-        .commit_claims(&d2, std::slice::from_ref(&second))
+        .commit_claims(&d2, std::slice::from_ref(&second), &Fence::Unfenced)
         .await
         .unwrap();
     store
-        .commit_claims(&drop, &[claim("clm_3", "drp_1", "bob", 1, "k1", T0)])
+        .commit_claims(
+            &drop,
+            &[claim("clm_3", "drp_1", "bob", 1, "k1", T0)],
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
 
@@ -811,7 +911,11 @@ async fn case_claims_lookups(store: &SqlStore) {
     // A claim for another drop in the batch is refused before anything is written.
     assert_constraint(
         store
-            .commit_claims(&drop, &[claim("clm_9", "drp_2", "carol", 1, "k1", T0)])
+            .commit_claims(
+                &drop,
+                &[claim("clm_9", "drp_2", "carol", 1, "k1", T0)],
+                &Fence::Unfenced,
+            )
             .await,
         "drp_2",
     );
@@ -827,20 +931,21 @@ async fn case_expire_claims(store: &SqlStore) {
                 claim("clm_2", "drp_1", "bob", 1, "k1", T0 + 200),
                 claim("clm_3", "drp_1", "carol", 1, "k1", T0 + 300),
             ],
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
     assert_eq!(counts(store, &drop).await, (4, 0, 1));
     assert!(
         store
-            .expire_claims(&drop, Timestamp(T0 + 99))
+            .expire_claims(&drop, Timestamp(T0 + 99), &Fence::Unfenced)
             .await
             .unwrap()
             .is_empty()
     );
 
     let expired = store
-        .expire_claims(&drop, Timestamp(T0 + 200))
+        .expire_claims(&drop, Timestamp(T0 + 200), &Fence::Unfenced)
         .await
         .unwrap();
     let mut ids: Vec<_> = expired.iter().map(|c| c.id.as_str().to_owned()).collect();
@@ -861,7 +966,7 @@ async fn case_expire_claims(store: &SqlStore) {
     // Expiring again finds nothing new.
     assert!(
         store
-            .expire_claims(&drop, Timestamp(T0 + 200))
+            .expire_claims(&drop, Timestamp(T0 + 200), &Fence::Unfenced)
             .await
             .unwrap()
             .is_empty()
@@ -872,6 +977,7 @@ async fn case_expire_claims(store: &SqlStore) {
         .commit_claims(
             &drop,
             &[claim("clm_4", "drp_1", "alice", 2, "k2", T0 + 1000)],
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
@@ -887,11 +993,12 @@ async fn case_mark_claim_paid(store: &SqlStore) {
                 claim("clm_1", "drp_1", "alice", 2, "k1", T0 + 100),
                 claim("clm_2", "drp_1", "bob", 1, "k1", T0 + 100),
             ],
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
     let paid = store
-        .mark_claim_paid(&ClaimId::from_trusted("clm_1"))
+        .mark_claim_paid(&ClaimId::from_trusted("clm_1"), &Fence::Unfenced)
         .await
         .unwrap()
         .expect("reserved claim gets paid");
@@ -902,14 +1009,14 @@ async fn case_mark_claim_paid(store: &SqlStore) {
     // Paying twice, or paying an unknown claim, does nothing.
     assert_eq!(
         store
-            .mark_claim_paid(&ClaimId::from_trusted("clm_1"))
+            .mark_claim_paid(&ClaimId::from_trusted("clm_1"), &Fence::Unfenced)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .mark_claim_paid(&ClaimId::from_trusted("nope"))
+            .mark_claim_paid(&ClaimId::from_trusted("nope"), &Fence::Unfenced)
             .await
             .unwrap(),
         None
@@ -917,7 +1024,7 @@ async fn case_mark_claim_paid(store: &SqlStore) {
 
     // Paid claims never expire, and still count toward the limit.
     let expired = store
-        .expire_claims(&drop, Timestamp(T0 + 1000))
+        .expire_claims(&drop, Timestamp(T0 + 1000), &Fence::Unfenced)
         .await
         .unwrap();
     assert_eq!(
@@ -927,7 +1034,7 @@ async fn case_mark_claim_paid(store: &SqlStore) {
     assert_eq!(counts(store, &drop).await, (0, 2, 3));
     assert_eq!(
         store
-            .mark_claim_paid(&ClaimId::from_trusted("clm_2"))
+            .mark_claim_paid(&ClaimId::from_trusted("clm_2"), &Fence::Unfenced)
             .await
             .unwrap(),
         None
@@ -937,34 +1044,31 @@ async fn case_mark_claim_paid(store: &SqlStore) {
             .commit_claims(
                 &drop,
                 &[claim("clm_3", "drp_1", "alice", 1, "k2", T0 + 2000)],
+                &Fence::Unfenced,
             )
             .await,
         "per-user limit",
     );
 }
 
-async fn case_active_drops_and_status(store: &SqlStore) {
+async fn case_drop_status(store: &SqlStore) {
     seed_drop(store, "drp_1", 5, 1).await;
     store
-        .create_drop(&drop_record("drp_2", 5, 1))
+        .create_drop(&drop_record("drp_2", 5, 1), &Fence::Unfenced)
         .await
         .unwrap();
     store
-        .create_drop(&drop_record("drp_3", 5, 1))
+        .create_drop(&drop_record("drp_3", 5, 1), &Fence::Unfenced)
         .await
         .unwrap();
-    let active = |list: Vec<Drop>| {
-        list.into_iter()
-            .map(|d| d.id.as_str().to_owned())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        active(store.active_drops().await.unwrap()),
-        ["drp_1", "drp_2", "drp_3"]
-    );
 
     store
-        .set_drop_status(&DropId::from_trusted("drp_2"), DropStatus::SoldOut, None)
+        .set_drop_status(
+            &DropId::from_trusted("drp_2"),
+            DropStatus::SoldOut,
+            None,
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     store
@@ -972,13 +1076,10 @@ async fn case_active_drops_and_status(store: &SqlStore) {
             &DropId::from_trusted("drp_3"),
             DropStatus::Closed,
             Some("seller"),
+            &Fence::Unfenced,
         )
         .await
         .unwrap();
-    assert_eq!(
-        active(store.active_drops().await.unwrap()),
-        ["drp_1", "drp_2"]
-    );
     let closed = store
         .drop_by_id(&DropId::from_trusted("drp_3"))
         .await
@@ -996,7 +1097,12 @@ async fn case_active_drops_and_status(store: &SqlStore) {
 
     // A late open ⇄ sold-out write (a status task finishing after the close) never reopens it.
     store
-        .set_drop_status(&DropId::from_trusted("drp_3"), DropStatus::SoldOut, None)
+        .set_drop_status(
+            &DropId::from_trusted("drp_3"),
+            DropStatus::SoldOut,
+            None,
+            &Fence::Unfenced,
+        )
         .await
         .unwrap();
     let still = store
@@ -1027,7 +1133,7 @@ async fn case_concurrent_batches_never_oversell(store: &SqlStore) {
                     )
                 })
                 .collect();
-            store.commit_claims(&drop, &batch).await
+            store.commit_claims(&drop, &batch, &Fence::Unfenced).await
         });
     }
     let mut committed = 0;
@@ -1043,4 +1149,387 @@ async fn case_concurrent_batches_never_oversell(store: &SqlStore) {
     assert_eq!(committed, 4, "exactly 20 units worth of batches fit");
     assert_eq!(counts(store, &drop).await, (20, 0, 0));
     assert_eq!(store.claims_of_drop(&drop).await.unwrap().len(), 20);
+}
+
+fn ids(drops: &[Drop]) -> Vec<&str> {
+    drops.iter().map(|d| d.id.as_str()).collect()
+}
+
+/// Creates drop `id` of `drp_1`'s shape with the given status and end time.
+async fn add_drop(store: &SqlStore, id: &str, status: DropStatus, ends_at: Option<i64>) -> DropId {
+    let record = Drop {
+        ends_at: ends_at.map(Timestamp),
+        ..drop_record(id, 5, 2)
+    };
+    store.create_drop(&record, &Fence::Unfenced).await.unwrap();
+    let id = record.id;
+    if status != DropStatus::Open {
+        store
+            .set_drop_status(&id, status, None, &Fence::Unfenced)
+            .await
+            .unwrap();
+    }
+    id
+}
+
+async fn hold(store: &SqlStore, drop: &DropId, claim_id: &str, expires_at: i64) {
+    store
+        .commit_claims(
+            drop,
+            &[claim(
+                claim_id,
+                drop.as_str(),
+                "alice",
+                1,
+                claim_id,
+                expires_at,
+            )],
+            &Fence::Unfenced,
+        )
+        .await
+        .unwrap();
+}
+
+async fn case_drops_to_recover(store: &SqlStore) {
+    seed(store).await;
+    // Held: open with a hold, and one whose hold expired while nothing ran.
+    let held = add_drop(store, "drp_held", DropStatus::Open, None).await;
+    hold(store, &held, "clm_held", T0 + 1_000).await;
+    let lapsed = add_drop(store, "drp_lapsed", DropStatus::Open, None).await;
+    hold(store, &lapsed, "clm_lapsed", T0 - 1_000).await;
+    // With an end time, also one already past, and a sold-out one.
+    add_drop(store, "drp_ends", DropStatus::Open, Some(T0 + 60_000)).await;
+    add_drop(store, "drp_ended", DropStatus::Open, Some(T0 - 60_000)).await;
+    add_drop(
+        store,
+        "drp_sold_out",
+        DropStatus::SoldOut,
+        Some(T0 + 60_000),
+    )
+    .await;
+    let sold_out_held = add_drop(store, "drp_sold_out_held", DropStatus::Open, None).await;
+    hold(store, &sold_out_held, "clm_so", T0 + 1_000).await;
+    store
+        .set_drop_status(&sold_out_held, DropStatus::SoldOut, None, &Fence::Unfenced)
+        .await
+        .unwrap();
+    // Left out: nothing will happen to them until a request comes.
+    add_drop(store, "drp_idle", DropStatus::Open, None).await;
+    add_drop(store, "drp_idle_sold_out", DropStatus::SoldOut, None).await;
+    let paid = add_drop(store, "drp_paid", DropStatus::Open, None).await;
+    hold(store, &paid, "clm_paid", T0 + 1_000).await;
+    store
+        .mark_claim_paid(&ClaimId::from_trusted("clm_paid"), &Fence::Unfenced)
+        .await
+        .unwrap()
+        .expect("was reserved");
+    let expired = add_drop(store, "drp_expired", DropStatus::Open, None).await;
+    hold(store, &expired, "clm_expired", T0 + 1_000).await;
+    store
+        .expire_claims(&expired, Timestamp(T0 + 1_000), &Fence::Unfenced)
+        .await
+        .unwrap();
+    // Left out: closed is final, end time and holds or not.
+    add_drop(store, "drp_closed", DropStatus::Closed, Some(T0 + 60_000)).await;
+    let closed_held = add_drop(store, "drp_closed_held", DropStatus::Open, None).await;
+    hold(store, &closed_held, "clm_closed", T0 + 1_000).await;
+    store
+        .set_drop_status(
+            &closed_held,
+            DropStatus::Closed,
+            Some("seller"),
+            &Fence::Unfenced,
+        )
+        .await
+        .unwrap();
+
+    let recover = store.drops_to_recover().await.unwrap();
+    assert_eq!(
+        ids(&recover),
+        [
+            "drp_held",
+            "drp_lapsed",
+            "drp_ends",
+            "drp_ended",
+            "drp_sold_out",
+            "drp_sold_out_held",
+        ]
+    );
+    let lapsed = recover.iter().find(|d| d.id == lapsed).unwrap();
+    assert_eq!((lapsed.reserved, lapsed.remaining), (1, 4));
+}
+
+async fn case_live_streams(store: &SqlStore) {
+    seed(store).await;
+    store
+        .create_tenant(&tenant("ten_b", "shop-b"))
+        .await
+        .unwrap();
+    for (tenant, id) in [("ten_a", "str_2"), ("ten_b", "str_3"), ("ten_b", "str_4")] {
+        store.create_stream(&stream(tenant, id)).await.unwrap();
+    }
+    assert!(store.live_streams().await.unwrap().is_empty());
+    for id in ["str_4", "str_1", "str_3"] {
+        store
+            .update_stream_status(
+                &StreamId::from_trusted(id),
+                StreamStatus::Live,
+                Some(Timestamp(T0)),
+                None,
+                &Fence::Unfenced,
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .update_stream_status(
+            &StreamId::from_trusted("str_3"),
+            StreamStatus::Ended,
+            Some(Timestamp(T0)),
+            Some(Timestamp(T0 + 1)),
+            &Fence::Unfenced,
+        )
+        .await
+        .unwrap();
+    let live = store.live_streams().await.unwrap();
+    assert_eq!(
+        live.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["str_1", "str_4"],
+        "live streams of every tenant, oldest first"
+    );
+}
+
+fn assert_fenced<T: std::fmt::Debug>(result: Result<T, StorageError>, token: u64) {
+    match result {
+        Err(StorageError::Fenced { scope, token: t }) => {
+            assert_eq!((scope.as_str(), t), ("str_1", token));
+        }
+        other => panic!("expected the write to be fenced off, got {other:?}"),
+    }
+}
+
+async fn case_stale_owner_is_fenced_off(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 10, 5).await;
+    let old = Fence::owner("str_1", 7);
+    let new = Fence::owner("str_1", 8);
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)],
+            &old,
+        )
+        .await
+        .unwrap();
+    // The owner keeps writing with its token until a newer owner writes.
+    store
+        .commit_claims(&drop, &[claim("clm_2", "drp_1", "bob", 1, "k1", T0)], &old)
+        .await
+        .unwrap();
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_3", "drp_1", "carol", 1, "k1", T0)],
+            &new,
+        )
+        .await
+        .unwrap();
+
+    let stale = store
+        .commit_claims(&drop, &[claim("clm_4", "drp_1", "dave", 1, "k1", T0)], &old)
+        .await;
+    assert!(matches!(&stale, Err(e) if !e.is_row_fault()), "{stale:?}");
+    assert_fenced(stale, 7);
+    assert_eq!(
+        counts(store, &drop).await,
+        (3, 0, 7),
+        "nothing of it written"
+    );
+    assert!(
+        store
+            .claim_by_id(&ClaimId::from_trusted("clm_4"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Unfenced writes are not checked at all, and other scopes have their own tokens.
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_5", "drp_1", "erin", 1, "k1", T0)],
+            &Fence::Unfenced,
+        )
+        .await
+        .unwrap();
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_6", "drp_1", "frank", 1, "k1", T0)],
+            &Fence::owner("str_2", 1),
+        )
+        .await
+        .unwrap();
+    // A still newer owner takes over.
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_7", "drp_1", "gina", 1, "k1", T0)],
+            &Fence::owner("str_1", 20),
+        )
+        .await
+        .unwrap();
+    assert_fenced(
+        store
+            .commit_claims(&drop, &[claim("clm_8", "drp_1", "hal", 1, "k1", T0)], &new)
+            .await,
+        8,
+    );
+    assert_eq!(counts(store, &drop).await, (6, 0, 4));
+
+    // A token the database cannot hold is refused, not wrapped around.
+    let too_big = store
+        .commit_claims(
+            &drop,
+            &[claim("clm_9", "drp_1", "ivan", 1, "k1", T0)],
+            &Fence::owner("str_1", u64::MAX),
+        )
+        .await;
+    assert!(
+        matches!(too_big, Err(StorageError::Invalid(_))),
+        "{too_big:?}"
+    );
+    assert_eq!(counts(store, &drop).await, (6, 0, 4));
+}
+
+async fn case_every_owner_write_is_fenced(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 10, 5).await;
+    let stream = StreamId::from_trusted("str_1");
+    let (old, new) = (Fence::owner("str_1", 1), Fence::owner("str_1", 2));
+    hold(store, &drop, "clm_1", T0).await;
+    hold(store, &drop, "clm_2", T0).await;
+    store
+        .set_pinned(&stream, None, &new)
+        .await
+        .expect("the newer owner writes");
+
+    assert_fenced(
+        store.create_drop(&drop_record("drp_2", 5, 1), &old).await,
+        1,
+    );
+    assert_fenced(
+        store
+            .set_drop_status(&drop, DropStatus::Closed, Some("seller"), &old)
+            .await,
+        1,
+    );
+    assert_fenced(store.expire_claims(&drop, Timestamp(T0), &old).await, 1);
+    assert_fenced(
+        store
+            .mark_claim_paid(&ClaimId::from_trusted("clm_1"), &old)
+            .await,
+        1,
+    );
+    assert_fenced(
+        store
+            .update_stream_status(&stream, StreamStatus::Live, Some(Timestamp(T0)), None, &old)
+            .await,
+        1,
+    );
+    let product = ProductId::from_trusted("prd_1");
+    assert_fenced(store.set_pinned(&stream, Some(&product), &old).await, 1);
+    assert_fenced(
+        store
+            .insert_chat(&[chat("msg_1", "str_1", "late", T0)], &old)
+            .await,
+        1,
+    );
+
+    // Nothing of the stale owner's writes is there.
+    assert!(
+        store
+            .drop_by_id(&DropId::from_trusted("drp_2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let d = store.drop_by_id(&drop).await.unwrap().unwrap();
+    assert_eq!((d.status, d.reserved, d.sold), (DropStatus::Open, 2, 0));
+    let s = store.stream(&stream).await.unwrap().unwrap();
+    assert_eq!((s.status, s.pinned), (StreamStatus::Scheduled, None));
+    assert!(store.recent_chat(&stream, 10).await.unwrap().is_empty());
+
+    // The same writes by the current owner go through.
+    store
+        .mark_claim_paid(&ClaimId::from_trusted("clm_1"), &new)
+        .await
+        .unwrap()
+        .expect("was reserved");
+    assert_eq!(
+        store
+            .expire_claims(&drop, Timestamp(T0), &new)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store
+        .insert_chat(&[chat("msg_1", "str_1", "hello", T0)], &new)
+        .await
+        .unwrap();
+    store
+        .update_stream_status(&stream, StreamStatus::Live, Some(Timestamp(T0)), None, &new)
+        .await
+        .unwrap();
+    store
+        .set_pinned(&stream, Some(&product), &new)
+        .await
+        .unwrap();
+    store
+        .create_drop(&drop_record("drp_2", 5, 1), &new)
+        .await
+        .unwrap();
+    store
+        .set_drop_status(&drop, DropStatus::Closed, Some("seller"), &new)
+        .await
+        .unwrap();
+    let d = store.drop_by_id(&drop).await.unwrap().unwrap();
+    assert_eq!((d.status, d.reserved, d.sold), (DropStatus::Closed, 0, 1));
+    let s = store.stream(&stream).await.unwrap().unwrap();
+    assert_eq!((s.status, s.pinned), (StreamStatus::Live, Some(product)));
+    assert_eq!(store.recent_chat(&stream, 10).await.unwrap().len(), 1);
+    assert!(
+        store
+            .drop_by_id(&DropId::from_trusted("drp_2"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// The composition root holds an `Arc<dyn Storage>` and hands each part only its aggregate's store.
+async fn case_storage_narrows_to_one_aggregate(store: &SqlStore) {
+    seed(store).await;
+    let storage: Arc<dyn Storage> = Arc::new(store.clone());
+    let drops: Arc<dyn DropStore> = storage.clone();
+    let streams: Arc<dyn StreamStore> = storage.clone();
+    let health: Arc<dyn Health> = storage.clone();
+    health.ping().await.unwrap();
+    drops
+        .create_drop(&drop_record("drp_1", 5, 1), &Fence::Unfenced)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&storage
+            .drops_of_stream(&StreamId::from_trusted("str_1"))
+            .await
+            .unwrap()),
+        ["drp_1"]
+    );
+    assert!(
+        streams
+            .stream(&StreamId::from_trusted("str_1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
