@@ -199,11 +199,11 @@ impl SqlStore {
         total: i64,
         fence: &Fence,
     ) -> StorageResult<()> {
-        let holdings: Vec<HoldingRow> = per_user
+        let holdings: Vec<HoldingRow<'_>> = per_user
             .into_iter()
             .map(|(user, units)| HoldingRow { user, units })
             .collect();
-        let rows: Vec<ClaimRow> = claims
+        let rows: Vec<ClaimRow<'_>> = claims
             .iter()
             .map(|NewClaim { claim }| ClaimRow {
                 id: claim.id.as_str(),
