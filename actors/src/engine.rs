@@ -11,8 +11,9 @@ use liveshop_engine::{DropId, ErrorCode, Rejection, SessionId, StreamId, TenantI
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::sync::Mutex;
 
-use crate::broker::{Broker, Subscriber};
+use crate::connection::Subscriber;
 use crate::drop::{ClaimOutcome, DropMsg};
+use crate::fanout::Fanout;
 use crate::mailbox::Addr;
 use crate::persister::{Persister, PersisterMsg};
 use crate::session::SessionInbox;
@@ -68,14 +69,13 @@ pub struct Engine {
 
 struct EngineInner {
     store: Arc<dyn Storage>,
-    broker: Arc<dyn Broker>,
+    fanout: Fanout,
     config: EngineConfig,
     streams: DashMap<StreamId, StreamHandle>,
     tenants: DashMap<TenantId, Addr<TenantMsg>>,
     tree: ActorTree,
     drops: DashMap<DropId, DropHandle>,
     drop_locks: DashMap<DropId, Arc<Mutex<()>>>,
-    users: DashMap<(TenantId, UserId), Vec<Subscriber>>,
     sessions: DashMap<SessionId, Arc<SessionInbox>>,
     supervisor: OnceLock<ActorRef<SupervisorMsg>>,
     persister: OnceLock<ActorRef<PersisterMsg>>,
@@ -93,20 +93,19 @@ impl Engine {
     /// Starts the root of the actor tree (supervisor and persister).
     pub async fn start(
         store: Arc<dyn Storage>,
-        broker: Arc<dyn Broker>,
+        fanout: Fanout,
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
         let engine = Self {
             inner: Arc::new(EngineInner {
                 store,
-                broker,
+                fanout,
                 config,
                 streams: DashMap::new(),
                 tenants: DashMap::new(),
                 tree: ActorTree::default(),
                 drops: DashMap::new(),
                 drop_locks: DashMap::new(),
-                users: DashMap::new(),
                 sessions: DashMap::new(),
                 supervisor: OnceLock::new(),
                 persister: OnceLock::new(),
@@ -125,9 +124,9 @@ impl Engine {
         &self.inner.store
     }
 
-    /// The fan-out broker.
-    pub fn broker(&self) -> &Arc<dyn Broker> {
-        &self.inner.broker
+    /// Fan-out: this node's hub, the bus, presence and the user notifier.
+    pub fn fanout(&self) -> &Fanout {
+        &self.inner.fanout
     }
 
     /// Tunables.
@@ -171,29 +170,17 @@ impl Engine {
 
     /// Registers a connection of `user`, so private frames (`claim_update`) reach it.
     pub fn register_user(&self, tenant: &TenantId, user: &UserId, conn: Subscriber) {
-        self.inner
-            .users
-            .entry((tenant.clone(), user.clone()))
-            .or_default()
-            .push(conn);
+        self.inner.fanout.notifier().register(tenant, user, conn);
     }
 
     /// Forgets a connection registered with [`Engine::register_user`].
     pub fn unregister_user(&self, tenant: &TenantId, user: &UserId, conn: u64) {
-        let key = (tenant.clone(), user.clone());
-        if let Some(mut conns) = self.inner.users.get_mut(&key) {
-            conns.retain(|c| c.id() != conn);
-        }
-        self.inner.users.remove_if(&key, |_, c| c.is_empty());
+        self.inner.fanout.notifier().unregister(tenant, user, conn);
     }
 
     /// Sends a private frame to every connection of `user`.
     pub fn notify_user(&self, tenant: &TenantId, user: &UserId, frame: bytes::Bytes) {
-        if let Some(conns) = self.inner.users.get(&(tenant.clone(), user.clone())) {
-            for conn in conns.iter() {
-                conn.send_json(&frame);
-            }
-        }
+        self.inner.fanout.notifier().notify(tenant, user, frame);
     }
 
     /// Lists a connection's session, so operators can reach it (fault injection).
@@ -253,9 +240,9 @@ impl Engine {
             .await?
     }
 
-    /// Connections joined to a stream on this node right now.
+    /// Viewers of a stream right now (this node's joined connections in single-node mode).
     pub fn viewers(&self, stream: &StreamId) -> u64 {
-        self.inner.broker.subscribers(stream) as u64
+        self.inner.fanout.viewers(stream)
     }
 
     /// Queues a chat message for the next batched write.

@@ -7,13 +7,14 @@
 //! Session (one per WebSocket connection, run by the connection's own task)
 //! ```
 //! A stream's state changes only inside its [`stream::StreamActor`]. It encodes each event once and
-//! hands the bytes to the [`broker::Broker`], whose fan-out task writes them to every joined
-//! connection's socket.
+//! publishes the bytes on the [`fanout::bus::Bus`]; the [`fanout::hub::Hub`] of each node writes
+//! them to every joined connection's socket.
 
-pub mod broker;
 pub mod clock;
+pub mod connection;
 pub mod drop;
 pub mod engine;
+pub mod fanout;
 pub mod mailbox;
 pub mod metrics;
 pub mod persister;

@@ -26,7 +26,7 @@ use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame};
 use liveshop_engine::records::ChatAuthor;
 use liveshop_engine::{ErrorCode, Rejection, SessionId, StreamId};
 
-use crate::broker::Subscriber;
+use crate::connection::Subscriber;
 use crate::engine::Engine;
 use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
@@ -269,8 +269,9 @@ impl Session {
                 }
                 .encode();
                 self.engine
-                    .broker()
-                    .unsubscribe(&stream, self.conn.clone(), Some(reply));
+                    .fanout()
+                    .hub()
+                    .leave(&stream, self.conn.clone(), Some(reply));
                 Ok(())
             }
             ClientOp::Chat { stream, text } => {
@@ -359,8 +360,9 @@ impl Drop for Session {
         // waiting for the streams' next event.
         for stream in self.joined.drain() {
             self.engine
-                .broker()
-                .unsubscribe(&stream, self.conn.clone(), None);
+                .fanout()
+                .hub()
+                .leave(&stream, self.conn.clone(), None);
         }
     }
 }

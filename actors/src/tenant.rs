@@ -11,6 +11,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 
 use crate::drop::{DropActor, DropArgs};
 use crate::engine::{DropHandle, Engine, StreamHandle};
+use crate::fanout::bus::Control;
 use crate::mailbox::{Addr, Depth};
 use crate::metrics::{self, AliveGuard, kind};
 use crate::restart::RestartBudget;
@@ -131,8 +132,8 @@ impl TenantState {
             ::metrics::counter!(metrics::ACTOR_ESCALATIONS, "kind" => label).increment(1);
             self.engine.tree().remove(label, &id);
             if let Child::Stream(s) = &child {
-                self.engine.broker().restarted(s);
-                self.engine.broker().remove(s);
+                self.engine.fanout().control(s, Control::Rejoin);
+                self.engine.fanout().control(s, Control::Remove);
             }
             return;
         }
