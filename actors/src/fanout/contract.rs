@@ -4,7 +4,7 @@
 //! connected bus endpoints, one per node, in the same order (for Redis: one client per node on
 //! one server). Run the whole suite for an implementation with [`crate::bus_contract_tests!`]:
 //!
-//! ```ignore
+//! ```text
 //! liveshop_actors::bus_contract_tests!(redis_bus, |sinks| async move { connect_redis(sinks).await });
 //! ```
 //!
