@@ -13,12 +13,12 @@ use liveshop_engine::{DropId, Rejection, StreamId, TenantId};
 use ractor::ActorRef;
 use tokio::sync::Mutex;
 
-use crate::broker::Broker;
 use crate::clock::TimeAndIds;
 use crate::drop::{DropActor, DropArgs, DropCaps, DropMsg};
+use crate::fanout::Fanout;
+use crate::fanout::bus::Control;
 use crate::mailbox::Addr;
 use crate::metrics::kind;
-use crate::notifier::Notifier;
 use crate::persister::PersisterPort;
 use crate::stream::{StreamActor, StreamArgs, StreamCaps, StreamMsg};
 use crate::supervise::{
@@ -32,10 +32,8 @@ use crate::tree::ActorTree;
 pub struct Capabilities {
     /// The database.
     pub store: Arc<dyn Storage>,
-    /// This node's fan-out.
-    pub broker: Arc<dyn Broker>,
-    /// Private frames to users.
-    pub notifier: Arc<dyn Notifier>,
+    /// This node's fan-out: hub, bus, presence and the user notifier.
+    pub fanout: Fanout,
     /// Batched chat writes.
     pub persister: PersisterPort,
     /// Time and fresh ids.
@@ -122,7 +120,7 @@ impl Directory {
         let supervisor = self.tenant(tenant).await?;
         let caps = StreamCaps {
             store: self.caps.store.clone(),
-            broker: self.caps.broker.clone(),
+            fanout: self.caps.fanout.clone(),
             persister: self.caps.persister.clone(),
             time: self.caps.time.clone(),
             limits: self.caps.limits,
@@ -131,7 +129,7 @@ impl Directory {
         let (tenant_id, stream_id) = (tenant.clone(), stream.clone());
         let place = StreamPlace {
             registered: Registered::new(self.streams.clone(), tenant.clone(), stream.clone()),
-            broker: self.caps.broker.clone(),
+            fanout: self.caps.fanout.clone(),
             stream: stream.clone(),
         };
         let child = ActorChild::new(
@@ -161,7 +159,7 @@ impl Directory {
         let supervisor = self.tenant(tenant).await?;
         let caps = DropCaps {
             store: self.caps.store.clone(),
-            notifier: self.caps.notifier.clone(),
+            notifier: self.caps.fanout.notifier().clone(),
             streams: self.streams.clone(),
             time: self.caps.time.clone(),
             claim_batch_max: self.caps.claim_batch_max,
@@ -225,7 +223,7 @@ pub(crate) async fn ensure(
 /// asked to join again (so each learns whether it can be restored) and its fan-out is dropped.
 struct StreamPlace {
     registered: Registered<StreamId, StreamMsg>,
-    broker: Arc<dyn Broker>,
+    fanout: Fanout,
     stream: StreamId,
 }
 
@@ -238,8 +236,8 @@ impl Place<StreamMsg> for StreamPlace {
     }
     fn stopped(&self, actor: Option<ractor::ActorId>) {
         if actor.is_none() {
-            self.broker.restarted(&self.stream);
-            self.broker.remove(&self.stream);
+            self.fanout.control(&self.stream, Control::Rejoin);
+            self.fanout.control(&self.stream, Control::Remove);
         }
         self.registered.stopped(actor);
     }

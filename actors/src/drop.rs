@@ -29,9 +29,9 @@ use liveshop_engine::StreamId;
 use liveshop_engine::storage::{Fence, StorageError};
 
 use crate::clock::TimeAndIds;
+use crate::fanout::notifier::Notifier;
 use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
-use crate::notifier::Notifier;
 use crate::slot::Slot;
 use crate::stream::StreamMsg;
 use crate::supervise::{Registry, StartError};
@@ -364,7 +364,7 @@ impl DropState {
             let result = store.expire_claims(&drop, now, &Fence::Unfenced).await;
             if let Ok(expired) = &result {
                 for claim in expired {
-                    notifier.notify(&tenant, &claim.user, &claim_update(claim));
+                    notifier.notify(&tenant, &claim.user, claim_update(claim));
                 }
             }
             DropMsg::Expired(result)
@@ -583,7 +583,7 @@ impl Actor for DropActor {
                         state
                             .caps
                             .notifier
-                            .notify(&paid.tenant, &paid.user, &claim_update(&paid));
+                            .notify(&paid.tenant, &paid.user, claim_update(&paid));
                         Ok(paid)
                     }
                     Ok(None) => Err(Rejection::new(

@@ -15,14 +15,14 @@ use liveshop_engine::{DropId, ProductId, Rejection, SessionId, StreamId, TenantI
 use ractor::Actor;
 use tokio::task::JoinHandle;
 
-use crate::broker::{Broker, Subscriber};
 use crate::clock::TimeAndIds;
+use crate::connection::Subscriber;
 use crate::directory::{Capabilities, Directory, ensure};
 use crate::drop::{ClaimOutcome, DropMsg};
+use crate::fanout::Fanout;
 use crate::inbox::{SessionInbox, SessionMsg};
 use crate::mailbox::Depth;
 use crate::metrics::kind;
-use crate::notifier::LocalNotifier;
 use crate::persister::{Persister, PersisterMsg, PersisterPort};
 use crate::recovery;
 use crate::stream::{JoinReply, StreamMsg};
@@ -84,8 +84,7 @@ pub struct Engine {
 struct EngineInner {
     directory: Directory,
     store: Arc<dyn Storage>,
-    broker: Arc<dyn Broker>,
-    notifier: Arc<LocalNotifier>,
+    fanout: Fanout,
     persister: PersisterPort,
     sessions: dashmap::DashMap<SessionId, Arc<SessionInbox>>,
     tree: Arc<ActorTree>,
@@ -98,16 +97,16 @@ impl Engine {
     /// storage says must run (see [`recovery`]).
     pub async fn start(
         store: Arc<dyn Storage>,
-        broker: Arc<dyn Broker>,
+        fanout: Fanout,
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
-        Self::start_with_time(store, broker, config, TimeAndIds::system()).await
+        Self::start_with_time(store, fanout, config, TimeAndIds::system()).await
     }
 
     /// Like [`Engine::start`], with the clock and id source actors get (tests pass a paused clock).
     pub async fn start_with_time(
         store: Arc<dyn Storage>,
-        broker: Arc<dyn Broker>,
+        fanout: Fanout,
         config: EngineConfig,
         time: TimeAndIds,
     ) -> Result<Self, EngineError> {
@@ -126,12 +125,10 @@ impl Engine {
             },
         )
         .await?;
-        let notifier = Arc::new(LocalNotifier::default());
         let persister = PersisterPort::new();
         let caps = Capabilities {
             store: store.clone(),
-            broker: broker.clone(),
-            notifier: notifier.clone(),
+            fanout: fanout.clone(),
             persister: persister.clone(),
             time,
             limits: config.limits,
@@ -153,8 +150,7 @@ impl Engine {
             inner: Arc::new(EngineInner {
                 directory: Directory::new(root, caps),
                 store,
-                broker,
-                notifier,
+                fanout,
                 persister,
                 sessions: dashmap::DashMap::new(),
                 tree,
@@ -203,7 +199,7 @@ impl Engine {
 
     /// Connections joined to a stream on this node right now.
     pub fn viewers(&self, stream: &StreamId) -> u64 {
-        self.inner.broker.subscribers(stream) as u64
+        self.inner.fanout.viewers(stream)
     }
 
     /// Starts or ends a show. Ending it also closes its drops that are still open, each stored
@@ -329,7 +325,7 @@ impl Engine {
 
     /// Leaves a stream after the events already sent; `then` (JSON) is written after them.
     pub fn leave(&self, stream: &StreamId, conn: Subscriber, then: Option<bytes::Bytes>) {
-        self.inner.broker.unsubscribe(stream, conn, then);
+        self.inner.fanout.hub().leave(stream, conn, then);
     }
 
     /// Publishes a chat message; answers its seq. `publisher` is set when the author has not
@@ -393,12 +389,12 @@ impl Engine {
 
     /// Registers a connection of `user`, so private frames (`claim_update`) reach it.
     pub fn register_user(&self, tenant: &TenantId, user: &UserId, conn: Subscriber) {
-        self.inner.notifier.register(tenant, user, conn);
+        self.inner.fanout.notifier().register(tenant, user, conn);
     }
 
     /// Forgets a connection registered with [`Engine::register_user`].
     pub fn unregister_user(&self, tenant: &TenantId, user: &UserId, conn: u64) {
-        self.inner.notifier.unregister(tenant, user, conn);
+        self.inner.fanout.notifier().unregister(tenant, user, conn);
     }
 
     /// Lists a connection's session, so operators can reach it (fault injection).

@@ -8,19 +8,19 @@
 //! ```
 //! Callers go through the [`Engine`] facade; it finds or starts the actor in charge through the
 //! [`directory::Directory`]. Each actor gets at spawn only the capabilities it uses. A stream's
-//! state changes only inside its [`stream::StreamActor`]. It encodes each event once and hands
-//! the bytes to the [`broker::Broker`], whose fan-out task writes them to every joined
-//! connection's socket.
+//! state changes only inside its [`stream::StreamActor`]. It encodes each event once and
+//! publishes the bytes on the [`fanout::bus::Bus`]; the [`fanout::hub::Hub`] of each node writes
+//! them to every joined connection's socket.
 
-pub mod broker;
 pub mod clock;
+pub mod connection;
 pub mod directory;
 pub mod drop;
 pub mod engine;
+pub mod fanout;
 pub mod inbox;
 pub mod mailbox;
 pub mod metrics;
-pub mod notifier;
 pub mod persister;
 pub mod recovery;
 pub mod restart;

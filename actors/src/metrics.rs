@@ -14,7 +14,7 @@ pub const ACTOR_MAILBOX_DEPTH: &str = "liveshop_actor_mailbox_depth";
 pub const ACTOR_MESSAGE_SECONDS: &str = "liveshop_actor_message_duration_seconds";
 /// Counter of event frames written to sockets.
 pub const EVENTS_DELIVERED: &str = "liveshop_events_delivered_total";
-/// Histogram of the time a stream actor spends encoding and handing one event to the broker.
+/// Histogram of the time a stream actor spends encoding and publishing one event on the bus.
 pub const FANOUT_SECONDS: &str = "liveshop_fanout_duration_seconds";
 /// Counter of connections closed because they could not keep up.
 pub const SLOW_CONSUMERS: &str = "liveshop_slow_consumers_total";

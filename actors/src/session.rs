@@ -24,7 +24,7 @@ use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame};
 use liveshop_engine::records::ChatAuthor;
 use liveshop_engine::{ErrorCode, Rejection, SessionId, StreamId};
 
-use crate::broker::Subscriber;
+use crate::connection::Subscriber;
 use crate::engine::Engine;
 pub use crate::inbox::{SessionInbox, SessionMsg};
 use crate::metrics::{self, AliveGuard, kind};

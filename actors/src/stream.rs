@@ -1,28 +1,32 @@
 //! One actor per stream in use: the only place a stream's state changes.
 //!
-//! It numbers ordered events (chat, status, pins, drop events) within its epoch, encodes each once,
-//! keeps the recent ones for resume and hands them to the broker. Ephemeral tallies (viewers,
-//! reactions) are coalesced on a timer. A restart (after a failure) begins a new epoch and tells
-//! the subscribers to re-join, so each gets a fresh snapshot and keeps receiving events.
+//! It numbers ordered events (chat, status, pins, drop events) within its epoch, encodes each once
+//! and publishes it on the bus; each node's hub keeps the recent ones for resume. Ephemeral tallies
+//! (viewers, reactions) are coalesced on a timer. Every start begins a new epoch, announced on the
+//! bus: after a restart (a failure) the subscribers re-join, so each gets a fresh snapshot and
+//! keeps receiving events.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use liveshop_engine::auth::Role;
 use liveshop_engine::chat::validate_chat_text;
-use liveshop_engine::frames::{EventBody, encode_event, encode_joined, pinned_body};
+use liveshop_engine::frames::{EventBody, encode_event, pinned_body};
 use liveshop_engine::ids::ChatId;
 use liveshop_engine::limits::TokenBucket;
 use liveshop_engine::records::{ChatAuthor, ChatMessage, DropStatus, Stream, StreamStatus};
-use liveshop_engine::stream::{EventLog, Lifecycle, Resume, accepts_interaction, transition};
+use liveshop_engine::stream::{EventLog, Lifecycle, accepts_interaction, transition};
 use liveshop_engine::{ErrorCode, ProductId, Rejection, StreamId, TenantId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
-use crate::broker::{Broker, Subscriber};
 use crate::clock::TimeAndIds;
+use crate::connection::Subscriber;
+use crate::fanout::Fanout;
+use crate::fanout::bus::{Control, StreamEvent};
+use crate::fanout::hub::{Join, Snapshot};
 use crate::mailbox::Depth;
 use crate::metrics::{self, AliveGuard, kind};
 use crate::persister::PersisterPort;
@@ -43,8 +47,8 @@ const BUCKET_IDLE_MS: i64 = 60_000;
 pub struct StreamCaps {
     /// Streams, chat history and drops, read at start; status, pin and new drops written.
     pub store: Arc<dyn Storage>,
-    /// Where its events go out to viewers.
-    pub broker: Arc<dyn Broker>,
+    /// Where its events go out to viewers, and their count.
+    pub fanout: Fanout,
     /// Where accepted chat goes to be stored.
     pub persister: PersisterPort,
     /// Time and fresh ids.
@@ -63,21 +67,21 @@ pub struct StreamArgs {
     pub tenant: TenantId,
     /// The stream to run.
     pub stream: StreamId,
-    /// True when restarting after a failure: subscribers are told to re-join.
+    /// True when restarting after a failure. Either way the new epoch is announced, and viewers
+    /// of an older one re-join.
     pub restarted: bool,
     /// Its mailbox counter.
     pub depth: Depth,
 }
 
-/// What a joining session learns (its connection got the `joined` frame and the replay).
+/// What a joining session learns. Its connection gets the `joined` frame (and any replay) from
+/// the hub, which decides between resume and snapshot in order with the events.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinReply {
     /// Current epoch.
     pub epoch: u64,
     /// Last seq at the time of joining.
     pub seq: u64,
-    /// True when `replay` holds exactly the missed events.
-    pub resumed: bool,
 }
 
 /// Messages of a stream actor.
@@ -169,7 +173,7 @@ impl StreamState {
 
     fn current(&self) -> Stream {
         let mut s = self.record.clone();
-        s.viewers = self.caps.broker.subscribers(&s.id) as u64;
+        s.viewers = self.caps.fanout.viewers(&s.id) as u64;
         s
     }
 
@@ -180,7 +184,7 @@ impl StreamState {
             return cached.clone();
         }
         let mut stream = self.record.clone();
-        stream.viewers = self.caps.broker.subscribers(&stream.id) as u64;
+        stream.viewers = self.caps.fanout.viewers(&stream.id) as u64;
         self.snapshot_viewers = stream.viewers;
         let snapshot = serde_json::json!({
             "stream": stream,
@@ -207,64 +211,52 @@ impl StreamState {
         self.invalidate();
         let started = Instant::now();
         let (seq, bytes) = self.log.append(body);
-        self.caps.broker.publish(&self.record.id, bytes);
+        let event = StreamEvent {
+            epoch: self.log.epoch(),
+            seq: Some(seq),
+            bytes,
+        };
+        self.caps.fanout.publish(&self.record.id, event);
         ::metrics::histogram!(metrics::FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
         seq
     }
 
     fn publish_ephemeral(&self, body: EventBody) {
-        let bytes = encode_event(&self.record.id, None, body);
-        self.caps.broker.publish(&self.record.id, bytes);
+        let event = StreamEvent {
+            epoch: self.log.epoch(),
+            seq: None,
+            bytes: encode_event(&self.record.id, None, body),
+        };
+        self.caps.fanout.publish(&self.record.id, event);
     }
 
-    /// Subscribes a connection. Doing it inside the actor, in the same step as the snapshot (or
-    /// replay), means no event falls between them and the live feed: the broker queues the
-    /// `joined` frame and the replay behind every event published before, ahead of every later one.
+    /// Joins a connection. Doing it inside the actor, in the same step as the snapshot, queues the
+    /// join at the hub behind every event published before and ahead of every later one; the hub
+    /// then answers from its resume ring, or with this snapshot, with no gap and no duplicate.
     fn join(
         &mut self,
         resume: Option<(u64, u64)>,
-        r#ref: Option<&str>,
+        r#ref: Option<String>,
         conn: Subscriber,
     ) -> JoinReply {
-        let replay = match resume {
-            Some((epoch, since)) => self.log.resume(epoch, since),
-            None => Resume::Snapshot,
-        };
         let (epoch, seq) = (self.log.epoch(), self.log.seq());
-        let (resumed, first) = match replay {
-            Resume::Replay(events) => {
-                let mut first = Vec::with_capacity(1 + events.len());
-                first.push(encode_joined(
-                    r#ref,
-                    self.record.id.as_str(),
-                    epoch,
-                    seq,
-                    true,
-                    None,
-                ));
-                first.extend(events);
-                (true, first)
-            }
-            Resume::Snapshot => {
-                self.caps.broker.joining(self.id());
-                let snapshot = self.snapshot();
-                let joined = encode_joined(
-                    r#ref,
-                    self.record.id.as_str(),
-                    epoch,
-                    seq,
-                    false,
-                    Some(&snapshot),
-                );
-                (false, vec![joined])
-            }
-        };
-        self.caps.broker.subscribe(self.id(), conn, first);
-        JoinReply {
+        let hub = self.caps.fanout.hub().clone();
+        hub.joining(self.id());
+        let snapshot = Snapshot {
             epoch,
             seq,
-            resumed,
-        }
+            state: self.snapshot(),
+        };
+        hub.join(
+            self.id(),
+            Join {
+                subscriber: conn,
+                r#ref,
+                resume,
+                snapshot,
+            },
+        );
+        JoinReply { epoch, seq }
     }
 
     fn chat(&mut self, author: ChatAuthor, text: &str) -> Result<u64, Rejection> {
@@ -369,7 +361,7 @@ impl StreamState {
             let counts = std::mem::take(&mut self.reactions);
             self.publish_ephemeral(EventBody::Reactions { counts });
         }
-        let viewers = self.caps.broker.subscribers(self.id()) as u64;
+        let viewers = self.caps.fanout.viewers(self.id()) as u64;
         if viewers != self.snapshot_viewers {
             self.invalidate();
         }
@@ -435,7 +427,7 @@ impl Actor for StreamActor {
         );
         Ok(StreamState {
             depth: args.depth,
-            log: EventLog::new(args.stream.clone(), epoch, limits.resume_buffer),
+            log: EventLog::new(args.stream.clone(), epoch),
             caps: args.caps,
             record,
             recent_chat,
@@ -455,9 +447,12 @@ impl Actor for StreamActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Hubs restart their resume ring; viewers of an older epoch (after a failure) re-join.
         if state.restarted {
-            state.caps.broker.restarted(&state.record.id);
+            tracing::info!(stream_id = %state.record.id, epoch = state.log.epoch(), "stream restored; its viewers re-join");
         }
+        let epoch = Control::Epoch(state.log.epoch());
+        state.caps.fanout.control(&state.record.id, epoch);
         Ok(())
     }
 
@@ -478,7 +473,7 @@ impl Actor for StreamActor {
                 conn,
                 reply,
             } => {
-                let _ = reply.send(Ok(state.join(resume, r#ref.as_deref(), conn)));
+                let _ = reply.send(Ok(state.join(resume, r#ref, conn)));
             }
             StreamMsg::Chat {
                 author,
@@ -531,7 +526,7 @@ impl Actor for StreamActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if state.record.status == StreamStatus::Ended {
-            state.caps.broker.remove(&state.record.id);
+            state.caps.fanout.control(&state.record.id, Control::Remove);
         }
         state
             .caps

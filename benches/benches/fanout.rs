@@ -1,10 +1,10 @@
 //! The fan-out hot path, without sockets: encode one chat event once, frame it once, then hand
 //! the same bytes to every subscriber of the stream from one loop.
 //!
-//! * `encode/chat_200B`: `EventLog::append` of one chat event with a 200-byte text
-//!   (number, encode to JSON `Bytes`, keep for resume).
-//! * `fanout/10000`: the same encode, one WebSocket framing, then `Fanout::deliver` to 10,000
-//!   subscribers whose `deliver` only counts (the socket write is left out: it is the kernel's
+//! * `encode/chat_200B`: `EventLog::append` of one chat event with a 200-byte text (number,
+//!   encode to JSON `Bytes`), then `Ring::push` (kept for resume by the hub).
+//! * `fanout/10000`: the same encode and keep, one WebSocket framing, then `Subscribers::deliver`
+//!   to 10,000 subscribers whose `deliver` only counts (the socket write is left out: it is the kernel's
 //!   cost, measured end to end by the peer benchmark). Per-subscriber cost = time / 10,000.
 
 use std::hint::black_box;
@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use liveshop_actors::broker::{Connection, Fanout};
+use liveshop_actors::connection::Connection;
+use liveshop_actors::fanout::hub::Subscribers;
+use liveshop_actors::fanout::ring::Ring;
 use liveshop_benches::{TEXT_BYTES, chat_body, stream_id};
 use liveshop_engine::StreamId;
 use liveshop_engine::frames::ws_text_frame;
@@ -40,18 +42,29 @@ impl Connection for Counting {
     fn rejoin(&self, _: &StreamId) {}
 }
 
+/// A new epoch's log and the resume ring a hub keeps for it.
+fn log_and_ring(stream: StreamId) -> (EventLog, Ring) {
+    let mut ring = Ring::new(Limits::default().resume_buffer);
+    ring.reset(1, 0);
+    (EventLog::new(stream, 1), ring)
+}
+
 /// Subscribers in the fan-out bench.
 const SUBSCRIBERS: usize = 10_000;
 
 fn encode(c: &mut Criterion) {
     let body = chat_body(TEXT_BYTES);
-    let mut log = EventLog::new(stream_id(), 1, Limits::default().resume_buffer);
+    let (mut log, mut ring) = log_and_ring(stream_id());
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(1));
     group.bench_function("chat_200B", |b| {
         b.iter_batched(
             || body.clone(),
-            |body| black_box(log.append(body)),
+            |body| {
+                let (seq, json) = log.append(body);
+                ring.push(json);
+                black_box(seq)
+            },
             BatchSize::SmallInput,
         );
     });
@@ -61,7 +74,7 @@ fn encode(c: &mut Criterion) {
 fn fanout(c: &mut Criterion) {
     let body = chat_body(TEXT_BYTES);
     let stream = stream_id();
-    let mut log = EventLog::new(stream, 1, Limits::default().resume_buffer);
+    let (mut log, mut ring) = log_and_ring(stream);
     let subscribers: Vec<Arc<Counting>> = (0..SUBSCRIBERS as u64)
         .map(|id| {
             Arc::new(Counting {
@@ -70,7 +83,7 @@ fn fanout(c: &mut Criterion) {
             })
         })
         .collect();
-    let mut fanout = Fanout::default();
+    let mut fanout = Subscribers::default();
     for s in &subscribers {
         fanout.subscribe(s.clone(), &[]);
     }
@@ -84,6 +97,7 @@ fn fanout(c: &mut Criterion) {
             || body.clone(),
             |body| {
                 let (_, json) = log.append(body);
+                ring.push(json.clone());
                 let frame = ws_text_frame(&json);
                 rounds += 1;
                 black_box(fanout.deliver(&frame, 1))

@@ -1,8 +1,8 @@
 //! Fixtures shared by the criterion benches in `benches/`.
 //!
 //! The benches measure the hot paths of the engine without sockets or a database:
-//! encoding an ordered event once (`EventLog::append`) and handing it to every subscriber of a
-//! stream through the in-process broker's broadcast ring. Run them with
+//! encoding an ordered event once (`EventLog::append`), keeping it in the hub's resume ring, and
+//! handing it to every subscriber of a stream from the hub's write loop. Run them with
 //! `cargo bench -p liveshop-benches --bench fanout`; figures are recorded in `docs/BENCHMARKS.md`.
 
 use liveshop_engine::frames::EventBody;
@@ -43,7 +43,7 @@ mod tests {
 
     #[test]
     fn the_bench_event_has_the_wire_shape_of_a_chat_event() {
-        let mut log = EventLog::new(stream_id(), 1, 16);
+        let mut log = EventLog::new(stream_id(), 1);
         let (seq, bytes) = log.append(chat_body(TEXT_BYTES));
         assert_eq!(seq, 1);
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

@@ -1,10 +1,8 @@
 //! The stream state machine and its ordered event log.
 //!
 //! A stream moves scheduled → live → ended. While its actor runs it numbers ordered events 1, 2, 3…
-//! within an epoch (a new epoch per actor start) and keeps the most recent ones, already encoded, so a
-//! reconnecting client can resume exactly where it left off.
-
-use std::collections::VecDeque;
+//! within an epoch (a new epoch per actor start) and encodes each once. [`resume`] decides whether
+//! the recent events kept for a reconnecting client let it resume exactly where it left off.
 
 use bytes::Bytes;
 
@@ -50,34 +48,62 @@ pub fn accepts_interaction(status: StreamStatus) -> Result<(), Rejection> {
     }
 }
 
+/// What a resume buffer holds: the epoch it belongs to, the last seq in it, and the first seq it
+/// still keeps (`head + 1` when it keeps none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    /// Epoch of the events kept.
+    pub epoch: u64,
+    /// Last seq seen in that epoch (0 before the first event).
+    pub head: u64,
+    /// First seq still kept; `head + 1` when nothing is.
+    pub oldest: u64,
+}
+
 /// How a join with `epoch` + `since` is answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resume {
-    /// The epoch is current and every event after `since` is buffered: these follow, in order.
-    Replay(Vec<Bytes>),
+    /// The epoch is current and every event after `since` is kept: the events from seq `from`
+    /// through the head follow, in order (none when `from` is past the head).
+    Replay {
+        /// First seq to replay (`since + 1`).
+        from: u64,
+    },
     /// Too old, another epoch, or a seq from the future: the client gets a fresh snapshot.
     Snapshot,
 }
 
-/// Ordered events of one stream epoch, numbered without gaps, the latest kept for resume.
+/// Decides how to answer a client that saw everything up to `since` in `epoch`, given what a
+/// resume buffer keeps.
+pub fn resume(kept: Kept, epoch: u64, since: u64) -> Resume {
+    if epoch != kept.epoch || since > kept.head {
+        return Resume::Snapshot;
+    }
+    if since == kept.head || since + 1 >= kept.oldest {
+        Resume::Replay { from: since + 1 }
+    } else {
+        Resume::Snapshot
+    }
+}
+
+/// Ordered events of one stream epoch, numbered without gaps and encoded once.
+///
+/// Boundary: it keeps no events. The recent ones a resume replays are kept where they are fanned
+/// out (the hub of each node), and [`resume`] decides from what is kept there.
 #[derive(Debug, Clone)]
 pub struct EventLog {
     stream: StreamId,
     epoch: u64,
     seq: u64,
-    capacity: usize,
-    recent: VecDeque<(u64, Bytes)>,
 }
 
 impl EventLog {
-    /// An empty log for a new epoch, keeping the last `capacity` events (at least 1).
-    pub fn new(stream: StreamId, epoch: u64, capacity: usize) -> Self {
+    /// An empty log for a new epoch.
+    pub fn new(stream: StreamId, epoch: u64) -> Self {
         Self {
             stream,
             epoch,
             seq: 0,
-            capacity: capacity.max(1),
-            recent: VecDeque::with_capacity(capacity.clamp(1, 4096)),
         }
     }
 
@@ -91,38 +117,12 @@ impl EventLog {
         self.seq
     }
 
-    /// Numbers an ordered event with the next seq, encodes it once and keeps it for resume.
+    /// Numbers an ordered event with the next seq and encodes it once.
     pub fn append(&mut self, body: EventBody) -> (u64, Bytes) {
         debug_assert!(body.is_ordered(), "ephemeral events carry no seq");
         self.seq += 1;
         let bytes = encode_event(&self.stream, Some(self.seq), body);
-        if self.recent.len() == self.capacity {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((self.seq, bytes.clone()));
         (self.seq, bytes)
-    }
-
-    /// Decides how to answer a client that saw everything up to `since` in `epoch`.
-    pub fn resume(&self, epoch: u64, since: u64) -> Resume {
-        if epoch != self.epoch || since > self.seq {
-            return Resume::Snapshot;
-        }
-        if since == self.seq {
-            return Resume::Replay(Vec::new());
-        }
-        let oldest = self.recent.front().map_or(self.seq + 1, |(s, _)| *s);
-        if since + 1 < oldest {
-            return Resume::Snapshot;
-        }
-        let skip = (since + 1 - oldest) as usize;
-        Resume::Replay(
-            self.recent
-                .iter()
-                .skip(skip)
-                .map(|(_, b)| b.clone())
-                .collect(),
-        )
     }
 }
 
@@ -134,13 +134,17 @@ mod tests {
         EventBody::Chat(serde_json::json!({ "n": n }))
     }
 
-    fn log(capacity: usize) -> EventLog {
-        EventLog::new(StreamId::from_trusted("s"), 7, capacity)
+    fn log() -> EventLog {
+        EventLog::new(StreamId::from_trusted("s"), 7)
     }
 
-    fn seq_of(bytes: &Bytes) -> u64 {
-        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-        v["seq"].as_u64().unwrap()
+    /// A buffer of epoch 7 at `head` keeping the last `kept` events.
+    fn kept(head: u64, kept: u64) -> Kept {
+        Kept {
+            epoch: 7,
+            head,
+            oldest: head + 1 - kept.min(head),
+        }
     }
 
     #[test]
@@ -177,46 +181,42 @@ mod tests {
 
     #[test]
     fn seq_starts_at_one_and_grows_by_one() {
-        let mut l = log(10);
+        let mut l = log();
         assert_eq!(l.append(chat(1)).0, 1);
         assert_eq!(l.append(chat(2)).0, 2);
         assert_eq!(l.seq(), 2);
     }
 
     #[test]
+    fn each_event_is_encoded_with_its_seq() {
+        let mut l = log();
+        l.append(chat(1));
+        let (_, bytes) = l.append(chat(2));
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["seq"], 2);
+        assert_eq!(v["data"]["n"], 2);
+    }
+
+    #[test]
     fn resume_replays_exactly_the_missed_events() {
-        let mut l = log(10);
-        for n in 0..5 {
-            l.append(chat(n));
-        }
-        let Resume::Replay(events) = l.resume(7, 2) else {
-            panic!("expected replay")
-        };
-        assert_eq!(events.iter().map(seq_of).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(resume(kept(5, 5), 7, 2), Resume::Replay { from: 3 });
     }
 
     #[test]
     fn resume_at_the_head_replays_nothing() {
-        let mut l = log(10);
-        l.append(chat(0));
-        assert_eq!(l.resume(7, 1), Resume::Replay(vec![]));
+        assert_eq!(resume(kept(1, 1), 7, 1), Resume::Replay { from: 2 });
+        assert_eq!(resume(kept(4, 0), 7, 4), Resume::Replay { from: 5 });
     }
 
     #[test]
     fn resume_falls_back_to_snapshot_when_events_were_dropped_from_the_buffer() {
-        let mut l = log(3);
-        for n in 0..6 {
-            l.append(chat(n));
-        }
-        assert_eq!(l.resume(7, 2), Resume::Snapshot);
-        assert!(matches!(l.resume(7, 3), Resume::Replay(ref e) if e.len() == 3));
+        assert_eq!(resume(kept(6, 3), 7, 2), Resume::Snapshot);
+        assert_eq!(resume(kept(6, 3), 7, 3), Resume::Replay { from: 4 });
     }
 
     #[test]
     fn resume_from_another_epoch_or_the_future_is_a_snapshot() {
-        let mut l = log(10);
-        l.append(chat(0));
-        assert_eq!(l.resume(6, 0), Resume::Snapshot);
-        assert_eq!(l.resume(7, 5), Resume::Snapshot);
+        assert_eq!(resume(kept(1, 1), 6, 0), Resume::Snapshot);
+        assert_eq!(resume(kept(1, 1), 7, 5), Resume::Snapshot);
     }
 }

@@ -3,7 +3,9 @@
 
 use liveshop_engine::frames::{ClientFrame, ClientOp, EventBody, ServerFrame};
 use liveshop_engine::ids::{DropId, StreamId};
-use liveshop_engine::stream::{EventLog, Resume};
+use std::collections::VecDeque;
+
+use liveshop_engine::stream::{EventLog, Kept, Resume, resume};
 use proptest::prelude::*;
 
 fn id_text() -> impl Strategy<Value = String> {
@@ -116,7 +118,9 @@ proptest! {
         steps in proptest::collection::vec(step(), 1..300),
         capacity in 1usize..40,
     ) {
-        let mut log = EventLog::new(StreamId::from_trusted("s"), 1, capacity);
+        let mut log = EventLog::new(StreamId::from_trusted("s"), 1);
+        // The resume buffer a hub keeps: the last `capacity` events.
+        let mut ring: VecDeque<(u64, bytes::Bytes)> = VecDeque::new();
         let mut viewers = vec![Viewer::default(); 4];
         let mut last_seq = 0;
         for step in steps {
@@ -125,6 +129,10 @@ proptest! {
                     let (seq, bytes) = log.append(EventBody::Status { status: "live".into() });
                     prop_assert_eq!(seq, last_seq + 1);
                     last_seq = seq;
+                    if ring.len() == capacity {
+                        ring.pop_front();
+                    }
+                    ring.push_back((seq, bytes.clone()));
                     for v in viewers.iter_mut().filter(|v| v.joined) {
                         let s = seq_of(&bytes);
                         prop_assert_eq!(s, v.last_seen + 1);
@@ -144,10 +152,15 @@ proptest! {
                     if v.joined {
                         continue;
                     }
-                    match log.resume(1, v.last_seen) {
-                        Resume::Replay(events) => {
-                            for e in events {
-                                let s = seq_of(&e);
+                    let kept = Kept {
+                        epoch: 1,
+                        head: log.seq(),
+                        oldest: ring.front().map_or(log.seq() + 1, |(s, _)| *s),
+                    };
+                    match resume(kept, 1, v.last_seen) {
+                        Resume::Replay { from } => {
+                            for (_, e) in ring.iter().filter(|(s, _)| *s >= from) {
+                                let s = seq_of(e);
                                 prop_assert_eq!(s, v.last_seen + 1);
                                 v.last_seen = s;
                                 v.received.push(s);

@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
 use axum::routing::{get, post};
 use dashmap::DashMap;
-use liveshop_actors::broker::InProcessBroker;
+use liveshop_actors::fanout::Fanout;
 use liveshop_actors::{Engine, EngineConfig};
 use liveshop_engine::storage::Storage;
 use liveshop_storage::SqlStore;
@@ -74,8 +74,8 @@ impl Application {
             claim_batch_max: if config.group_commit { 1000 } else { 1 },
             ..EngineConfig::default()
         };
-        let broker = Arc::new(InProcessBroker::new());
-        let engine = Engine::start(store.clone(), broker, engine_config).await?;
+        let fanout = Fanout::in_process(engine_config.limits.resume_buffer);
+        let engine = Engine::start(store.clone(), fanout, engine_config).await?;
         let listener = listen(config.listen)?;
         let addr = listener.local_addr()?;
         let metrics_listener = match config.metrics_listen {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use liveshop_actors::broker::InProcessBroker;
+use liveshop_actors::fanout::Fanout;
 use liveshop_actors::{Engine, EngineConfig};
 use liveshop_engine::ids::{ChatId, ClaimId, DropId, ProductId, Slug, StreamId, TenantId, UserId};
 use liveshop_engine::records::{
@@ -117,7 +117,7 @@ async fn start(backend: Backend) -> (liveshop_storage::testing::TestDb, SqlStore
     seed(&store).await;
     let engine = Engine::start(
         Arc::new(store.clone()),
-        Arc::new(InProcessBroker::new()),
+        Fanout::in_process(EngineConfig::default().limits.resume_buffer),
         EngineConfig::default(),
     )
     .await

@@ -6,7 +6,6 @@
 //! Only the migrations come in two dialects. The invariants of contract v1 (no oversell, per-user
 //! limit) are enforced by CHECK constraints as well as by the engine.
 
-
 mod chat;
 mod claims;
 mod connect;

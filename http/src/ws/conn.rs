@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use liveshop_actors::broker::Connection;
+use liveshop_actors::connection::Connection;
 use liveshop_actors::metrics as names;
 use liveshop_actors::session::{SessionInbox, SessionMsg};
 use liveshop_engine::StreamId;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use liveshop_actors::broker::Connection;
+use liveshop_actors::connection::Connection;
 use liveshop_actors::session::{Session, SessionArgs, SessionCrashed, SessionInbox, SessionMsg};
 use liveshop_engine::auth::Identity;
 use liveshop_engine::frames::{

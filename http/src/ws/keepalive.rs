@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use liveshop_actors::broker::Connection;
+use liveshop_actors::connection::Connection;
 use liveshop_engine::frames::ws_frame;
 
 use super::close::CloseReason;
