@@ -173,7 +173,7 @@ impl StreamState {
 
     fn current(&self) -> Stream {
         let mut s = self.record.clone();
-        s.viewers = self.caps.fanout.viewers(&s.id) as u64;
+        s.viewers = self.caps.fanout.viewers(&s.id);
         s
     }
 
@@ -184,7 +184,7 @@ impl StreamState {
             return cached.clone();
         }
         let mut stream = self.record.clone();
-        stream.viewers = self.caps.fanout.viewers(&stream.id) as u64;
+        stream.viewers = self.caps.fanout.viewers(&stream.id);
         self.snapshot_viewers = stream.viewers;
         let snapshot = serde_json::json!({
             "stream": stream,
@@ -361,7 +361,7 @@ impl StreamState {
             let counts = std::mem::take(&mut self.reactions);
             self.publish_ephemeral(EventBody::Reactions { counts });
         }
-        let viewers = self.caps.fanout.viewers(self.id()) as u64;
+        let viewers = self.caps.fanout.viewers(self.id());
         if viewers != self.snapshot_viewers {
             self.invalidate();
         }
