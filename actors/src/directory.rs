@@ -190,11 +190,6 @@ impl Directory {
             .ok_or_else(|| StartError::NotFound("drop").into_rejection("drop"))
     }
 
-    /// The stream's actor if it runs now (no start-up).
-    pub fn running_stream(&self, stream: &StreamId) -> Option<Addr<StreamMsg>> {
-        self.streams.existing(stream)?.running()
-    }
-
     /// Whether the drop's actor runs now.
     pub fn drop_is_running(&self, drop: &DropId) -> bool {
         self.drops

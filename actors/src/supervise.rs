@@ -224,16 +224,7 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static, M: ractor::Message> Registry<
     pub fn existing(&self, key: &K) -> Option<Arc<Slot<M>>> {
         self.entries.get(key).map(|e| e.1.clone())
     }
-
-    /// How many ids have an address.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no id has an address.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
+}
 }
 
 /// A child's place in a [`Registry`]: the entry is made when an incarnation first runs (its
