@@ -225,7 +225,6 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static, M: ractor::Message> Registry<
         self.entries.get(key).map(|e| e.1.clone())
     }
 }
-}
 
 /// A child's place in a [`Registry`]: the entry is made when an incarnation first runs (its
 /// tenant verified by its start-up), and found by key afterwards.
