@@ -279,8 +279,7 @@ impl CatalogStore for MemoryStore {
     async fn create_product(&self, product: &Product) -> StorageResult<()> {
         self.write("create_product").await?;
         let mut t = self.tables();
-        if t
-            .products
+        if t.products
             .iter()
             .any(|p| p.tenant == product.tenant && p.sku == product.sku)
         {
@@ -588,9 +587,11 @@ impl DropStore for MemoryStore {
         let mut t = self.tables();
         t.check_fence(fence)?;
         let mut expired = Vec::new();
-        for c in t.claims.iter_mut().filter(|c| {
-            &c.drop == drop && c.status == ClaimStatus::Reserved && c.expires_at <= now
-        }) {
+        for c in t
+            .claims
+            .iter_mut()
+            .filter(|c| &c.drop == drop && c.status == ClaimStatus::Reserved && c.expires_at <= now)
+        {
             c.status = ClaimStatus::Expired;
             expired.push(c.clone());
         }
@@ -741,7 +742,10 @@ pub fn decode_ws_frames(bytes: &[u8]) -> Vec<Value> {
             127 => {
                 let mut n = [0u8; 8];
                 n.copy_from_slice(&bytes[at + 2..at + 10]);
-                (usize::try_from(u64::from_be_bytes(n)).unwrap_or(usize::MAX), 10)
+                (
+                    usize::try_from(u64::from_be_bytes(n)).unwrap_or(usize::MAX),
+                    10,
+                )
             }
             n => (usize::from(n), 2),
         };

@@ -38,7 +38,10 @@ impl Harness {
     /// Stores a tenant, a live stream and `drop`, and puts a probe in the stream's slot.
     async fn new(drop: Drop) -> Self {
         let store = MemoryStore::new();
-        store.create_tenant(&records::tenant("ten_1")).await.unwrap();
+        store
+            .create_tenant(&records::tenant("ten_1"))
+            .await
+            .unwrap();
         store
             .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
             .await
@@ -153,7 +156,10 @@ async fn a_claim_is_answered_only_after_its_batch_is_stored() {
     });
     settle().await;
     assert_eq!(h.store.writes_waiting(), 1, "the batch is being written");
-    assert!(!waiting.is_finished(), "no answer before the batch is stored");
+    assert!(
+        !waiting.is_finished(),
+        "no answer before the batch is stored"
+    );
     assert!(
         h.store.claims_of_drop(&h.drop.id).await.unwrap().is_empty(),
         "nothing stored yet"
@@ -241,7 +247,9 @@ async fn a_claim_whose_write_fails_is_answered_unavailable_and_rolled_back() {
     assert!(h.store.claims_of_drop(&h.drop.id).await.unwrap().is_empty());
 
     // The unit went back: another buyer gets it, and the first may retry with the same key.
-    let bob = claim(&actor, "bob", 1, "k1").await.expect("the unit is back");
+    let bob = claim(&actor, "bob", 1, "k1")
+        .await
+        .expect("the unit is back");
     assert!(bob.created);
     let again = claim(&actor, "alice", 1, "k1").await.unwrap_err();
     assert_eq!(again.code, ErrorCode::SoldOut, "bob has the only unit");
@@ -256,7 +264,10 @@ async fn a_sell_out_sent_while_the_stream_restarts_reaches_its_next_incarnation(
 
     claim(&actor, "alice", 1, "k1").await.expect("reserved");
     settle().await;
-    assert!(h.probe.ordered("sold_out").is_empty(), "the old incarnation is gone");
+    assert!(
+        h.probe.ordered("sold_out").is_empty(),
+        "the old incarnation is gone"
+    );
 
     let next = StreamProbe::attach(&h.slot()).await;
     settle().await;
@@ -297,7 +308,12 @@ async fn a_restarted_drop_actor_rebuilds_from_storage_and_expires_lapsed_holds_a
     // Bob's hold lapses while no actor runs.
     tokio::time::advance(std::time::Duration::from_secs(5)).await;
     assert_eq!(
-        h.store.claim_by_id(&bob.claim.id).await.unwrap().unwrap().status,
+        h.store
+            .claim_by_id(&bob.claim.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         ClaimStatus::Reserved,
         "nothing expires it while the actor is down"
     );
@@ -305,7 +321,12 @@ async fn a_restarted_drop_actor_rebuilds_from_storage_and_expires_lapsed_holds_a
     let second = h.spawn().await;
     run_for(EXPIRY_EVERY.as_millis() as u64 + 200).await;
     assert_eq!(
-        h.store.claim_by_id(&bob.claim.id).await.unwrap().unwrap().status,
+        h.store
+            .claim_by_id(&bob.claim.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         ClaimStatus::Expired
     );
     assert_eq!(h.notifier.frames_for("bob").len(), 1);

@@ -73,7 +73,11 @@ async fn a_full_batch_is_written_at_once() {
         port.chat(message(n, "hi"));
     }
     settle().await;
-    assert_eq!(store.calls("insert_chat"), 1, "without waiting for the tick");
+    assert_eq!(
+        store.calls("insert_chat"),
+        1,
+        "without waiting for the tick"
+    );
     assert_eq!(stored(&store), MAX_BATCH);
 }
 

@@ -20,7 +20,10 @@ use ractor::{Actor, ActorRef};
 /// A live stream's actor, started alone with `limits`.
 async fn live_stream(limits: Limits) -> ActorRef<StreamMsg> {
     let store = MemoryStore::new();
-    store.create_tenant(&records::tenant("ten_1")).await.unwrap();
+    store
+        .create_tenant(&records::tenant("ten_1"))
+        .await
+        .unwrap();
     store
         .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
         .await
@@ -105,7 +108,10 @@ async fn reactions_are_sent_coalesced_at_most_once_per_tick() {
         actor.cast(StreamMsg::React(emoji)).unwrap();
     }
     settle().await;
-    assert!(conn.events("reactions").is_empty(), "nothing before the tick");
+    assert!(
+        conn.events("reactions").is_empty(),
+        "nothing before the tick"
+    );
 
     run_for(250).await;
     assert_eq!(
@@ -133,10 +139,7 @@ async fn viewer_counts_are_sent_at_most_once_a_second() {
     let actor = live_stream(Limits::default()).await;
     let first = join(&actor, 1).await;
     run_for(250).await;
-    assert_eq!(
-        first.events("viewers"),
-        [serde_json::json!({"count": 1})]
-    );
+    assert_eq!(first.events("viewers"), [serde_json::json!({"count": 1})]);
 
     let _second = join(&actor, 2).await;
     run_for(500).await;
@@ -159,16 +162,26 @@ async fn the_chat_allowance_refills_with_time() {
         ..Limits::default()
     };
     let actor = live_stream(limits).await;
-    chat(&actor, "alice", "one").await.expect("within the burst");
-    chat(&actor, "alice", "two").await.expect("within the burst");
+    chat(&actor, "alice", "one")
+        .await
+        .expect("within the burst");
+    chat(&actor, "alice", "two")
+        .await
+        .expect("within the burst");
     let refused = chat(&actor, "alice", "three").await.unwrap_err();
     assert_eq!(refused.code, ErrorCode::RateLimited);
     assert!(refused.retry_after_ms.is_some_and(|ms| ms <= 1_000));
-    chat(&actor, "bob", "hi").await.expect("another user has his own");
+    chat(&actor, "bob", "hi")
+        .await
+        .expect("another user has his own");
 
     run_for(500).await;
     let still = chat(&actor, "alice", "three").await.unwrap_err();
-    assert_eq!(still.code, ErrorCode::RateLimited, "half a message refilled");
+    assert_eq!(
+        still.code,
+        ErrorCode::RateLimited,
+        "half a message refilled"
+    );
 
     run_for(500).await;
     chat(&actor, "alice", "three").await.expect("one refilled");

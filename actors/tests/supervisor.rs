@@ -13,7 +13,7 @@ use liveshop_actors::persister::PersisterPort;
 use liveshop_actors::recovery;
 use liveshop_actors::slot::Slot;
 use liveshop_actors::supervise::{
-    ActorChild, Supervisor, SupervisorArgs, SupervisorMsg, StartError,
+    ActorChild, StartError, Supervisor, SupervisorArgs, SupervisorMsg,
 };
 use liveshop_actors::testing::{MemoryStore, RecordingNotifier, records, settle};
 use liveshop_actors::tree::ActorTree;
@@ -111,7 +111,10 @@ async fn a_failing_child_is_restarted_within_its_budget_then_given_up_until_next
     for failure in 1..=5 {
         slot.cast(());
         settle().await;
-        assert!(slot.running().is_some(), "restarted after failure {failure}");
+        assert!(
+            slot.running().is_some(),
+            "restarted after failure {failure}"
+        );
         assert_eq!(starts.restarted.load(Ordering::SeqCst), failure);
     }
     slot.cast(());
@@ -161,7 +164,10 @@ async fn store_drop(store: &MemoryStore, drop: &Drop, hold: bool) {
 #[tokio::test(start_paused = true)]
 async fn recovery_starts_exactly_the_drops_storage_lists_to_recover() {
     let store = MemoryStore::new();
-    store.create_tenant(&records::tenant("ten_1")).await.unwrap();
+    store
+        .create_tenant(&records::tenant("ten_1"))
+        .await
+        .unwrap();
     store
         .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
         .await
@@ -216,7 +222,10 @@ async fn recovery_starts_exactly_the_drops_storage_lists_to_recover() {
         assert!(directory.drop_is_running(&DropId::from_trusted(id)), "{id}");
     }
     for id in ["drp_idle", "drp_closed"] {
-        assert!(!directory.drop_is_running(&DropId::from_trusted(id)), "{id}");
+        assert!(
+            !directory.drop_is_running(&DropId::from_trusted(id)),
+            "{id}"
+        );
     }
     assert_eq!(
         recovery::pass(&directory, store.as_ref()).await,
@@ -228,7 +237,10 @@ async fn recovery_starts_exactly_the_drops_storage_lists_to_recover() {
 #[tokio::test(start_paused = true)]
 async fn a_recovery_pass_that_cannot_list_drops_starts_nothing_and_tries_again_later() {
     let store = MemoryStore::new();
-    store.create_tenant(&records::tenant("ten_1")).await.unwrap();
+    store
+        .create_tenant(&records::tenant("ten_1"))
+        .await
+        .unwrap();
     store
         .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
         .await
