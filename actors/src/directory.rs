@@ -77,6 +77,7 @@ impl Directory {
         }
         let store = self.caps.store.clone();
         let tree = self.caps.tree.clone();
+        let clock = self.caps.time.clock.clone();
         let id = tenant.clone();
         let child = ActorChild::new(
             kind::TENANT,
@@ -92,6 +93,7 @@ impl Directory {
                     listed: true,
                     tree: tree.clone(),
                     depth,
+                    clock: clock.clone(),
                     check: Some(Box::pin(async move {
                         match store.tenant(&id).await? {
                             Some(_) => Ok(()),

@@ -122,6 +122,7 @@ impl Engine {
                 tree: tree.clone(),
                 depth: Depth::new(kind::SUPERVISOR),
                 check: None,
+                clock: time.clock.clone(),
             },
         )
         .await?;

@@ -28,6 +28,8 @@ pub mod session;
 pub mod slot;
 pub mod stream;
 pub mod supervise;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod tree;
 
 pub use engine::{Engine, EngineConfig, FaultTarget};

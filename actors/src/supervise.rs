@@ -19,6 +19,7 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
+use crate::clock::Clock;
 use crate::mailbox::{Addr, Depth};
 use crate::metrics::{self, AliveGuard};
 use crate::restart::RestartBudget;
@@ -288,6 +289,8 @@ pub struct SupervisorArgs {
     pub depth: Depth,
     /// What must hold before it starts.
     pub check: Option<StartCheck>,
+    /// The clock restart budgets are measured on.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Messages of a supervisor.
@@ -307,6 +310,7 @@ pub struct SupervisorState {
     depth: Depth,
     children: HashMap<ActorId, Arc<dyn Child>>,
     budgets: HashMap<(&'static str, String), RestartBudget>,
+    clock: Arc<dyn Clock>,
     _alive: AliveGuard,
 }
 
@@ -337,7 +341,7 @@ impl SupervisorState {
             .budgets
             .entry((kind, id.clone()))
             .or_insert_with(RestartBudget::standard);
-        if !budget.allow(Instant::now()) {
+        if !budget.allow(self.clock.instant()) {
             tracing::error!(supervisor = self.kind, supervisor_id = %self.id, kind, id = %id, error = %err,
                 "actor exhausted its restart budget; it starts again on next use");
             ::metrics::counter!(metrics::ACTOR_ESCALATIONS, "kind" => kind).increment(1);
@@ -386,6 +390,7 @@ impl Actor for Supervisor {
             depth: args.depth,
             children: HashMap::new(),
             budgets: HashMap::new(),
+            clock: args.clock,
             _alive: AliveGuard::new(args.kind),
         })
     }

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use liveshop_actors::clock::{Clock, SystemClock};
 use liveshop_actors::connection::Connection;
 use liveshop_engine::frames::ws_frame;
+use tokio::sync::watch;
 
 use super::close::CloseReason;
 use super::conn::Conn;
@@ -20,10 +22,17 @@ use crate::state::AppState;
 /// How often the sweep runs; also the precision of idle and token-expiry closes.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// The open connections, by id.
-#[derive(Default)]
+/// The open connections, by id, and the clock their sweep reads.
 pub struct Live {
     conns: DashMap<u64, Weak<Conn>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for Live {
+    /// No connections, on the machine's clock.
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 /// What one sweep did.
@@ -47,6 +56,19 @@ pub struct Policy {
 }
 
 impl Live {
+    /// No connections; the sweep reads `clock` (tests pass one that follows tokio's paused time).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            conns: DashMap::new(),
+            clock,
+        }
+    }
+
+    /// Now on the sweep's clock, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now().millis()
+    }
+
     /// Lists a connection until [`Live::remove`].
     pub fn add(&self, conn: &Arc<Conn>) {
         self.conns.insert(conn.id(), Arc::downgrade(conn));
@@ -106,16 +128,20 @@ pub async fn run(state: AppState) {
         ping_secs: state.config.ping_interval().as_secs(),
         idle_ms: i64::try_from(state.config.idle_timeout().as_millis()).unwrap_or(i64::MAX),
     };
+    look_after(&state.live, policy, state.drain.subscribe()).await;
+}
+
+/// The loop of [`run`]: sweeps `live` every second on its clock, until `drain` turns true (then
+/// closes every connection with 1012, and late arrivals too) or its sender is gone.
+pub async fn look_after(live: &Live, policy: Policy, mut drain: watch::Receiver<bool>) {
     let ping = ws_frame(0x9, b"");
-    let mut drain = state.drain.subscribe();
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *drain.borrow_and_update() {
-            state.live.close_all(CloseReason::Restarting);
+            live.close_all(CloseReason::Restarting);
         } else {
-            let now = liveshop_actors::clock::now().millis();
-            state.live.sweep(now, policy, &ping);
+            live.sweep(live.now_ms(), policy, &ping);
         }
         tokio::select! {
             _ = every.tick() => {}
@@ -199,7 +225,76 @@ mod tests {
             10,
             "each once per interval"
         );
-        assert!(per_second.iter().all(|&n| n == 2), "{per_second:?}");
+        // Ids come from a process-wide counter that tests running at the same time also draw
+        // from, so they need not be consecutive: each second pings the ids whose turn it is.
+        let expected: Vec<usize> = (0..5_u64)
+            .map(|s| {
+                conns
+                    .iter()
+                    .filter(|(c, _)| (1000 + s + c.id()) % 5 == 0)
+                    .count()
+            })
+            .collect();
+        assert_eq!(per_second, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_closed_after_the_idle_timeout_and_not_before() {
+        use liveshop_actors::clock::TokioClock;
+        let clock = TokioClock::starting_at(liveshop_engine::Timestamp::from_millis(1_000_000));
+        let live = Arc::new(Live::with_clock(Arc::new(clock)));
+        let (silent, _client) = pair(i64::MAX).await;
+        silent.touch(live.now_ms());
+        live.add(&silent);
+        let (_drain, drain_rx) = watch::channel(false);
+        let policy = Policy {
+            ping_secs: 60,
+            idle_ms: 10_000,
+        };
+        let sweeping = tokio::spawn({
+            let live = live.clone();
+            async move { look_after(&live, policy, drain_rx).await }
+        });
+        let second = || tokio::time::advance(SWEEP_EVERY);
+        for _ in 0..10 {
+            second().await;
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            silent.close_reason(),
+            None,
+            "silent for exactly the timeout"
+        );
+        second().await;
+        tokio::task::yield_now().await;
+        assert_eq!(silent.close_reason(), Some(CloseReason::Idle));
+        sweeping.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_heard_from_is_kept_open_past_the_idle_timeout() {
+        use liveshop_actors::clock::TokioClock;
+        let clock = TokioClock::starting_at(liveshop_engine::Timestamp::from_millis(1_000_000));
+        let live = Arc::new(Live::with_clock(Arc::new(clock)));
+        let (chatty, _client) = pair(i64::MAX).await;
+        chatty.touch(live.now_ms());
+        live.add(&chatty);
+        let (_drain, drain_rx) = watch::channel(false);
+        let policy = Policy {
+            ping_secs: 60,
+            idle_ms: 10_000,
+        };
+        let sweeping = tokio::spawn({
+            let live = live.clone();
+            async move { look_after(&live, policy, drain_rx).await }
+        });
+        for _ in 0..30 {
+            tokio::time::advance(SWEEP_EVERY).await;
+            tokio::task::yield_now().await;
+            chatty.touch(live.now_ms());
+        }
+        assert_eq!(chatty.close_reason(), None);
+        sweeping.abort();
     }
 
     #[tokio::test]
