@@ -228,8 +228,8 @@ impl Place<StreamMsg> for StreamPlace {
     fn attach(&self, addr: Addr<StreamMsg>) {
         self.registered.attach(addr);
     }
-    fn restarting(&self) {
-        self.registered.restarting();
+    fn restarting(&self, failed: ractor::ActorId) -> bool {
+        self.registered.restarting(failed)
     }
     fn stopped(&self, actor: Option<ractor::ActorId>) {
         if actor.is_none() {

@@ -51,6 +51,9 @@ impl Default for EngineConfig {
     }
 }
 
+/// How long shutdown waits for the persister's last writes (its retries take about a second).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
+
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -89,6 +92,9 @@ struct EngineInner {
     sessions: dashmap::DashMap<SessionId, Arc<SessionInbox>>,
     tree: Arc<ActorTree>,
     config: EngineConfig,
+    /// How the persister is started; the recovery task starts it again if its supervisor gave
+    /// it up.
+    persister_child: Arc<dyn crate::supervise::Child>,
     recovery: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -144,7 +150,8 @@ impl Engine {
             persister.slot().clone(),
             Box::new(move |depth, _| (persister_store.clone(), queue.queue(), depth)),
         );
-        ensure(&root, Arc::new(persister_child), "persister")
+        let persister_child: Arc<dyn crate::supervise::Child> = Arc::new(persister_child);
+        ensure(&root, persister_child.clone(), "persister")
             .await
             .map_err(EngineError::Persister)?;
         let engine = Self {
@@ -156,6 +163,7 @@ impl Engine {
                 sessions: dashmap::DashMap::new(),
                 tree,
                 config,
+                persister_child,
                 recovery: std::sync::Mutex::new(None),
             }),
         };
@@ -169,6 +177,10 @@ impl Engine {
             loop {
                 timer.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
+                let root = inner.directory.root();
+                if let Err(e) = ensure(root, inner.persister_child.clone(), "persister").await {
+                    tracing::error!(error = %e, "the persister could not be started again; will retry");
+                }
                 recovery::pass(&inner.directory, inner.store.as_ref()).await;
             }
         });
@@ -430,6 +442,14 @@ impl Engine {
             task.abort();
         }
         self.flush().await;
+        // Stopped on its own first, so it runs its last writes (and says what it could not
+        // write); stopping the root would kill it without them.
+        if let Some(persister) = self.inner.persister.slot().running() {
+            let _ = persister
+                .actor()
+                .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_WAIT))
+                .await;
+        }
         self.inner.directory.root().stop(Some("shutdown".into()));
     }
 }

@@ -21,7 +21,12 @@ enum State<M: Message> {
     /// Sends go straight to this incarnation.
     Running(Addr<M>),
     /// The incarnation failed and its supervisor is starting the next one: sends wait here.
-    Restarting(VecDeque<M>),
+    /// `found_dead` names the incarnation a send found dead before its supervisor said anything:
+    /// if that one turns out to have stopped normally, no next incarnation is coming.
+    Restarting {
+        waiting: VecDeque<M>,
+        found_dead: Option<ractor::ActorId>,
+    },
     /// No incarnation runs and none is coming: sends are dropped.
     Stopped,
 }
@@ -36,7 +41,7 @@ impl<M: Message> std::fmt::Debug for Slot<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &*self.lock() {
             State::Running(addr) => format!("running {addr:?}"),
-            State::Restarting(waiting) => format!("restarting, {} waiting", waiting.len()),
+            State::Restarting { waiting, .. } => format!("restarting, {} waiting", waiting.len()),
             State::Stopped => "stopped".to_owned(),
         };
         write!(f, "Slot({}, {state})", self.kind)
@@ -62,14 +67,17 @@ impl<M: Message> Slot<M> {
                 Ok(()) => return,
                 Err(message) => message,
             },
-            State::Restarting(_) => message,
+            State::Restarting { .. } => message,
             State::Stopped => return,
         };
         if let State::Running(addr) = &*state {
             addr.discard();
-            *state = State::Restarting(VecDeque::new());
+            *state = State::Restarting {
+                waiting: VecDeque::new(),
+                found_dead: Some(addr.actor().get_id()),
+            };
         }
-        if let State::Restarting(waiting) = &mut *state {
+        if let State::Restarting { waiting, .. } = &mut *state {
             if waiting.len() < MAX_WAITING {
                 waiting.push_back(message);
             } else {
@@ -89,23 +97,39 @@ impl<M: Message> Slot<M> {
         }
     }
 
-    /// The incarnation failed: messages sent from now on wait for the next one.
-    pub fn restarting(&self) {
+    /// The incarnation `failed` failed: messages sent from now on wait for the next one.
+    /// Returns false when another incarnation already runs (it was started on demand before the
+    /// supervisor heard of the failure): then no restart is needed.
+    pub fn restarting(&self, failed: ractor::ActorId) -> bool {
         let mut state = self.lock();
-        match &*state {
+        match &mut *state {
+            State::Running(addr) if addr.actor().get_id() != failed => false,
             State::Running(addr) => {
                 addr.discard();
-                *state = State::Restarting(VecDeque::new());
+                *state = State::Restarting {
+                    waiting: VecDeque::new(),
+                    found_dead: None,
+                };
+                true
             }
-            State::Stopped => *state = State::Restarting(VecDeque::new()),
-            State::Restarting(_) => {}
+            State::Stopped => {
+                *state = State::Restarting {
+                    waiting: VecDeque::new(),
+                    found_dead: None,
+                };
+                true
+            }
+            State::Restarting { found_dead, .. } => {
+                *found_dead = None;
+                true
+            }
         }
     }
 
     /// A new incarnation runs: it first gets what waited, in the order it was sent.
     pub fn attach(&self, addr: Addr<M>) {
         let mut state = self.lock();
-        if let State::Restarting(waiting) = &mut *state {
+        if let State::Restarting { waiting, .. } = &mut *state {
             for message in waiting.drain(..) {
                 addr.cast(message);
             }
@@ -123,13 +147,17 @@ impl<M: Message> Slot<M> {
         *state = State::Stopped;
     }
 
-    /// Like [`Slot::stop`], but only if `actor` is still the running incarnation: a late notice
-    /// about an earlier incarnation must not stop its successor.
+    /// Like [`Slot::stop`], but only if `actor` is still the current incarnation (running, or
+    /// found dead by a send): a late notice about an earlier incarnation must not stop its
+    /// successor.
     pub fn stop_if_running(&self, actor: ractor::ActorId) {
         let mut state = self.lock();
-        if let State::Running(addr) = &*state
-            && addr.actor().get_id() == actor
-        {
+        let current = match &*state {
+            State::Running(addr) => addr.actor().get_id() == actor,
+            State::Restarting { found_dead, .. } => *found_dead == Some(actor),
+            State::Stopped => false,
+        };
+        if current {
             *state = State::Stopped;
         }
     }
@@ -216,7 +244,7 @@ mod tests {
         slot.attach(first.clone());
         slot.cast(1);
         settle().await;
-        slot.restarting();
+        assert!(slot.restarting(first.actor().get_id()));
         first.actor().stop(None);
         slot.cast(2);
         slot.cast(3);
@@ -245,16 +273,60 @@ mod tests {
 
     #[tokio::test]
     async fn a_stopped_slot_drops_what_is_sent() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (first, second) = (
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(Mutex::new(Vec::new())),
+        );
         let slot = Slot::new(crate::metrics::kind::STREAM);
-        slot.restarting();
+        let old = spawn_seen(&first).await;
+        slot.attach(old.clone());
+        assert!(slot.restarting(old.actor().get_id()));
         slot.cast(1);
         slot.stop();
         slot.cast(2);
-        slot.attach(spawn_seen(&seen).await);
+        slot.attach(spawn_seen(&second).await);
         slot.cast(3);
         settle().await;
-        assert_eq!(*seen.lock().unwrap(), [3]);
-        assert!(slot.running().is_some());
+        assert_eq!(*second.lock().unwrap(), [3]);
+        assert!(first.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_a_send_holds_for_an_actor_that_stopped_normally_is_dropped_with_it() {
+        let (first, second) = (
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(Mutex::new(Vec::new())),
+        );
+        let slot = Slot::new(crate::metrics::kind::STREAM);
+        let old = spawn_seen(&first).await;
+        slot.attach(old.clone());
+        old.actor().stop(None);
+        settle().await;
+        // The send finds it gone before its supervisor's notice arrives, and holds the message.
+        slot.cast(5);
+        slot.stop_if_running(old.actor().get_id());
+        slot.attach(spawn_seen(&second).await);
+        slot.cast(6);
+        settle().await;
+        assert_eq!(
+            *second.lock().unwrap(),
+            [6],
+            "no stale message for a later start"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_late_failure_notice_does_not_restart_an_incarnation_started_since() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let slot = Slot::new(crate::metrics::kind::STREAM);
+        let old = spawn_seen(&seen).await;
+        slot.attach(old.clone());
+        let new = spawn_seen(&seen).await;
+        slot.attach(new.clone());
+        assert!(!slot.restarting(old.actor().get_id()));
+        assert_eq!(
+            slot.running().map(|a| a.actor().get_id()),
+            Some(new.actor().get_id())
+        );
     }
 }

@@ -74,8 +74,9 @@ impl StartError {
 pub trait Place<M: ractor::Message>: Send + Sync + 'static {
     /// The new incarnation runs.
     fn attach(&self, addr: Addr<M>);
-    /// The incarnation failed and another is coming.
-    fn restarting(&self);
+    /// The incarnation `failed` failed and another is coming; false when a newer incarnation
+    /// already runs (then none is needed).
+    fn restarting(&self, failed: ActorId) -> bool;
     /// No incarnation runs any more; `actor` is the one that stopped, if known.
     fn stopped(&self, actor: Option<ActorId>);
     /// Whether an incarnation runs now.
@@ -86,8 +87,8 @@ impl<M: ractor::Message> Place<M> for Arc<Slot<M>> {
     fn attach(&self, addr: Addr<M>) {
         Slot::attach(self, addr);
     }
-    fn restarting(&self) {
-        Slot::restarting(self);
+    fn restarting(&self, failed: ActorId) -> bool {
+        Slot::restarting(self, failed)
     }
     fn stopped(&self, actor: Option<ActorId>) {
         match actor {
@@ -112,8 +113,9 @@ pub trait Child: Send + Sync + 'static {
     /// Starts an incarnation linked to `supervisor` and makes it findable; `restarted` tells it
     /// that an earlier incarnation failed.
     async fn start(&self, supervisor: ActorCell, restarted: bool) -> Result<ActorId, StartError>;
-    /// The running incarnation failed: what is sent to it now waits for the next one.
-    fn failed(&self);
+    /// The incarnation `actor` failed: what is sent to it now waits for the next one. False
+    /// when a newer incarnation already runs, so no restart is needed.
+    fn failed(&self, actor: ActorId) -> bool;
     /// No incarnation will run (it stopped, or restarts were given up).
     fn stopped(&self, actor: Option<ActorId>);
 }
@@ -174,8 +176,8 @@ impl<A: Actor, P: Place<A::Msg>> Child for ActorChild<A, P> {
         Ok(id)
     }
 
-    fn failed(&self) {
-        self.place.restarting();
+    fn failed(&self, actor: ActorId) -> bool {
+        self.place.restarting(actor)
     }
 
     fn stopped(&self, actor: Option<ActorId>) {
@@ -252,10 +254,10 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static, M: ractor::Message> Place<M>
     fn attach(&self, addr: Addr<M>) {
         self.registry.slot(&self.tenant, &self.key).attach(addr);
     }
-    fn restarting(&self) {
-        if let Some(slot) = self.registry.existing(&self.key) {
-            slot.restarting();
-        }
+    fn restarting(&self, failed: ActorId) -> bool {
+        self.registry
+            .existing(&self.key)
+            .is_none_or(|slot| slot.restarting(failed))
     }
     fn stopped(&self, actor: Option<ActorId>) {
         if let Some(slot) = self.registry.existing(&self.key) {
@@ -332,11 +334,15 @@ impl SupervisorState {
     async fn restart(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
+        failed: ActorId,
         child: Arc<dyn Child>,
         err: &str,
     ) {
         let (kind, id) = (child.kind(), child.id());
-        child.failed();
+        if !child.failed(failed) {
+            tracing::warn!(kind, id = %id, error = %err, "an earlier incarnation failed; the one started since keeps running");
+            return;
+        }
         let budget = self
             .budgets
             .entry((kind, id.clone()))
@@ -420,8 +426,11 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                if let Some(child) = state.children.remove(&cell.get_id()) {
-                    state.restart(&myself, child, &err.to_string()).await;
+                let failed = cell.get_id();
+                if let Some(child) = state.children.remove(&failed) {
+                    state
+                        .restart(&myself, failed, child, &err.to_string())
+                        .await;
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {

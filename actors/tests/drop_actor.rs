@@ -260,7 +260,8 @@ async fn a_claim_whose_write_fails_is_answered_unavailable_and_rolled_back() {
 async fn a_sell_out_sent_while_the_stream_restarts_reaches_its_next_incarnation() {
     let h = Harness::new(drop_of(1, 1, 60)).await;
     let actor = h.spawn().await;
-    h.slot().restarting();
+    let probe = h.slot().running().expect("the probe runs").actor().get_id();
+    assert!(h.slot().restarting(probe));
 
     claim(&actor, "alice", 1, "k1").await.expect("reserved");
     settle().await;

@@ -145,3 +145,40 @@ async fn after_a_crash_the_restarted_persister_writes_what_was_queued() {
     assert_eq!(texts, ["before", "before", "before", "after", "after"]);
     engine.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_persister_given_up_after_too_many_failures_is_started_again_and_loses_nothing() {
+    let store = MemoryStore::new();
+    let time = TimeAndIds {
+        clock: Arc::new(TokioClock::starting_at(Timestamp::from_millis(1_000_000))),
+        ids: Arc::new(Counter::default()),
+    };
+    let config = EngineConfig::default();
+    let engine = Engine::start_with_time(
+        store.clone(),
+        Fanout::in_process(config.limits.resume_buffer),
+        config.clone(),
+        time,
+    )
+    .await
+    .unwrap();
+    // Six failures in a moment: more than the budget of five in ten seconds.
+    for _ in 0..6 {
+        engine.crash(FaultTarget::Persister).await.unwrap();
+        settle().await;
+    }
+    engine.persist_chat(message(0, "while it was down"));
+    advance_ms(2 * FLUSH_EVERY.as_millis() as u64).await;
+    assert_eq!(stored(&store), 0, "nobody writes while it is given up");
+
+    // The recovery task starts it again; it writes what waited.
+    advance_ms(config.recovery_every.as_millis() as u64).await;
+    advance_ms(2 * FLUSH_EVERY.as_millis() as u64).await;
+    let texts: Vec<_> = store
+        .chat_of(&StreamId::from_trusted("str_1"))
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["while it was down"]);
+    engine.shutdown().await;
+}
