@@ -1,9 +1,10 @@
 //! One actor per open drop: decides claims in arrival order, answers only once they are durable.
 //!
 //! Group commit ([`GroupCommit`]): claims decided while a write is in flight are queued and all go
-//! into the next single transaction. The write runs in its own task, so the actor keeps deciding meanwhile. A
-//! per-drop commit lock, held by the write task and taken by a restarting actor before it reads
-//! storage, makes sure a restarted actor never rebuilds its inventory from a half-finished picture.
+//! into the next single transaction. The write runs in its own task, so the actor keeps deciding
+//! meanwhile. A per-drop commit lock, held by the write task and taken by a restarting actor
+//! before it reads storage, makes sure a restarted actor never rebuilds its inventory from a
+//! half-finished picture.
 //! Holds expire from what is stored (`expires_at`), checked every second (once one is due in the
 //! book, which is rebuilt from storage on restart), so expiry survives restarts.
 //!
