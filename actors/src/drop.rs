@@ -1,9 +1,10 @@
 //! One actor per open drop: decides claims in arrival order, answers only once they are durable.
 //!
-//! Group commit: claims decided while a write is in flight wait in `next` and all go into the next
-//! single transaction. The write runs in its own task, so the actor keeps deciding meanwhile. A
-//! per-drop commit lock, held by the write task and taken by a restarting actor before it reads
-//! storage, makes sure a restarted actor never rebuilds its inventory from a half-finished picture.
+//! Group commit ([`GroupCommit`]): claims decided while a write is in flight are queued and all go
+//! into the next single transaction. The write runs in its own task, so the actor keeps deciding
+//! meanwhile. A per-drop commit lock, held by the write task and taken by a restarting actor
+//! before it reads storage, makes sure a restarted actor never rebuilds its inventory from a
+//! half-finished picture.
 //! Holds expire from what is stored (`expires_at`), checked every second (once one is due in the
 //! book, which is rebuilt from storage on restart), so expiry survives restarts.
 //!
@@ -11,12 +12,12 @@
 //! open ⇄ sold-out status writes run in tasks of their own (under the commit lock) and report back
 //! with a message, so a slow statement under load delays no decision.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveshop_engine::drops::{Announce, CloseReason, Decision, DropBook};
 use liveshop_engine::frames::{EventBody, ServerFrame};
+use liveshop_engine::group_commit::{Finished, GroupCommit};
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::pacing::LatestValuePacer;
 use liveshop_engine::records::{Claim, Drop, DropStatus};
@@ -125,12 +126,9 @@ pub struct DropState {
     /// Its stream's stable address: events sent while the stream restarts wait for it.
     stream: Arc<Slot<StreamMsg>>,
     book: DropBook,
-    /// Claims being written now, with everyone waiting for them.
-    in_flight: Vec<(Claim, Vec<ClaimReply>)>,
-    /// Claims decided since, waiting for the next write.
-    next: Vec<(Claim, Vec<ClaimReply>)>,
-    /// Which batch (in flight or next) holds a not-yet-durable claim.
-    pending: HashMap<ClaimId, bool>,
+    /// Reservations decided but not yet durable: the batch being written, those queued for the
+    /// next write, and every buyer waiting for each.
+    commit: GroupCommit<ClaimId, Claim, ClaimReply>,
     lock: Arc<Mutex<()>>,
     depth: Depth,
     closed_announced: bool,
@@ -163,8 +161,7 @@ impl DropState {
     }
 
     fn sync_stream_snapshot(&self) {
-        let value = serde_json::to_value(self.book.drop()).unwrap_or_default();
-        self.stream_cast(StreamMsg::DropChanged(value));
+        self.stream_cast(StreamMsg::DropChanged(Box::new(self.book.drop().clone())));
     }
 
     fn claim(
@@ -187,30 +184,18 @@ impl DropState {
             }
             Ok((Decision::Existing(claim), _)) => {
                 record_claim("duplicate");
-                match self.pending.get(&claim.id) {
-                    Some(&in_flight) => {
-                        let batch = if in_flight {
-                            &mut self.in_flight
-                        } else {
-                            &mut self.next
-                        };
-                        if let Some((_, waiters)) = batch.iter_mut().find(|(c, _)| c.id == claim.id)
-                        {
-                            waiters.push(reply);
-                        }
-                    }
-                    None => {
-                        let claim = self.book.claim(&claim.id).cloned().unwrap_or(claim);
-                        let _ = reply.send(Ok(ClaimOutcome {
-                            claim,
-                            created: false,
-                        }));
-                    }
+                // A repeat of a claim not yet durable waits for its write; else it is answered
+                // from the book.
+                if let Err(reply) = self.commit.attach(&claim.id, reply) {
+                    let claim = self.book.claim(&claim.id).cloned().unwrap_or(claim);
+                    let _ = reply.send(Ok(ClaimOutcome {
+                        claim,
+                        created: false,
+                    }));
                 }
             }
             Ok((Decision::Reserved(claim), announce)) => {
-                self.pending.insert(claim.id.clone(), false);
-                self.next.push((claim, vec![reply]));
+                self.commit.add(claim.id.clone(), claim, reply);
                 self.announce(announce);
                 self.start_commit(myself);
             }
@@ -219,18 +204,13 @@ impl DropState {
 
     /// Starts writing the next batch unless a write is in flight.
     fn start_commit(&mut self, myself: &ActorRef<DropMsg>) {
-        if !self.in_flight.is_empty() || self.next.is_empty() {
+        let Some(batch) = self.commit.start_batch() else {
             return;
-        }
-        let max = self.caps.claim_batch_max.max(1);
-        let take = self.next.len().min(max);
-        self.in_flight = self.next.drain(..take).collect();
-        let claims: Vec<NewClaim> = self
-            .in_flight
+        };
+        let claims: Vec<NewClaim> = batch
             .iter()
-            .map(|(c, _)| {
-                self.pending.insert(c.id.clone(), true);
-                NewClaim { claim: c.clone() }
+            .map(|(_, claim)| NewClaim {
+                claim: claim.clone(),
             })
             .collect();
         self.write_under_lock(myself, move |store, drop| async move {
@@ -276,10 +256,13 @@ impl DropState {
     }
 
     fn committed(&mut self, myself: &ActorRef<DropMsg>, outcomes: Vec<RowOutcome>) {
-        let batch = std::mem::take(&mut self.in_flight);
         let mut not_stored = Vec::new();
-        for ((claim, waiters), outcome) in batch.into_iter().zip(outcomes) {
-            self.pending.remove(&claim.id);
+        for finished in self.commit.finish(outcomes) {
+            let Finished {
+                item: claim,
+                waiters,
+                outcome,
+            } = finished;
             let refusal = match outcome {
                 RowOutcome::Stored => {
                     answer_stored(&claim, waiters);
@@ -305,7 +288,7 @@ impl DropState {
             self.sold_out_pending = false;
             self.inventory.changed(self.caps.time.clock.instant());
         }
-        if self.sold_out_pending && self.next.is_empty() {
+        if self.sold_out_pending && self.commit.is_idle() {
             self.sold_out_pending = false;
             // The final count goes with the sell-out when the rate allows: the fan-out
             // writes both to each viewer at once, one write instead of two.
@@ -364,7 +347,7 @@ impl DropState {
             let result = store.expire_claims(&drop, now, &Fence::Unfenced).await;
             if let Ok(expired) = &result {
                 for claim in expired {
-                    notifier.notify(&tenant, &claim.user, claim_update(claim));
+                    notify_claim(notifier.as_ref(), &tenant, claim);
                 }
             }
             DropMsg::Expired(result)
@@ -417,13 +400,20 @@ impl DropState {
         if (due || self.book.drop().status == DropStatus::Closed) && !self.closed_announced {
             self.close(CloseReason::Time).await;
         }
-        if self.last_expiry.elapsed() >= EXPIRY_EVERY {
+        if self
+            .caps
+            .time
+            .clock
+            .instant()
+            .saturating_duration_since(self.last_expiry)
+            >= EXPIRY_EVERY
+        {
             self.last_expiry = self.caps.time.clock.instant();
             if self.book.holds_due(now) {
                 self.start_expiry(myself);
             }
         }
-        if self.in_flight.is_empty() && self.next.is_empty() {
+        if self.commit.is_idle() {
             self.start_status_write(myself);
         }
         if self.inventory.due(self.caps.time.clock.instant()) {
@@ -443,12 +433,24 @@ impl DropState {
     }
 }
 
-/// The `claim_update` frame sent privately to a buyer.
-pub fn claim_update(claim: &Claim) -> bytes::Bytes {
-    ServerFrame::ClaimUpdate {
-        claim: serde_json::to_value(claim).unwrap_or_default(),
+/// Sends the buyer of `claim` its `claim_update` frame, privately. A claim that cannot be
+/// encoded (it always can: every key is a string) is logged and not sent, never sent empty.
+fn notify_claim(notifier: &dyn Notifier, tenant: &TenantId, claim: &Claim) {
+    if let Some(frame) = claim_update(claim) {
+        notifier.notify(tenant, &claim.user, frame);
     }
-    .encode()
+}
+
+/// The `claim_update` frame sent privately to a buyer; `None` (logged) if the claim could not
+/// be encoded.
+pub fn claim_update(claim: &Claim) -> Option<bytes::Bytes> {
+    match serde_json::to_value(claim) {
+        Ok(claim) => Some(ServerFrame::ClaimUpdate { claim }.encode()),
+        Err(err) => {
+            tracing::error!(claim_id = %claim.id, error = %err, "claim_update could not be encoded; not sent");
+            None
+        }
+    }
 }
 
 /// Answers everyone waiting for a stored claim: 201 to the first, 200 to repeats of its key.
@@ -529,10 +531,8 @@ impl Actor for DropActor {
             stream: args.caps.streams.slot(&record.tenant, &record.stream),
             last_expiry: args.caps.time.clock.instant() - EXPIRY_EVERY,
             book: DropBook::restore(record, claims),
+            commit: GroupCommit::new(args.caps.claim_batch_max),
             caps: args.caps,
-            in_flight: Vec::new(),
-            next: Vec::new(),
-            pending: HashMap::new(),
             lock,
             depth: args.depth,
             inventory: LatestValuePacer::new(INVENTORY_EVERY),
@@ -580,10 +580,7 @@ impl Actor for DropActor {
                 {
                     Ok(Some(paid)) => {
                         state.book.apply_paid(&paid);
-                        state
-                            .caps
-                            .notifier
-                            .notify(&paid.tenant, &paid.user, claim_update(&paid));
+                        notify_claim(state.caps.notifier.as_ref(), &paid.tenant, &paid);
                         Ok(paid)
                     }
                     Ok(None) => Err(Rejection::new(

@@ -8,9 +8,10 @@ use std::time::Duration;
 use liveshop_engine::drops::CloseReason;
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::limits::Limits;
-use liveshop_engine::records::{ChatAuthor, Claim, Drop, DropStatus, Stream, UserSeen};
+use liveshop_engine::records::{ChatAuthor, Claim, Drop, Stream, UserSeen};
 use liveshop_engine::storage::Storage;
 use liveshop_engine::stream::Lifecycle;
+use liveshop_engine::stream_book::ChatAccess;
 use liveshop_engine::{DropId, ProductId, Rejection, SessionId, StreamId, TenantId, UserId};
 use ractor::Actor;
 use tokio::task::JoinHandle;
@@ -215,8 +216,8 @@ impl Engine {
         self.inner.fanout.viewers(stream)
     }
 
-    /// Starts or ends a show. Ending it also closes its drops that are still open, each stored
-    /// and announced as `drop_closed` with reason `stream_ended`.
+    /// Starts or ends a show. Ending it also closes the drops the stream still had open (or
+    /// sold out), each stored and announced as `drop_closed` with reason `stream_ended`.
     pub async fn lifecycle(
         &self,
         tenant: &TenantId,
@@ -224,27 +225,14 @@ impl Engine {
         action: Lifecycle,
     ) -> Result<Stream, Rejection> {
         let actor = self.inner.directory.stream(tenant, stream).await?;
-        let updated = actor
+        let done = actor
             .ask(|reply| StreamMsg::Lifecycle { action, reply })
             .await??;
-        if action == Lifecycle::End {
-            self.close_drops_of(tenant, stream).await?;
-        }
-        Ok(updated)
-    }
-
-    async fn close_drops_of(&self, tenant: &TenantId, stream: &StreamId) -> Result<(), Rejection> {
-        let drops = self
-            .inner
-            .store
-            .drops_of_stream(stream)
-            .await
-            .map_err(storage_unavailable)?;
-        for drop in drops.iter().filter(|d| d.status != DropStatus::Closed) {
-            self.close_drop(tenant, &drop.id, CloseReason::StreamEnded)
+        for drop in &done.close_drops {
+            self.close_drop(tenant, drop, CloseReason::StreamEnded)
                 .await?;
         }
-        Ok(())
+        Ok(done.stream)
     }
 
     /// Pins a product (already checked to belong to the tenant).
@@ -341,22 +329,22 @@ impl Engine {
         self.inner.fanout.hub().leave(stream, conn, then);
     }
 
-    /// Publishes a chat message; answers its seq. `publisher` is set when the author has not
-    /// joined: their role, which must make them the stream's broadcaster.
+    /// Publishes a chat message; answers its seq. An author whose connection has not joined
+    /// must be the stream's broadcaster (its seller, or an admin); the stream checks.
     pub async fn chat(
         &self,
         tenant: &TenantId,
         stream: &StreamId,
         author: ChatAuthor,
         text: String,
-        publisher: Option<liveshop_engine::auth::Role>,
+        access: ChatAccess,
     ) -> Result<u64, Rejection> {
         let actor = self.inner.directory.stream(tenant, stream).await?;
         actor
             .ask(|reply| StreamMsg::Chat {
                 author,
                 text,
-                publisher,
+                access,
                 reply,
             })
             .await?
@@ -452,12 +440,4 @@ impl Engine {
         }
         self.inner.directory.root().stop(Some("shutdown".into()));
     }
-}
-
-fn storage_unavailable(err: liveshop_engine::storage::StorageError) -> Rejection {
-    tracing::error!(error = %err, source = ?std::error::Error::source(&err), "storage call failed");
-    Rejection::new(
-        liveshop_engine::ErrorCode::Unavailable,
-        "storage unavailable; retry",
-    )
 }

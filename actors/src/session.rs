@@ -18,11 +18,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
-use liveshop_engine::auth::{Identity, Role};
+use liveshop_engine::auth::{Action, Identity, permit};
 use liveshop_engine::chat::validate_emoji;
 use liveshop_engine::frames::{ClientFrame, ClientOp, ServerFrame};
 use liveshop_engine::records::ChatAuthor;
-use liveshop_engine::{ErrorCode, Rejection, SessionId, StreamId};
+use liveshop_engine::stream_book::ChatAccess;
+use liveshop_engine::{ErrorCode, Rejection, SessionId, StreamId, TenantId};
 
 use crate::connection::Subscriber;
 use crate::engine::Engine;
@@ -137,6 +138,12 @@ impl Session {
         }
     }
 
+    /// Checks that the caller may do `action` and answers the tenant it acts in.
+    fn permitted(&self, action: Action<'_>) -> Result<TenantId, Rejection> {
+        permit(&self.identity, action)?;
+        self.identity.member_tenant().cloned()
+    }
+
     async fn join(
         &mut self,
         r#ref: Option<String>,
@@ -150,7 +157,7 @@ impl Session {
                 format!("at most {limit} streams may be joined per connection"),
             ));
         }
-        let tenant = self.identity.member_tenant()?.clone();
+        let tenant = self.permitted(Action::JoinStream)?;
         self.engine
             .join(&tenant, &stream, resume, r#ref, self.conn.clone())
             .await?;
@@ -177,21 +184,20 @@ impl Session {
             ClientOp::Chat { stream, text } => {
                 // Viewers must have joined; a broadcaster (the stream's seller, or an admin) may
                 // publish without subscribing to its own feed: the stream actor checks which.
-                let publisher = if self.joined.contains(&stream) {
-                    None
-                } else if matches!(self.identity.role, Role::Seller | Role::Admin) {
-                    Some(self.identity.role)
+                let joined = self.joined.contains(&stream);
+                let tenant = self.permitted(Action::Chat { joined })?;
+                let access = if joined {
+                    ChatAccess::Joined
                 } else {
-                    return Err(not_joined());
+                    ChatAccess::NotJoined(self.identity.role)
                 };
-                let tenant = self.identity.member_tenant()?.clone();
                 let author = ChatAuthor {
                     id: self.identity.user.clone(),
                     name: self.identity.name.clone(),
                 };
                 let seq = self
                     .engine
-                    .chat(&tenant, &stream, author, text, publisher)
+                    .chat(&tenant, &stream, author, text, access)
                     .await?;
                 self.reply(ServerFrame::Ok {
                     r#ref,
@@ -202,9 +208,9 @@ impl Session {
                 Ok(())
             }
             ClientOp::React { stream, emoji } => {
-                self.require_joined(&stream)?;
+                let joined = self.joined.contains(&stream);
+                let tenant = self.permitted(Action::React { joined })?;
                 let emoji = validate_emoji(&emoji)?;
-                let tenant = self.identity.member_tenant()?.clone();
                 self.engine.react(&tenant, &stream, emoji).await
             }
             ClientOp::Claim {
@@ -212,12 +218,15 @@ impl Session {
                 quantity,
                 key,
             } => {
-                let tenant = self.identity.member_tenant()?.clone();
+                let tenant = self.permitted(Action::Claim)?;
                 let outcome = self
                     .engine
                     .claim(&tenant, &drop, &self.identity.user, quantity, key)
                     .await?;
-                let claim = serde_json::to_value(&outcome.claim).unwrap_or_default();
+                let claim = serde_json::to_value(&outcome.claim).map_err(|err| {
+                    tracing::error!(session_id = %self.session, claim_id = %outcome.claim.id, error = %err, "claim could not be encoded for its reply");
+                    Rejection::new(ErrorCode::Internal, "claim could not be encoded")
+                })?;
                 self.reply(ServerFrame::Ok {
                     r#ref,
                     seq: None,
@@ -236,7 +245,7 @@ impl Session {
 
 /// The refusal for stream operations before `join`.
 pub fn not_joined() -> Rejection {
-    Rejection::new(ErrorCode::NotJoined, "join the stream first")
+    Rejection::not_joined()
 }
 
 impl Drop for Session {

@@ -1,26 +1,29 @@
 //! One actor per stream in use: the only place a stream's state changes.
 //!
-//! It numbers ordered events (chat, status, pins, drop events) within its epoch, encodes each once
-//! and publishes it on the bus; each node's hub keeps the recent ones for resume. Ephemeral tallies
-//! (viewers, reactions) are coalesced on a timer. Every start begins a new epoch, announced on the
-//! bus: after a restart (a failure) the subscribers re-join, so each gets a fresh snapshot and
-//! keeps receiving events.
+//! The stream's state and rules are a [`StreamBook`] (pure, in `engine`); the actor does the IO
+//! around it. It turns each message into a command, writes what a durable command must store
+//! (plan → write → commit, so a failed write changes nothing), and performs the effects the book
+//! returns, in order: ordered events are numbered within the epoch by the [`EventLog`], encoded
+//! once and published on the bus, whose hubs keep the recent ones for resume; ephemeral tallies
+//! (viewers, reactions) go out on the timer. Every start begins a new epoch, announced on the bus:
+//! after a restart (a failure) the subscribers re-join, so each gets a fresh snapshot and keeps
+//! receiving events.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use liveshop_engine::auth::Role;
-use liveshop_engine::chat::validate_chat_text;
-use liveshop_engine::frames::{EventBody, encode_event, pinned_body};
+use liveshop_engine::frames::{EventBody, encode_event};
 use liveshop_engine::ids::ChatId;
-use liveshop_engine::limits::TokenBucket;
-use liveshop_engine::records::{ChatAuthor, ChatMessage, DropStatus, Stream, StreamStatus};
-use liveshop_engine::stream::{EventLog, Lifecycle, accepts_interaction, transition};
-use liveshop_engine::{ErrorCode, ProductId, Rejection, StreamId, TenantId};
+use liveshop_engine::limits::Limits;
+use liveshop_engine::records::{ChatAuthor, Drop, Stream, StreamStatus};
+use liveshop_engine::storage::{Fence, Storage, StorageError};
+use liveshop_engine::stream::{EventLog, Lifecycle};
+use liveshop_engine::stream_book::{
+    ChatAccess, ChatCommand, Command, DurableCommand, Effect, Effects, StreamBook, Write,
+};
+use liveshop_engine::{DropId, ErrorCode, ProductId, Rejection, StreamId, TenantId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde_json::Value;
 use serde_json::value::RawValue;
-use std::sync::Arc;
 
 use crate::clock::TimeAndIds;
 use crate::connection::Subscriber;
@@ -32,15 +35,9 @@ use crate::metrics::{self, AliveGuard, kind};
 use crate::persister::PersisterPort;
 use crate::supervise::StartError;
 use crate::tree::ActorTree;
-use liveshop_engine::limits::Limits;
-use liveshop_engine::storage::{Fence, Storage};
 
 /// How often ephemeral tallies are considered for sending.
 pub const TICK: Duration = Duration::from_millis(250);
-/// Viewer counts are sent at most this often.
-pub const VIEWERS_EVERY: Duration = Duration::from_secs(1);
-/// Idle per-user chat allowances are forgotten after this long.
-const BUCKET_IDLE_MS: i64 = 60_000;
 
 /// What a stream actor is given at spawn: only what it uses.
 #[derive(Clone)]
@@ -67,21 +64,29 @@ pub struct StreamArgs {
     pub tenant: TenantId,
     /// The stream to run.
     pub stream: StreamId,
-    /// True when restarting after a failure. Either way the new epoch is announced, and viewers
-    /// of an older one re-join.
+    /// True when restarting after a failure: subscribers are told to re-join.
     pub restarted: bool,
     /// Its mailbox counter.
     pub depth: Depth,
 }
 
-/// What a joining session learns. Its connection gets the `joined` frame (and any replay) from
-/// the hub, which decides between resume and snapshot in order with the events.
+/// What a joining session learns (its connection got the `joined` frame and the replay).
 #[derive(Debug, Clone, Copy)]
 pub struct JoinReply {
     /// Current epoch.
     pub epoch: u64,
     /// Last seq at the time of joining.
     pub seq: u64,
+}
+
+/// A stored lifecycle change: the stream after it, and the drops its end leaves for the caller
+/// to close (the stream actor has no way to reach drop actors; the facade does).
+#[derive(Debug, Clone)]
+pub struct LifecycleDone {
+    /// The stream after the change, with its live viewer count.
+    pub stream: Stream,
+    /// Drops still open or sold out when the stream ended; empty for any other change.
+    pub close_drops: Vec<DropId>,
 }
 
 /// Messages of a stream actor.
@@ -103,9 +108,9 @@ pub enum StreamMsg {
         author: ChatAuthor,
         /// Raw text.
         text: String,
-        /// Set when the author has not joined: their role, which must make them the stream's
+        /// Whether the author's connection joined; one that did not must be the stream's
         /// broadcaster (its seller, or an admin) to publish.
-        publisher: Option<liveshop_engine::auth::Role>,
+        access: ChatAccess,
         /// The answer.
         reply: RpcReplyPort<Result<u64, Rejection>>,
     },
@@ -115,8 +120,8 @@ pub enum StreamMsg {
     Lifecycle {
         /// What to do.
         action: Lifecycle,
-        /// The stream after the change.
-        reply: RpcReplyPort<Result<Stream, Rejection>>,
+        /// The stream after the change, and the drops to close.
+        reply: RpcReplyPort<Result<LifecycleDone, Rejection>>,
     },
     /// Pin a product (already checked to belong to the tenant).
     Pin {
@@ -128,12 +133,12 @@ pub enum StreamMsg {
     /// Opens a drop in this stream: only while live; stores it and announces `drop_opened`.
     OpenDrop {
         /// The new drop (status open).
-        drop: Box<liveshop_engine::records::Drop>,
+        drop: Box<Drop>,
         /// The stored drop.
-        reply: RpcReplyPort<Result<liveshop_engine::records::Drop, Rejection>>,
+        reply: RpcReplyPort<Result<Drop, Rejection>>,
     },
     /// A drop's counts or status changed: refresh it in the snapshot (closed drops leave it).
-    DropChanged(Value),
+    DropChanged(Box<Drop>),
     /// Publishes an ordered event on behalf of a child (drop actors).
     Publish(EventBody),
     /// Publishes an ephemeral event on behalf of a child (inventory).
@@ -147,68 +152,77 @@ pub enum StreamMsg {
 /// The stream actor.
 pub struct StreamActor;
 
-/// Its state.
+/// A serialized snapshot and what it was built from: valid while the book's revision is the
+/// same, and until the tick sees another viewer count (like the `viewers` event, the count in a
+/// snapshot is refreshed at most every tick, so a burst of joins shares one serialization).
+struct CachedSnapshot {
+    revision: u64,
+    viewers: u64,
+    json: Arc<RawValue>,
+}
+
+/// What performing a command's effects produced for its caller.
+#[derive(Default)]
+struct Performed {
+    /// Seq of the last ordered event published.
+    seq: Option<u64>,
+    /// Drops the stream's end leaves to close.
+    close_drops: Vec<DropId>,
+}
+
+/// Its state: the book (every rule) and the IO around it.
 pub struct StreamState {
     caps: StreamCaps,
-    record: Stream,
+    book: StreamBook,
+    /// Numbers, encodes and keeps ordered events for resume.
     log: EventLog,
-    recent_chat: VecDeque<Value>,
-    drops: Vec<Value>,
-    chat_buckets: HashMap<liveshop_engine::UserId, (TokenBucket, i64)>,
-    reactions: BTreeMap<String, u64>,
-    last_viewers: (u64, Instant),
     restarted: bool,
-    /// The serialized snapshot, valid until the next change (see `invalidate`).
-    snapshot_cache: Option<Arc<RawValue>>,
-    /// Viewer count the cached snapshot shows (refreshed on the tick, like `viewers` events).
-    snapshot_viewers: u64,
+    snapshot: Option<CachedSnapshot>,
     depth: Depth,
     _alive: AliveGuard,
 }
 
 impl StreamState {
     fn id(&self) -> &StreamId {
-        &self.record.id
+        self.book.id()
     }
 
+    fn viewers(&self) -> u64 {
+        self.caps.fanout.viewers(self.book.id())
+    }
+
+    /// The stream record with its live viewer count.
     fn current(&self) -> Stream {
-        let mut s = self.record.clone();
-        s.viewers = self.caps.fanout.viewers(&s.id);
-        s
+        let mut stream = self.book.stream().clone();
+        stream.viewers = self.viewers();
+        stream
     }
 
-    /// The stream's state for joiners. Serialized once and shared until something changes; the
-    /// viewer count in it is refreshed at most every tick, like the `viewers` event.
-    fn snapshot(&mut self) -> Arc<RawValue> {
-        if let Some(cached) = &self.snapshot_cache {
-            return cached.clone();
+    /// The stream's state for joiners, serialized once and shared while it is valid (see
+    /// [`CachedSnapshot`]).
+    fn snapshot(&mut self) -> Result<Arc<RawValue>, Rejection> {
+        let revision = self.book.revision();
+        if let Some(cached) = &self.snapshot
+            && cached.revision == revision
+        {
+            return Ok(cached.json.clone());
         }
-        let mut stream = self.record.clone();
-        stream.viewers = self.caps.fanout.viewers(&stream.id);
-        self.snapshot_viewers = stream.viewers;
-        let snapshot = serde_json::json!({
-            "stream": stream,
-            "viewers": stream.viewers,
-            "pinned": stream.pinned,
-            "drops": self.drops,
-            "chat": self.recent_chat,
-        });
-        let raw: Arc<RawValue> = serde_json::value::to_raw_value(&snapshot)
+        let viewers = self.viewers();
+        let json: Arc<RawValue> = serde_json::value::to_raw_value(&self.book.snapshot(viewers))
             .map(Arc::from)
-            .unwrap_or_else(|_| {
-                Arc::from(RawValue::from_string("null".into()).expect("null is JSON"))
-            });
-        self.snapshot_cache = Some(raw.clone());
-        raw
-    }
-
-    /// Forgets the cached snapshot after any change of state.
-    fn invalidate(&mut self) {
-        self.snapshot_cache = None;
+            .map_err(|err| {
+                tracing::error!(stream_id = %self.id(), error = %err, "snapshot could not be encoded");
+                Rejection::new(ErrorCode::Internal, "snapshot could not be encoded")
+            })?;
+        self.snapshot = Some(CachedSnapshot {
+            revision,
+            viewers,
+            json: json.clone(),
+        });
+        Ok(json)
     }
 
     fn publish_ordered(&mut self, body: EventBody) -> u64 {
-        self.invalidate();
         let started = Instant::now();
         let (seq, bytes) = self.log.append(body);
         let event = StreamEvent {
@@ -216,7 +230,7 @@ impl StreamState {
             seq: Some(seq),
             bytes,
         };
-        self.caps.fanout.publish(&self.record.id, event);
+        self.caps.fanout.publish(self.book.id(), event);
         ::metrics::histogram!(metrics::FANOUT_SECONDS).record(started.elapsed().as_secs_f64());
         seq
     }
@@ -225,9 +239,70 @@ impl StreamState {
         let event = StreamEvent {
             epoch: self.log.epoch(),
             seq: None,
-            bytes: encode_event(&self.record.id, None, body),
+            bytes: encode_event(self.book.id(), None, body),
         };
-        self.caps.fanout.publish(&self.record.id, event);
+        self.caps.fanout.publish(self.book.id(), event);
+    }
+
+    /// Does what the book asked, in order.
+    fn perform(&mut self, myself: &ActorRef<StreamMsg>, effects: Effects) -> Performed {
+        let mut done = Performed::default();
+        for effect in effects {
+            match effect {
+                Effect::PublishOrdered(body) => done.seq = Some(self.publish_ordered(body)),
+                Effect::PublishEphemeral(body) => self.publish_ephemeral(body),
+                Effect::PersistChat(message) => self.caps.persister.chat(message),
+                Effect::CloseDrops(drops) => done.close_drops.extend(drops),
+                Effect::Stop => myself.stop(Some("ended and empty".into())),
+            }
+        }
+        done
+    }
+
+    /// Applies a command that needs no write, performing its effects.
+    fn apply(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        command: Command,
+    ) -> Result<Performed, Rejection> {
+        let now = self.caps.time.clock.now();
+        let effects = self.book.apply(command, now)?;
+        Ok(self.perform(myself, effects))
+    }
+
+    /// Checks a durable command, stores what it changes, and only then applies it. The actor
+    /// awaits the write before its next message, so nothing falls between plan and commit.
+    async fn apply_durable(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        command: DurableCommand,
+    ) -> Result<Performed, Rejection> {
+        let change = self.book.plan(command, self.caps.time.clock.now())?;
+        self.write(change.write()).await.map_err(unavailable)?;
+        let effects = self.book.commit(change);
+        Ok(self.perform(myself, effects))
+    }
+
+    async fn write(&self, write: &Write) -> Result<(), StorageError> {
+        let store = &self.caps.store;
+        match write {
+            Write::StreamStatus {
+                stream,
+                status,
+                started_at,
+                ended_at,
+            } => {
+                store
+                    .update_stream_status(stream, *status, *started_at, *ended_at, &Fence::Unfenced)
+                    .await
+            }
+            Write::Pinned { stream, product } => {
+                store
+                    .set_pinned(stream, Some(product), &Fence::Unfenced)
+                    .await
+            }
+            Write::NewDrop(drop) => store.create_drop(drop, &Fence::Unfenced).await,
+        }
     }
 
     /// Joins a connection. Doing it inside the actor, in the same step as the snapshot, queues the
@@ -238,14 +313,17 @@ impl StreamState {
         resume: Option<(u64, u64)>,
         r#ref: Option<String>,
         conn: Subscriber,
-    ) -> JoinReply {
+    ) -> Result<JoinReply, Rejection> {
         let (epoch, seq) = (self.log.epoch(), self.log.seq());
         let hub = self.caps.fanout.hub().clone();
         hub.joining(self.id());
-        let snapshot = Snapshot {
-            epoch,
-            seq,
-            state: self.snapshot(),
+        let state = match self.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(rejection) => {
+                // Counted as joining above; it will not subscribe after all.
+                hub.leave(self.id(), conn, None);
+                return Err(rejection);
+            }
         };
         hub.join(
             self.id(),
@@ -253,137 +331,90 @@ impl StreamState {
                 subscriber: conn,
                 r#ref,
                 resume,
-                snapshot,
+                snapshot: Snapshot { epoch, seq, state },
             },
         );
-        JoinReply { epoch, seq }
+        Ok(JoinReply { epoch, seq })
     }
 
-    fn chat(&mut self, author: ChatAuthor, text: &str) -> Result<u64, Rejection> {
-        accepts_interaction(self.record.status)?;
-        let text = validate_chat_text(text)?;
-        let now = self.caps.time.clock.now();
-        let limits = &self.caps.limits;
-        let (bucket, last_used) = self
-            .chat_buckets
-            .entry(author.id.clone())
-            .or_insert_with(|| (TokenBucket::full(limits.chat_burst, now.millis()), 0));
-        *last_used = now.millis();
-        bucket
-            .try_take(now.millis(), limits.chat_burst, limits.chat_per_sec)
-            .map_err(Rejection::rate_limited)?;
-        let message = ChatMessage {
+    fn chat(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        author: ChatAuthor,
+        text: String,
+        access: ChatAccess,
+    ) -> Result<u64, Rejection> {
+        let command = Command::Chat(ChatCommand {
             id: ChatId::generate(&self.caps.time.ids.unique_suffix()),
-            stream: self.record.id.clone(),
-            tenant: self.record.tenant.clone(),
-            user: author,
+            author,
             text,
-            at: now,
-        };
-        let data = serde_json::to_value(&message).unwrap_or(Value::Null);
-        if self.recent_chat.len() == self.caps.limits.snapshot_chat {
-            self.recent_chat.pop_front();
-        }
-        self.recent_chat.push_back(data.clone());
-        let seq = self.publish_ordered(EventBody::Chat(data));
-        self.caps.persister.chat(message);
-        Ok(seq)
-    }
-
-    async fn lifecycle(&mut self, action: Lifecycle) -> Result<Stream, Rejection> {
-        let next = transition(self.record.status, action)?;
-        let now = self.caps.time.clock.now();
-        let (started_at, ended_at) = match next {
-            StreamStatus::Live => (Some(now), None),
-            _ => (self.record.started_at, Some(now)),
-        };
-        self.caps
-            .store
-            .update_stream_status(
-                &self.record.id,
-                next,
-                started_at,
-                ended_at,
-                &Fence::Unfenced,
-            )
-            .await
-            .map_err(internal)?;
-        self.record.status = next;
-        self.record.started_at = started_at;
-        self.record.ended_at = ended_at;
-        self.publish_ordered(EventBody::Status {
-            status: next.as_str().to_owned(),
+            access,
         });
-        Ok(self.current())
+        let performed = self.apply(myself, command)?;
+        performed.seq.ok_or_else(|| {
+            tracing::error!(stream_id = %self.id(), "accepted chat was not published");
+            Rejection::new(ErrorCode::Internal, "chat was not published")
+        })
     }
 
-    async fn pin(&mut self, product: ProductId) -> Result<Stream, Rejection> {
-        if self.record.status == StreamStatus::Ended {
-            return Err(Rejection::new(ErrorCode::InvalidState, "stream has ended"));
-        }
-        self.caps
-            .store
-            .set_pinned(&self.record.id, Some(&product), &Fence::Unfenced)
-            .await
-            .map_err(internal)?;
-        self.publish_ordered(pinned_body(Some(&product)));
-        self.record.pinned = Some(product);
+    async fn lifecycle(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        action: Lifecycle,
+    ) -> Result<LifecycleDone, Rejection> {
+        let performed = self
+            .apply_durable(myself, DurableCommand::Lifecycle(action))
+            .await?;
+        Ok(LifecycleDone {
+            stream: self.current(),
+            close_drops: performed.close_drops,
+        })
+    }
+
+    async fn pin(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        product: ProductId,
+    ) -> Result<Stream, Rejection> {
+        self.apply_durable(myself, DurableCommand::Pin(product))
+            .await?;
         Ok(self.current())
     }
 
     async fn open_drop(
         &mut self,
-        drop: liveshop_engine::records::Drop,
-    ) -> Result<liveshop_engine::records::Drop, Rejection> {
-        accepts_interaction(self.record.status)?;
-        self.caps
-            .store
-            .create_drop(&drop, &Fence::Unfenced)
-            .await
-            .map_err(internal)?;
-        let value = serde_json::to_value(&drop).unwrap_or(Value::Null);
-        self.drops.push(value.clone());
-        self.publish_ordered(EventBody::DropOpened(value));
-        Ok(drop)
-    }
-
-    fn drop_changed(&mut self, value: Value) {
-        self.invalidate();
-        let id = value.get("id").cloned();
-        self.drops.retain(|d| d.get("id") != id.as_ref());
-        if value.get("status").and_then(Value::as_str) != Some(DropStatus::Closed.as_str()) {
-            self.drops.push(value);
-        }
+        myself: &ActorRef<StreamMsg>,
+        drop: Box<Drop>,
+    ) -> Result<Drop, Rejection> {
+        let stored = (*drop).clone();
+        self.apply_durable(myself, DurableCommand::OpenDrop(drop))
+            .await?;
+        Ok(stored)
     }
 
     fn tick(&mut self, myself: &ActorRef<StreamMsg>) {
-        if !self.reactions.is_empty() {
-            let counts = std::mem::take(&mut self.reactions);
-            self.publish_ephemeral(EventBody::Reactions { counts });
+        let viewers = self.viewers();
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|cached| cached.viewers != viewers)
+        {
+            self.snapshot = None;
         }
-        let viewers = self.caps.fanout.viewers(self.id());
-        if viewers != self.snapshot_viewers {
-            self.invalidate();
+        if let Err(rejection) = self.apply(myself, Command::Tick { viewers }) {
+            tracing::error!(stream_id = %self.id(), error = %rejection, "stream tick was refused");
         }
-        if viewers != self.last_viewers.0 && self.last_viewers.1.elapsed() >= VIEWERS_EVERY {
-            self.last_viewers = (viewers, Instant::now());
-            self.publish_ephemeral(EventBody::Viewers { count: viewers });
-        }
-        // An allowance idle for a minute is full again, like a new one: forget it.
-        let now = self.caps.time.clock.now().millis();
-        let limits = self.caps.limits;
-        let refill_ms =
-            (f64::from(limits.chat_burst) / limits.chat_per_sec.max(1e-3) * 1000.0) as i64;
-        let idle_ms = BUCKET_IDLE_MS.max(refill_ms);
-        self.chat_buckets
-            .retain(|_, (_, last_used)| now - *last_used < idle_ms);
-        if self.record.status == StreamStatus::Ended && viewers == 0 {
-            myself.stop(Some("ended and empty".into()));
+    }
+
+    /// Applies a command whose refusal nobody waits for (a reaction, a drop's new counts).
+    fn apply_unanswered(&mut self, myself: &ActorRef<StreamMsg>, command: Command) {
+        if let Err(rejection) = self.apply(myself, command) {
+            tracing::warn!(stream_id = %self.id(), error = %rejection, "stream command was refused");
         }
     }
 }
 
-fn internal(err: liveshop_engine::storage::StorageError) -> Rejection {
+fn unavailable(err: StorageError) -> Rejection {
     tracing::error!(error = %err, source = ?std::error::Error::source(&err), "storage call failed in stream actor");
     Rejection::new(ErrorCode::Unavailable, "storage unavailable; retry")
 }
@@ -407,17 +438,8 @@ impl Actor for StreamActor {
         let limits = args.caps.limits;
         let recent_chat = store
             .recent_chat(&args.stream, limits.snapshot_chat as u32)
-            .await?
-            .iter()
-            .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
-            .collect();
-        let drops = store
-            .drops_of_stream(&args.stream)
-            .await?
-            .iter()
-            .filter(|d| d.status != DropStatus::Closed)
-            .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
-            .collect();
+            .await?;
+        let drops = store.drops_of_stream(&args.stream).await?;
         myself.send_interval(TICK, || StreamMsg::Tick);
         args.caps.tree.register(
             kind::STREAM,
@@ -428,16 +450,10 @@ impl Actor for StreamActor {
         Ok(StreamState {
             depth: args.depth,
             log: EventLog::new(args.stream.clone(), epoch),
+            book: StreamBook::restore(record, drops, recent_chat, limits),
             caps: args.caps,
-            record,
-            recent_chat,
-            drops,
-            chat_buckets: HashMap::new(),
-            reactions: BTreeMap::new(),
-            last_viewers: (u64::MAX, Instant::now() - VIEWERS_EVERY),
             restarted: args.restarted,
-            snapshot_cache: None,
-            snapshot_viewers: 0,
+            snapshot: None,
             _alive: AliveGuard::new(kind::STREAM),
         })
     }
@@ -449,10 +465,10 @@ impl Actor for StreamActor {
     ) -> Result<(), ActorProcessingErr> {
         // Hubs restart their resume ring; viewers of an older epoch (after a failure) re-join.
         if state.restarted {
-            tracing::info!(stream_id = %state.record.id, epoch = state.log.epoch(), "stream restored; its viewers re-join");
+            tracing::info!(stream_id = %state.book.id(), epoch = state.log.epoch(), "stream restored; its viewers re-join");
         }
         let epoch = Control::Epoch(state.log.epoch());
-        state.caps.fanout.control(&state.record.id, epoch);
+        state.caps.fanout.control(state.book.id(), epoch);
         Ok(())
     }
 
@@ -473,42 +489,29 @@ impl Actor for StreamActor {
                 conn,
                 reply,
             } => {
-                let _ = reply.send(Ok(state.join(resume, r#ref, conn)));
+                let _ = reply.send(state.join(resume, r#ref, conn));
             }
             StreamMsg::Chat {
                 author,
                 text,
-                publisher,
+                access,
                 reply,
             } => {
-                let allowed = match publisher {
-                    None => true,
-                    Some(Role::Admin) => true,
-                    Some(Role::Seller) => author.id == state.record.seller,
-                    Some(_) => false,
-                };
-                let result = if allowed {
-                    state.chat(author, &text)
-                } else {
-                    Err(crate::session::not_joined())
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(state.chat(&myself, author, text, access));
             }
-            StreamMsg::React(emoji) => {
-                if state.record.status == StreamStatus::Live {
-                    *state.reactions.entry(emoji.to_owned()).or_default() += 1;
-                }
-            }
+            StreamMsg::React(emoji) => state.apply_unanswered(&myself, Command::React(emoji)),
             StreamMsg::Lifecycle { action, reply } => {
-                let _ = reply.send(state.lifecycle(action).await);
+                let _ = reply.send(state.lifecycle(&myself, action).await);
             }
             StreamMsg::Pin { product, reply } => {
-                let _ = reply.send(state.pin(product).await);
+                let _ = reply.send(state.pin(&myself, product).await);
             }
             StreamMsg::OpenDrop { drop, reply } => {
-                let _ = reply.send(state.open_drop(*drop).await);
+                let _ = reply.send(state.open_drop(&myself, drop).await);
             }
-            StreamMsg::DropChanged(value) => state.drop_changed(value),
+            StreamMsg::DropChanged(drop) => {
+                state.apply_unanswered(&myself, Command::DropChanged(drop));
+            }
             StreamMsg::Publish(body) => {
                 state.publish_ordered(body);
             }
@@ -525,13 +528,13 @@ impl Actor for StreamActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if state.record.status == StreamStatus::Ended {
-            state.caps.fanout.control(&state.record.id, Control::Remove);
+        if state.book.stream().status == StreamStatus::Ended {
+            state.caps.fanout.control(state.book.id(), Control::Remove);
         }
         state
             .caps
             .tree
-            .remove(kind::STREAM, state.record.id.as_str());
+            .remove(kind::STREAM, state.book.id().as_str());
         Ok(())
     }
 }

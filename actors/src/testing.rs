@@ -905,7 +905,9 @@ impl Actor for ProbeActor {
         let probed = match &message {
             StreamMsg::Publish(body) => Probed::Ordered(to_value(body)),
             StreamMsg::PublishEphemeral(body) => Probed::Ephemeral(to_value(body)),
-            StreamMsg::DropChanged(value) => Probed::DropChanged(value.clone()),
+            StreamMsg::DropChanged(drop) => {
+                Probed::DropChanged(serde_json::to_value(drop.as_ref()).expect("a drop is JSON"))
+            }
             _ => return Ok(()),
         };
         lock(got).push(probed);

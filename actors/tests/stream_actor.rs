@@ -14,6 +14,7 @@ use liveshop_actors::tree::ActorTree;
 use liveshop_engine::limits::Limits;
 use liveshop_engine::records::{ChatAuthor, StreamStatus};
 use liveshop_engine::storage::{StreamStore, TenantStore};
+use liveshop_engine::stream_book::ChatAccess;
 use liveshop_engine::{ErrorCode, Rejection, StreamId, TenantId, Timestamp, UserId};
 use ractor::{Actor, ActorRef};
 
@@ -83,7 +84,7 @@ async fn chat(actor: &ActorRef<StreamMsg>, user: &str, text: &str) -> Result<u64
             |reply| StreamMsg::Chat {
                 author,
                 text,
-                publisher: None,
+                access: ChatAccess::Joined,
                 reply,
             },
             None,
@@ -134,7 +135,6 @@ async fn reactions_are_sent_coalesced_at_most_once_per_tick() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "stream.rs paces viewer counts with Instant::now (wall clock); passes once it uses clock.instant()"]
 async fn viewer_counts_are_sent_at_most_once_a_second() {
     let actor = live_stream(Limits::default()).await;
     let first = join(&actor, 1).await;

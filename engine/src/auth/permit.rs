@@ -281,31 +281,4 @@ mod tests {
             "join the stream first"
         );
     }
-
-    #[test]
-    fn the_old_helpers_answer_as_the_permission_function_does() {
-        let t = TenantId::from_trusted("t");
-        let s1 = UserId::from_trusted("s1");
-        for caller in callers() {
-            assert_eq!(caller.require_operator(), permit(&caller, Action::Operate));
-            assert_eq!(
-                caller.require_seller().map(|_| ()),
-                permit(&caller, Action::CreateStream)
-            );
-            assert_eq!(
-                caller.can_read(&t),
-                permit(&caller, Action::ReadStream(&t)).is_ok()
-            );
-            assert_eq!(
-                caller.require_stream_owner(&t, &s1),
-                permit(
-                    &caller,
-                    Action::RunStream(StreamRef {
-                        tenant: &t,
-                        seller: &s1
-                    })
-                )
-            );
-        }
-    }
 }

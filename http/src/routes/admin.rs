@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use liveshop_actors::FaultTarget;
+use liveshop_engine::auth::{Action, permit};
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::records::Claim;
 use liveshop_engine::{DropId, SessionId, StreamId};
@@ -19,7 +20,7 @@ pub async fn crash_stream(
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_operator()?;
+    permit(&caller, Action::Operate)?;
     let id = StreamId::parse(&id).map_err(|_| ApiError::not_found("stream"))?;
     let stream = state
         .store
@@ -40,7 +41,7 @@ pub async fn crash_drop(
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_operator()?;
+    permit(&caller, Action::Operate)?;
     let id = DropId::parse(&id).map_err(|_| ApiError::not_found("drop"))?;
     let drop = state
         .store
@@ -62,7 +63,7 @@ pub async fn pay_claim(
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Claim>> {
-    caller.require_operator()?;
+    permit(&caller, Action::PayClaim)?;
     let id = ClaimId::parse(&id).map_err(|_| ApiError::not_found("claim"))?;
     let drop_id = state
         .store
@@ -84,7 +85,7 @@ pub async fn actors(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> ApiResult<Json<Value>> {
-    caller.require_operator()?;
+    permit(&caller, Action::Operate)?;
     let items = state.engine.tree().snapshot();
     Ok(Json(json!({ "count": items.len(), "items": items })))
 }
@@ -95,7 +96,7 @@ pub async fn crash_session(
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_operator()?;
+    permit(&caller, Action::Operate)?;
     let id = SessionId::parse(&id).map_err(|_| ApiError::not_found("session"))?;
     state.engine.crash(FaultTarget::Session(id.clone())).await?;
     tracing::warn!(session_id = %id, "fault injection: session crash requested");
@@ -107,7 +108,7 @@ pub async fn crash_persister(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> ApiResult<Json<Value>> {
-    caller.require_operator()?;
+    permit(&caller, Action::Operate)?;
     state.engine.crash(FaultTarget::Persister).await?;
     tracing::warn!("fault injection: persister crash requested");
     Ok(Json(json!({ "persister": true, "crashed": true })))

@@ -3,14 +3,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use liveshop_engine::auth::Identity;
+use liveshop_engine::auth::{Action, Identity, permit};
 use liveshop_engine::drops::{CloseReason, DropTerms};
 use liveshop_engine::records::{Claim, Drop, DropStatus};
 use liveshop_engine::{DropId, ProductId, StreamId, text};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::fresh;
+use super::{fresh, permitted_in, stream_ref};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, Caller};
 use crate::state::AppState;
@@ -48,9 +48,9 @@ pub async fn open(
         .store
         .stream(&stream_id)
         .await?
-        .filter(|s| caller.can_read(&s.tenant))
+        .filter(|s| permit(&caller, Action::ReadStream(&s.tenant)).is_ok())
         .ok_or_else(|| ApiError::not_found("stream"))?;
-    caller.require_stream_owner(&stream.tenant, &stream.seller)?;
+    permit(&caller, Action::OpenDrop(stream_ref(&stream)))?;
     let terms = DropTerms {
         quantity: body.quantity,
         per_user_limit: body.per_user_limit,
@@ -95,7 +95,7 @@ async fn visible_drop(state: &AppState, caller: &Identity, id: &str) -> ApiResul
         .store
         .drop_by_id(&id)
         .await?
-        .filter(|d| caller.can_read(&d.tenant))
+        .filter(|d| permit(caller, Action::ReadDrop(&d.tenant)).is_ok())
         .ok_or_else(|| ApiError::not_found("drop"))
 }
 
@@ -120,7 +120,7 @@ pub async fn close(
         .stream(&drop.stream)
         .await?
         .ok_or_else(|| ApiError::not_found("drop"))?;
-    caller.require_stream_owner(&stream.tenant, &stream.seller)?;
+    permit(&caller, Action::CloseDrop(stream_ref(&stream)))?;
     let closed = state
         .engine
         .close_drop(&drop.tenant, &drop.id, CloseReason::Seller)
@@ -143,7 +143,7 @@ pub async fn claim(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<NewClaim>,
 ) -> ApiResult<(StatusCode, Json<Claim>)> {
-    let tenant = caller.member_tenant()?.clone();
+    let tenant = permitted_in(&caller, Action::Claim)?.clone();
     let id = DropId::parse(&id).map_err(|_| ApiError::not_found("drop"))?;
     text::idempotency_key("idempotency_key", &body.idempotency_key)?;
     let outcome = state
@@ -169,7 +169,7 @@ pub async fn my_claims(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> ApiResult<Json<Value>> {
-    let tenant = caller.member_tenant()?;
+    let tenant = permitted_in(&caller, Action::ListOwnClaims)?;
     let items = state.store.claims_of_user(tenant, &caller.user).await?;
     Ok(Json(json!({ "items": items })))
 }

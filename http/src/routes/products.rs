@@ -9,10 +9,11 @@ use liveshop_engine::text;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{fresh, text_field};
+use super::{fresh, permitted_in, text_field};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
+use liveshop_engine::auth::Action;
 
 /// Body of `POST /v1/products`.
 #[derive(Deserialize)]
@@ -53,7 +54,7 @@ pub async fn create(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<NewProduct>,
 ) -> ApiResult<(StatusCode, Json<Product>)> {
-    let tenant = caller.require_seller()?.clone();
+    let tenant = permitted_in(&caller, Action::CreateProduct)?.clone();
     let product = validate(body, tenant)?;
     state.store.create_product(&product).await?;
     Ok((StatusCode::CREATED, Json(product)))
@@ -61,7 +62,7 @@ pub async fn create(
 
 /// Lists the caller's tenant's products.
 pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<Value>> {
-    let tenant = caller.member_tenant()?;
+    let tenant = permitted_in(&caller, Action::ListProducts)?;
     let items = state.store.products(tenant).await?;
     Ok(Json(json!({ "items": items })))
 }

@@ -4,14 +4,14 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use liveshop_engine::auth::Identity;
+use liveshop_engine::auth::{Action, Identity, permit};
 use liveshop_engine::records::{Stream, StreamStatus};
 use liveshop_engine::stream::Lifecycle;
 use liveshop_engine::{ErrorCode, ProductId, StreamId, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{fresh, text_field};
+use super::{fresh, permitted_in, stream_ref, text_field};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, Caller};
 use crate::state::AppState;
@@ -30,7 +30,7 @@ pub async fn create(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<NewStream>,
 ) -> ApiResult<(StatusCode, Json<Stream>)> {
-    let tenant = caller.require_seller()?.clone();
+    let tenant = permitted_in(&caller, Action::CreateStream)?.clone();
     let scheduled_at = match body.scheduled_at.as_deref() {
         None => None,
         Some(text) => Some(Timestamp::parse_rfc3339(text).ok_or_else(|| {
@@ -70,7 +70,7 @@ pub async fn list(
     Caller(caller): Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let tenant = caller.member_tenant()?;
+    let tenant = permitted_in(&caller, Action::ListStreams)?;
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     let status =
         match query.status.as_deref() {
@@ -93,7 +93,7 @@ async fn visible_stream(state: &AppState, caller: &Identity, id: &str) -> ApiRes
         .store
         .stream(&id)
         .await?
-        .filter(|s| caller.can_read(&s.tenant))
+        .filter(|s| permit(caller, Action::ReadStream(&s.tenant)).is_ok())
         .ok_or_else(|| ApiError::not_found("stream"))?;
     stream.viewers = state.engine.viewers(&stream.id);
     tracing::Span::current().record("stream_id", tracing::field::display(&stream.id));
@@ -109,19 +109,21 @@ pub async fn get(
     Ok(Json(visible_stream(&state, &caller, &id).await?))
 }
 
-async fn owned_stream(state: &AppState, caller: &Identity, id: &str) -> ApiResult<Stream> {
-    let stream = visible_stream(state, caller, id).await?;
-    caller.require_stream_owner(&stream.tenant, &stream.seller)?;
-    Ok(stream)
-}
-
 async fn lifecycle(
     state: &AppState,
     caller: &Identity,
     id: &str,
     action: Lifecycle,
 ) -> ApiResult<Json<Stream>> {
-    let stream = owned_stream(state, caller, id).await?;
+    let stream = visible_stream(state, caller, id).await?;
+    let target = stream_ref(&stream);
+    permit(
+        caller,
+        match action {
+            Lifecycle::Start => Action::StartStream(target),
+            Lifecycle::End => Action::EndStream(target),
+        },
+    )?;
     let updated = state
         .engine
         .lifecycle(&stream.tenant, &stream.id, action)
@@ -161,7 +163,8 @@ pub async fn pin(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PinBody>,
 ) -> ApiResult<Json<Stream>> {
-    let stream = owned_stream(&state, &caller, &id).await?;
+    let stream = visible_stream(&state, &caller, &id).await?;
+    permit(&caller, Action::PinProduct(stream_ref(&stream)))?;
     let product = ProductId::parse(&body.product).map_err(|_| ApiError::not_found("product"))?;
     if state
         .store

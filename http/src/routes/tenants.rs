@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use liveshop_engine::auth::{Action, permit};
 use liveshop_engine::records::Tenant;
 use liveshop_engine::{Slug, TenantId};
 use serde::Deserialize;
@@ -25,7 +26,7 @@ pub async fn create(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<NewTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    caller.require_operator()?;
+    permit(&caller, Action::CreateTenant)?;
     let tenant = Tenant {
         id: TenantId::generate(&fresh()),
         slug: Slug::parse(&body.slug)?,
@@ -45,9 +46,7 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Tenant>> {
     let id = TenantId::parse(&id).map_err(|_| ApiError::not_found("tenant"))?;
-    if !caller.can_read(&id) {
-        return Err(ApiError::not_found("tenant"));
-    }
+    permit(&caller, Action::ReadTenant(&id))?;
     let tenant = state
         .store
         .tenant(&id)
