@@ -153,6 +153,16 @@ pub struct Config {
         default_value_t = 4096
     )]
     pub broadcast_capacity: usize,
+    /// Milliseconds a closing WebSocket gets to hand its close frame to a client that is still
+    /// reading (a slow consumer reads through what its socket holds first) and to answer it.
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_CLOSE_GRACE_MS",
+        default_value_t = 2000,
+        value_parser = clap::value_parser!(u64).range(100..=60_000)
+    )]
+    pub close_grace_ms: u64,
     /// `0` writes each claim in its own transaction instead of group-committing (for comparison).
     #[arg(global = true, long, env = "LIVESHOP_GROUP_COMMIT", default_value = "1", value_parser = parse_flag)]
     pub group_commit: bool,

@@ -58,15 +58,6 @@ async fn live_stream(addr: SocketAddr, slug: &str) -> (Shop, String) {
     (shop, stream)
 }
 
-/// A WebSocket client of the server at `addr`, past its `welcome`.
-async fn client(addr: SocketAddr, token: &str) -> WsClient {
-    let mut client = common::connect(&format!("ws://{addr}/v1/ws?token={token}"), None)
-        .await
-        .expect("upgrade");
-    assert_eq!(client.next_json().await["type"], "welcome");
-    client
-}
-
 async fn sigterm_closes_websockets_with_1012_and_exits_cleanly(backend: Backend) {
     let db = fresh(backend).await;
     let (mut server, addr) = EngineProcess::start(db.url(), &[]);
@@ -74,12 +65,12 @@ async fn sigterm_closes_websockets_with_1012_and_exits_cleanly(backend: Backend)
 
     let mut clients: Vec<WsClient> = Vec::new();
     for _ in 0..2 {
-        let mut joined = client(addr, &shop.viewer).await;
+        let mut joined = common::client_of(addr, &shop.viewer).await;
         joined.join(&stream, None).await;
         clients.push(joined);
     }
     // A connection that never joined a stream is drained too.
-    clients.push(client(addr, &shop.viewer).await);
+    clients.push(common::client_of(addr, &shop.viewer).await);
 
     server.terminate();
     for client in &mut clients {
@@ -95,7 +86,7 @@ async fn chat_sent_before_sigterm_is_in_the_snapshot_after_restart(backend: Back
     let db = fresh(backend).await;
     let (mut server, addr) = EngineProcess::start(db.url(), &[]);
     let (shop, stream) = live_stream(addr, "restart").await;
-    let mut writer = client(addr, &shop.viewer).await;
+    let mut writer = common::client_of(addr, &shop.viewer).await;
     let epoch = writer.join(&stream, None).await["epoch"].as_u64().unwrap();
     let texts = ["before one", "before two", "before three"];
     for (i, text) in texts.iter().enumerate() {
@@ -117,7 +108,7 @@ async fn chat_sent_before_sigterm_is_in_the_snapshot_after_restart(backend: Back
     drop(server);
 
     let (server, addr) = EngineProcess::start(db.url(), &[]);
-    let mut reader = client(addr, &shop.viewer).await;
+    let mut reader = common::client_of(addr, &shop.viewer).await;
     // The old position cannot be resumed on a new process: a fresh snapshot, a new epoch.
     let joined = reader.join(&stream, Some((epoch, 4))).await;
     assert_eq!(joined["resumed"], false, "{joined}");

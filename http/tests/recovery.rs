@@ -190,7 +190,7 @@ async fn chat_is_still_stored_after_the_persister_fails(backend: Backend) {
     let rest = Rest::new(addr);
     let (tenant, _, stream, _) = live_show(&rest, "persister-crash").await;
     let viewer = token(Role::Viewer, Some(&tenant), "viewer-1");
-    let mut writer = client(addr, &viewer).await;
+    let mut writer = common::client_of(addr, &viewer).await;
     writer.join(&stream, None).await;
     say(&mut writer, &stream, "before the failure").await;
     let crashed = rest
@@ -205,7 +205,7 @@ async fn chat_is_still_stored_after_the_persister_fails(backend: Backend) {
     assert!(server.wait_exit().await.success());
     drop_server(server);
     let (server, addr) = EngineProcess::start(db.url(), &[]);
-    let mut reader = client(addr, &viewer).await;
+    let mut reader = common::client_of(addr, &viewer).await;
     let joined = reader.join(&stream, None).await;
     let chat: Vec<&str> = joined["snapshot"]["chat"]
         .as_array()
@@ -265,15 +265,6 @@ async fn a_sell_out_while_the_stream_restarts_reaches_its_viewers(backend: Backe
         }
     }
     app.stop().await;
-}
-
-/// A WebSocket client of the engine process at `addr`, past its `welcome`.
-async fn client(addr: SocketAddr, token: &str) -> WsClient {
-    let mut client = common::connect(&format!("ws://{addr}/v1/ws?token={token}"), None)
-        .await
-        .expect("upgrade");
-    assert_eq!(client.next_json().await["type"], "welcome");
-    client
 }
 
 /// Sends a chat message and waits for its `ok`.

@@ -765,6 +765,9 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout(backend: Backend) 
 async fn a_client_that_stops_reading_is_closed_as_a_slow_consumer(backend: Backend) {
     let app = TestApp::spawn(backend, |c| {
         c.broadcast_capacity = 16;
+        // The slow client reads through its backlog only once it was given up on; on a loaded
+        // machine that can take longer than the default 2 s grace.
+        c.close_grace_ms = 15_000;
         c.chat_burst = 1_000_000;
         c.chat_per_sec = 1_000_000.0;
         c.frame_burst = 1_000_000;

@@ -33,9 +33,6 @@ use super::close::CloseReason;
 use super::conn::Conn;
 use crate::state::AppState;
 
-/// How long a closing connection may take to hand its last frames to the socket.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
 /// Size of each worker thread's read buffer.
 const SCRATCH_BYTES: usize = 16 * 1024;
 
@@ -72,7 +69,7 @@ pub async fn run(state: AppState, identity: Identity, conn: Arc<Conn>, early: Ve
         // frame after what is already queued.
         _ => conn.close(reason),
     }
-    let deadline = Instant::now() + CLOSE_GRACE;
+    let deadline = Instant::now() + Duration::from_millis(state.config.close_grace_ms);
     while !conn.drained() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -598,6 +598,15 @@ impl WsClient {
     }
 }
 
+/// A WebSocket client of the server at `addr` (a child process, say), past its `welcome`.
+pub async fn client_of(addr: SocketAddr, token: &str) -> WsClient {
+    let mut client = connect(&format!("ws://{addr}/v1/ws?token={token}"), None)
+        .await
+        .expect("upgrade");
+    assert_eq!(client.next_json().await["type"], "welcome");
+    client
+}
+
 /// Polls `check` until it holds (a test fails after [`WAIT`] instead of hanging).
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
