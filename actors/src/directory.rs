@@ -20,7 +20,7 @@ use crate::fanout::bus::Control;
 use crate::mailbox::Addr;
 use crate::metrics::kind;
 use crate::persister::PersisterPort;
-use crate::stream::{StreamActor, StreamArgs, StreamCaps, StreamMsg};
+use crate::stream::{StreamActor, StreamArgs, StreamCaps, StreamMsg, StreamStores};
 use crate::supervise::{
     ActorChild, Child, Place, Registered, Registry, StartError, Supervisor, SupervisorArgs,
     SupervisorMsg,
@@ -121,7 +121,7 @@ impl Directory {
         }
         let supervisor = self.tenant(tenant).await?;
         let caps = StreamCaps {
-            store: self.caps.store.clone(),
+            store: StreamStores::of(&self.caps.store),
             fanout: self.caps.fanout.clone(),
             persister: self.caps.persister.clone(),
             time: self.caps.time.clone(),

@@ -21,7 +21,7 @@ use liveshop_engine::group_commit::{Finished, GroupCommit};
 use liveshop_engine::ids::ClaimId;
 use liveshop_engine::pacing::LatestValuePacer;
 use liveshop_engine::records::{Claim, Drop, DropStatus};
-use liveshop_engine::storage::{NewClaim, RowOutcome, Storage, write_isolating};
+use liveshop_engine::storage::{DropStore, NewClaim, RowOutcome, write_isolating};
 use liveshop_engine::{DropId, ErrorCode, Rejection, TenantId, UserId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Mutex;
@@ -59,8 +59,8 @@ type ClaimReply = RpcReplyPort<Result<ClaimOutcome, Rejection>>;
 /// What a drop actor is given at spawn: only what it uses.
 #[derive(Clone)]
 pub struct DropCaps {
-    /// The drop and its claims.
-    pub store: Arc<dyn Storage>,
+    /// The drop and its claims: the one aggregate it owns.
+    pub store: Arc<dyn DropStore>,
     /// Where private `claim_update` frames go to buyers.
     pub notifier: Arc<dyn Notifier>,
     /// The stable addresses of streams, where the drop finds its own stream's (which outlives
@@ -240,7 +240,7 @@ impl DropState {
     /// message the write returns. The actor keeps deciding meanwhile.
     fn write_under_lock<F, Fut>(&self, myself: &ActorRef<DropMsg>, write: F)
     where
-        F: FnOnce(Arc<dyn Storage>, DropId) -> Fut + Send + 'static,
+        F: FnOnce(Arc<dyn DropStore>, DropId) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = DropMsg> + Send + 'static,
     {
         let store = self.caps.store.clone();

@@ -24,7 +24,7 @@ use crate::fanout::Fanout;
 use crate::inbox::{SessionInbox, SessionMsg};
 use crate::mailbox::Depth;
 use crate::metrics::kind;
-use crate::persister::{Persister, PersisterMsg, PersisterPort};
+use crate::persister::{Persister, PersisterMsg, PersisterPort, PersisterStores};
 use crate::recovery;
 use crate::stream::{JoinReply, StreamMsg};
 use crate::supervise::{ActorChild, Supervisor, SupervisorArgs};
@@ -143,7 +143,7 @@ impl Engine {
             claim_batch_max: config.claim_batch_max,
             tree: tree.clone(),
         };
-        let (persister_store, queue) = (store.clone(), persister.clone());
+        let (persister_store, queue) = (PersisterStores::of(&store), persister.clone());
         let persister_child = ActorChild::new(
             kind::PERSISTER,
             "persister".into(),

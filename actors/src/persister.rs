@@ -18,7 +18,7 @@ use liveshop_engine::records::{ChatMessage, UserSeen};
 use liveshop_engine::storage::{Fence, RowOutcome, StorageError, StorageResult, write_isolating};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use liveshop_engine::storage::Storage;
+use liveshop_engine::storage::{ChatStore, Storage, TenantStore};
 
 use crate::mailbox::{CALL_TIMEOUT, Depth};
 use crate::metrics::{self, AliveGuard, kind};
@@ -150,9 +150,28 @@ fn bound_chat(chat: &mut VecDeque<ChatMessage>) {
     }
 }
 
+/// Where the persister writes: chat, and the users seen in tokens.
+#[derive(Clone)]
+pub struct PersisterStores {
+    /// Chat messages.
+    pub chat: Arc<dyn ChatStore>,
+    /// Users seen.
+    pub users: Arc<dyn TenantStore>,
+}
+
+impl PersisterStores {
+    /// Both parts of one database.
+    pub fn of(store: &Arc<dyn Storage>) -> Self {
+        Self {
+            chat: store.clone(),
+            users: store.clone(),
+        }
+    }
+}
+
 /// Its state: where to write, and the shared queue.
 pub struct PersisterState {
-    store: Arc<dyn Storage>,
+    store: PersisterStores,
     depth: Depth,
     queue: PersisterQueue,
     _alive: AliveGuard,
@@ -181,7 +200,7 @@ impl PersisterState {
             if batch.is_empty() {
                 return;
             }
-            let store = self.store.clone();
+            let store = self.store.users.clone();
             let written = write_setting_aside("users_seen", batch, move |rows, range| {
                 let store = store.clone();
                 async move { store.record_users_seen(&rows[range]).await }
@@ -203,7 +222,7 @@ impl PersisterState {
             if batch.is_empty() {
                 return;
             }
-            let store = self.store.clone();
+            let store = self.store.chat.clone();
             let written = write_setting_aside("chat", batch, move |rows, range| {
                 let store = store.clone();
                 async move { store.insert_chat(&rows[range], &Fence::Unfenced).await }
@@ -262,7 +281,7 @@ where
 impl Actor for Persister {
     type Msg = PersisterMsg;
     type State = PersisterState;
-    type Arguments = (Arc<dyn Storage>, PersisterQueue, Depth);
+    type Arguments = (PersisterStores, PersisterQueue, Depth);
 
     async fn pre_start(
         &self,

@@ -16,7 +16,7 @@ use liveshop_engine::frames::{EventBody, encode_event};
 use liveshop_engine::ids::ChatId;
 use liveshop_engine::limits::Limits;
 use liveshop_engine::records::{ChatAuthor, Drop, Stream, StreamStatus};
-use liveshop_engine::storage::{Fence, Storage, StorageError};
+use liveshop_engine::storage::{ChatStore, DropStore, Fence, Storage, StorageError, StreamStore};
 use liveshop_engine::stream::{EventLog, Lifecycle};
 use liveshop_engine::stream_book::{
     ChatAccess, ChatCommand, Command, DurableCommand, Effect, Effects, StreamBook, Write,
@@ -39,11 +39,34 @@ use crate::tree::ActorTree;
 /// How often ephemeral tallies are considered for sending.
 pub const TICK: Duration = Duration::from_millis(250);
 
+/// The stores a stream actor uses: its own record, the chat it shows joiners, and the drops it
+/// opens and shows.
+#[derive(Clone)]
+pub struct StreamStores {
+    /// The stream's record, status, pinned product and epochs.
+    pub streams: Arc<dyn StreamStore>,
+    /// Recent chat, read for the snapshot at start.
+    pub chat: Arc<dyn ChatStore>,
+    /// The stream's drops: read at start, created when opened.
+    pub drops: Arc<dyn DropStore>,
+}
+
+impl StreamStores {
+    /// The three parts of one database.
+    pub fn of(store: &Arc<dyn Storage>) -> Self {
+        Self {
+            streams: store.clone(),
+            chat: store.clone(),
+            drops: store.clone(),
+        }
+    }
+}
+
 /// What a stream actor is given at spawn: only what it uses.
 #[derive(Clone)]
 pub struct StreamCaps {
     /// Streams, chat history and drops, read at start; status, pin and new drops written.
-    pub store: Arc<dyn Storage>,
+    pub store: StreamStores,
     /// Where its events go out to viewers, and their count.
     pub fanout: Fanout,
     /// Where accepted chat goes to be stored.
@@ -293,15 +316,17 @@ impl StreamState {
                 ended_at,
             } => {
                 store
+                    .streams
                     .update_stream_status(stream, *status, *started_at, *ended_at, &Fence::Unfenced)
                     .await
             }
             Write::Pinned { stream, product } => {
                 store
+                    .streams
                     .set_pinned(stream, Some(product), &Fence::Unfenced)
                     .await
             }
-            Write::NewDrop(drop) => store.create_drop(drop, &Fence::Unfenced).await,
+            Write::NewDrop(drop) => store.drops.create_drop(drop, &Fence::Unfenced).await,
         }
     }
 
@@ -430,16 +455,17 @@ impl Actor for StreamActor {
         args: StreamArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let store = args.caps.store.clone();
-        let record = match store.stream(&args.stream).await? {
+        let record = match store.streams.stream(&args.stream).await? {
             Some(r) if r.tenant == args.tenant => r,
             _ => return Err(Box::new(StartError::NotFound("stream"))),
         };
-        let epoch = store.next_epoch(&args.stream).await?;
+        let epoch = store.streams.next_epoch(&args.stream).await?;
         let limits = args.caps.limits;
         let recent_chat = store
+            .chat
             .recent_chat(&args.stream, limits.snapshot_chat as u32)
             .await?;
-        let drops = store.drops_of_stream(&args.stream).await?;
+        let drops = store.drops.drops_of_stream(&args.stream).await?;
         myself.send_interval(TICK, || StreamMsg::Tick);
         args.caps.tree.register(
             kind::STREAM,

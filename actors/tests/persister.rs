@@ -7,7 +7,9 @@ use liveshop_actors::clock::{Counter, TimeAndIds, TokioClock};
 use liveshop_actors::fanout::Fanout;
 use liveshop_actors::mailbox::{Addr, Depth};
 use liveshop_actors::metrics::kind;
-use liveshop_actors::persister::{FLUSH_EVERY, MAX_BATCH, Persister, PersisterPort};
+use liveshop_actors::persister::{
+    FLUSH_EVERY, MAX_BATCH, Persister, PersisterPort, PersisterStores,
+};
 use liveshop_actors::testing::{MemoryStore, advance_ms, settle};
 use liveshop_actors::{Engine, EngineConfig, FaultTarget};
 use liveshop_engine::ids::ChatId;
@@ -36,7 +38,14 @@ async fn persister(store: &Arc<MemoryStore>) -> PersisterPort {
     let (actor, _) = Actor::spawn(
         None,
         Persister,
-        (store.clone() as _, port.queue(), depth.clone()),
+        (
+            PersisterStores {
+                chat: store.clone(),
+                users: store.clone(),
+            },
+            port.queue(),
+            depth.clone(),
+        ),
     )
     .await
     .unwrap();

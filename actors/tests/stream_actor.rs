@@ -1,4 +1,4 @@
-//! The stream actor alone, against an in-memory store, the in-process broker and a recording
+//! The stream actor alone, against an in-memory store, the in-process fan-out and a recording
 //! connection, on paused time: coalescing windows and rate refills in milliseconds.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use liveshop_actors::fanout::Fanout;
 use liveshop_actors::mailbox::Depth;
 use liveshop_actors::metrics::kind;
 use liveshop_actors::persister::PersisterPort;
-use liveshop_actors::stream::{StreamActor, StreamArgs, StreamCaps, StreamMsg};
+use liveshop_actors::stream::{StreamActor, StreamArgs, StreamCaps, StreamMsg, StreamStores};
 use liveshop_actors::testing::{MemoryStore, RecordingConnection, advance_ms, records, settle};
 use liveshop_actors::tree::ActorTree;
 use liveshop_engine::limits::Limits;
@@ -31,7 +31,11 @@ async fn live_stream(limits: Limits) -> ActorRef<StreamMsg> {
         .unwrap();
     let args = StreamArgs {
         caps: StreamCaps {
-            store,
+            store: StreamStores {
+                streams: store.clone(),
+                chat: store.clone(),
+                drops: store,
+            },
             fanout: Fanout::in_process(limits.resume_buffer),
             persister: PersisterPort::new(),
             time: TimeAndIds {
