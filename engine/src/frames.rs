@@ -312,8 +312,9 @@ impl ServerFrame {
 
     /// Encodes the frame to JSON bytes, once, for every receiver.
     pub fn encode(&self) -> Bytes {
-        // Serializing these types cannot fail: every map key is a string.
-        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+        // serde_json fails only on a map with non-string keys or a failing `Serialize` impl; a
+        // server frame has neither (its data are `Value`s and derived structs).
+        Bytes::from(serde_json::to_vec(self).expect("a server frame is always JSON"))
     }
 
     /// Decodes a server frame (used by clients: the load tool and tests).
@@ -353,7 +354,8 @@ pub fn encode_joined(
         resumed,
         snapshot,
     };
-    Bytes::from(serde_json::to_vec(&frame).unwrap_or_default())
+    // Strings, numbers and an already serialized snapshot: nothing here can fail to serialize.
+    Bytes::from(serde_json::to_vec(&frame).expect("a joined frame is always JSON"))
 }
 
 /// `{"type":"event","stream","seq"?,"kind","data"}`.
