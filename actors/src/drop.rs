@@ -419,6 +419,22 @@ impl DropState {
         if self.inventory.due(self.caps.time.clock.instant()) {
             self.publish_inventory();
         }
+        if self.settled() {
+            // Nothing left to decide, expire, store or announce: it starts again from storage
+            // if a buyer, an operator or recovery asks for it.
+            // Draining: what is already queued is still answered.
+            let _ = myself.drain();
+        }
+    }
+
+    /// Closed and announced, no reservation left to expire, no write in flight, nothing to send.
+    fn settled(&self) -> bool {
+        self.closed_announced
+            && self.book.drop().reserved == 0
+            && self.commit.is_idle()
+            && !self.expiring
+            && !self.storing_status
+            && !self.inventory.is_dirty()
     }
 
     /// Sends the latest `inventory` to the stream's viewers and refreshes the stream's snapshot.

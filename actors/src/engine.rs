@@ -22,7 +22,7 @@ use crate::directory::{Capabilities, Directory, ensure};
 use crate::drop::{ClaimOutcome, DropMsg};
 use crate::fanout::Fanout;
 use crate::inbox::{SessionInbox, SessionMsg};
-use crate::mailbox::Depth;
+use crate::mailbox::{AskError, Depth};
 use crate::metrics::kind;
 use crate::persister::{Persister, PersisterMsg, PersisterPort, PersisterStores};
 use crate::recovery;
@@ -268,8 +268,28 @@ impl Engine {
         drop: &DropId,
         reason: CloseReason,
     ) -> Result<Drop, Rejection> {
+        self.ask_drop(tenant, drop, |reply| DropMsg::Close(reason, Some(reply)))
+            .await
+    }
+
+    /// Asks a drop's actor. A closed drop's actor stops once nothing is left for it to do; a
+    /// request that reaches it as it stops is asked once more of its next incarnation.
+    async fn ask_drop<T: Send + 'static>(
+        &self,
+        tenant: &TenantId,
+        drop: &DropId,
+        build: impl Fn(ractor::RpcReplyPort<T>) -> DropMsg,
+    ) -> Result<T, Rejection> {
         let actor = self.inner.directory.drop(tenant, drop).await?;
-        actor.ask(|reply| DropMsg::Close(reason, Some(reply))).await
+        match actor.try_ask(&build).await {
+            Ok(answer) => Ok(answer),
+            // Never delivered, so it cannot have been handled: the next incarnation answers.
+            Err(AskError::NotDelivered) => {
+                let next = self.inner.directory.drop(tenant, drop).await?;
+                next.ask(&build).await
+            }
+            Err(AskError::NoAnswer) => Err(crate::mailbox::unavailable()),
+        }
     }
 
     /// Claims units of a drop; answers once the reservation is durable.
@@ -281,16 +301,13 @@ impl Engine {
         quantity: i64,
         key: String,
     ) -> Result<ClaimOutcome, Rejection> {
-        let actor = self.inner.directory.drop(tenant, drop).await?;
-        let user = user.clone();
-        actor
-            .ask(|reply| DropMsg::Claim {
-                user,
-                quantity,
-                key,
-                reply,
-            })
-            .await?
+        self.ask_drop(tenant, drop, |reply| DropMsg::Claim {
+            user: user.clone(),
+            quantity,
+            key: key.clone(),
+            reply,
+        })
+        .await?
     }
 
     /// Marks a reserved claim paid; its buyer gets a `claim_update`.
@@ -300,8 +317,8 @@ impl Engine {
         drop: &DropId,
         claim: ClaimId,
     ) -> Result<Claim, Rejection> {
-        let actor = self.inner.directory.drop(tenant, drop).await?;
-        actor.ask(|reply| DropMsg::Pay(claim, reply)).await?
+        self.ask_drop(tenant, drop, |reply| DropMsg::Pay(claim.clone(), reply))
+            .await?
     }
 
     /// Joins a connection to a stream (snapshot, or replay from `resume`).

@@ -133,6 +133,16 @@ impl<M: Message> Addr<M> {
         }
     }
 
+    /// Whether the actor still takes messages (not draining, stopping or stopped).
+    pub fn is_alive(&self) -> bool {
+        matches!(
+            self.actor.get_status(),
+            ractor::ActorStatus::Starting
+                | ractor::ActorStatus::Running
+                | ractor::ActorStatus::Upgrading
+        )
+    }
+
     /// Sends without waiting; a dead actor hands the message back.
     pub fn try_cast(&self, message: M) -> Result<(), M> {
         self.depth.queued();
@@ -155,19 +165,38 @@ impl<M: Message> Addr<M> {
         &self,
         build: impl FnOnce(RpcReplyPort<T>) -> M,
     ) -> Result<T, Rejection> {
+        self.try_ask(build).await.map_err(|_| unavailable())
+    }
+
+    /// Like [`Addr::ask`], saying whether the message reached the actor: one that was never
+    /// delivered may be sent to a successor without any risk of being handled twice.
+    pub async fn try_ask<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<T>) -> M,
+    ) -> Result<T, AskError> {
         self.depth.queued();
         match self.actor.call(build, Some(CALL_TIMEOUT)).await {
             Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
             Err(_) => {
                 self.depth.taken();
-                Err(unavailable())
+                Err(AskError::NotDelivered)
             }
-            Ok(_) => Err(unavailable()),
+            Ok(_) => Err(AskError::NoAnswer),
         }
     }
 }
 
-fn unavailable() -> Rejection {
+/// Why an actor did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskError {
+    /// The message never reached it: it had stopped, or stopped taking messages.
+    NotDelivered,
+    /// It took the message but gave no answer in time (it failed, or is stuck).
+    NoAnswer,
+}
+
+/// The refusal for an actor that did not answer.
+pub(crate) fn unavailable() -> Rejection {
     Rejection::new(
         ErrorCode::Unavailable,
         "the actor in charge did not answer; retry",

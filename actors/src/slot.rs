@@ -89,10 +89,11 @@ impl<M: Message> Slot<M> {
         }
     }
 
-    /// The running incarnation, if any (for calls that need an answer now).
+    /// The running incarnation, if any (for calls that need an answer now). One that is
+    /// stopping (a settled drop stops on its own) no longer counts, so a caller starts the next.
     pub fn running(&self) -> Option<Addr<M>> {
         match &*self.lock() {
-            State::Running(addr) => Some(addr.clone()),
+            State::Running(addr) if addr.is_alive() => Some(addr.clone()),
             _ => None,
         }
     }

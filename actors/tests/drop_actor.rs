@@ -359,3 +359,27 @@ async fn a_tenant_mismatch_keeps_the_drop_actor_from_starting() {
     };
     assert!(Actor::spawn(None, DropActor, args).await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_drop_stops_its_actor_once_no_reservation_is_left_to_expire() {
+    let h = Harness::new(drop_of(5, 1, 2)).await;
+    let actor = h.spawn().await;
+    claim(&actor, "alice", 1, "k1").await.expect("reserved");
+    actor
+        .call(
+            |reply| DropMsg::Close(liveshop_engine::drops::CloseReason::Seller, Some(reply)),
+            None,
+        )
+        .await
+        .unwrap();
+    advance_ms(500).await;
+    assert_eq!(
+        actor.get_status(),
+        ractor::ActorStatus::Running,
+        "alice's hold still has to expire"
+    );
+    advance_ms(3_000).await;
+    assert_eq!(h.stored().await.reserved, 0, "the hold expired");
+    advance_ms(500).await;
+    assert_eq!(actor.get_status(), ractor::ActorStatus::Stopped);
+}
