@@ -139,7 +139,7 @@ async fn holds_expire_on_time_after_a_kill_9_although_nobody_touches_the_drop(ba
     let expires_at = instant(&claim["expires_at"]);
 
     server.kill();
-    drop_server(server);
+    std::mem::drop(server);
     let (server, addr) = EngineProcess::start(db.url(), &[]);
     let rest = Rest::new(addr);
     // Nobody claims, joins or reads the drop through its actor: only storage is read below.
@@ -150,7 +150,7 @@ async fn holds_expire_on_time_after_a_kill_9_although_nobody_touches_the_drop(ba
     let counts = rest.get(&format!("/v1/drops/{drop}"), &buyer).await;
     assert_eq!(counts["reserved"], 0, "{counts}");
     assert_eq!(counts["remaining"], 5, "{counts}");
-    drop_server(server);
+    std::mem::drop(server);
     std::mem::drop(db);
 }
 
@@ -171,7 +171,7 @@ async fn a_drop_with_an_end_time_closes_on_time_across_a_kill_9(backend: Backend
     let id = drop["id"].as_str().unwrap().to_owned();
 
     server.kill();
-    drop_server(server);
+    std::mem::drop(server);
     let (server, addr) = EngineProcess::start(db.url(), &[]);
     let rest = Rest::new(addr);
     sleep_until(ends_at.plus_millis(1_000)).await;
@@ -179,7 +179,7 @@ async fn a_drop_with_an_end_time_closes_on_time_across_a_kill_9(backend: Backend
     let stored = rest.get(&format!("/v1/drops/{id}"), &viewer).await;
     assert_eq!(stored["status"], "closed", "{stored}");
     assert_eq!(stored["closed_reason"], "time", "{stored}");
-    drop_server(server);
+    std::mem::drop(server);
     std::mem::drop(db);
 }
 
@@ -203,7 +203,7 @@ async fn chat_is_still_stored_after_the_persister_fails(backend: Backend) {
     // A graceful stop writes what is queued; the next process reads chat from storage only.
     server.terminate();
     assert!(server.wait_exit().await.success());
-    drop_server(server);
+    std::mem::drop(server);
     let (server, addr) = EngineProcess::start(db.url(), &[]);
     let mut reader = common::client_of(addr, &viewer).await;
     let joined = reader.join(&stream, None).await;
@@ -217,7 +217,7 @@ async fn chat_is_still_stored_after_the_persister_fails(backend: Backend) {
         chat,
         ["before the failure", "after the failure", "and once more"]
     );
-    drop_server(server);
+    std::mem::drop(server);
     std::mem::drop(db);
 }
 
@@ -278,8 +278,4 @@ async fn say(ws: &mut WsClient, stream: &str, text: &str) {
         }
         assert_ne!(frame["type"], "error", "{frame}");
     }
-}
-
-fn drop_server(server: EngineProcess) {
-    drop(server);
 }
