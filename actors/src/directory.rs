@@ -103,10 +103,15 @@ impl Directory {
                 }
             }),
         );
-        ensure(&self.root, Arc::new(child), "tenant").await?;
-        self.tenants
-            .running(tenant, tenant)?
-            .ok_or_else(|| StartError::NotFound("tenant").into_rejection("tenant"))
+        started(
+            &self.tenants,
+            &self.root,
+            Arc::new(child),
+            tenant,
+            tenant,
+            "tenant",
+        )
+        .await
     }
 
     /// The actor of a stream of `tenant`, started (restored from storage) if needed. A stream of
@@ -147,10 +152,15 @@ impl Directory {
                 depth,
             }),
         );
-        ensure(supervisor.actor(), Arc::new(child), "stream").await?;
-        self.streams
-            .running(tenant, stream)?
-            .ok_or_else(|| StartError::NotFound("stream").into_rejection("stream"))
+        started(
+            &self.streams,
+            supervisor.actor(),
+            Arc::new(child),
+            tenant,
+            stream,
+            "stream",
+        )
+        .await
     }
 
     /// The actor of a drop of `tenant`, started (restored from storage) if needed.
@@ -186,23 +196,45 @@ impl Directory {
                 depth,
             }),
         );
-        ensure(supervisor.actor(), Arc::new(child), "drop").await?;
-        self.drops
-            .running(tenant, drop)?
-            .ok_or_else(|| StartError::NotFound("drop").into_rejection("drop"))
+        started(
+            &self.drops,
+            supervisor.actor(),
+            Arc::new(child),
+            tenant,
+            drop,
+            "drop",
+        )
+        .await
     }
 
     /// Whether the drop's actor runs now.
     pub fn drop_is_running(&self, drop: &DropId) -> bool {
-        self.drops
-            .existing(drop)
-            .is_some_and(|slot| slot.running().is_some())
+        self.drops.is_running(drop)
     }
 
     /// The root supervisor.
     pub fn root(&self) -> &ActorRef<SupervisorMsg> {
         &self.root
     }
+}
+
+/// Has `supervisor` start `child` unless it runs, then finds it in `registry`.
+async fn started<K, M>(
+    registry: &Registry<K, M>,
+    supervisor: &ActorRef<SupervisorMsg>,
+    child: Arc<dyn Child>,
+    tenant: &TenantId,
+    key: &K,
+    what: &'static str,
+) -> Result<Addr<M>, Rejection>
+where
+    K: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
+    M: ractor::Message,
+{
+    ensure(supervisor, child, what).await?;
+    registry
+        .running(tenant, key)?
+        .ok_or_else(|| StartError::NotFound(what).into_rejection(what))
 }
 
 /// Asks `supervisor` to start `child` unless it runs.

@@ -227,6 +227,12 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static, M: ractor::Message> Registry<
     pub fn existing(&self, key: &K) -> Option<Arc<Slot<M>>> {
         self.entries.get(key).map(|e| e.1.clone())
     }
+
+    /// Whether an incarnation of `key` runs now, whatever its tenant.
+    pub fn is_running(&self, key: &K) -> bool {
+        self.existing(key)
+            .is_some_and(|slot| slot.running().is_some())
+    }
 }
 
 /// A child's place in a [`Registry`]: the entry is made when an incarnation first runs (its
@@ -265,9 +271,7 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static, M: ractor::Message> Place<M>
         }
     }
     fn is_running(&self) -> bool {
-        self.registry
-            .existing(&self.key)
-            .is_some_and(|s| s.running().is_some())
+        self.registry.is_running(&self.key)
     }
 }
 
