@@ -147,6 +147,20 @@ impl MemoryStore {
         Arc::new(Self::default())
     }
 
+    /// A store holding tenant `ten_1` with its live stream `str_1`: what most actor tests need.
+    pub async fn with_live_stream() -> Arc<Self> {
+        let store = Self::new();
+        store
+            .create_tenant(&records::tenant("ten_1"))
+            .await
+            .expect("the tenant is stored");
+        store
+            .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
+            .await
+            .expect("the stream is stored");
+        store
+    }
+
     /// The next `n` writes fail with `Unavailable` (and write nothing).
     pub fn fail_next_writes(&self, n: usize) {
         self.fail_writes.store(n, Ordering::SeqCst);

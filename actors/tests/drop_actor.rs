@@ -14,8 +14,8 @@ use liveshop_actors::testing::{
     MemoryStore, RecordingNotifier, StreamProbe, advance_ms, records, settle,
 };
 use liveshop_actors::tree::ActorTree;
-use liveshop_engine::records::{ClaimStatus, Drop, DropStatus, StreamStatus};
-use liveshop_engine::storage::{DropStore, Fence, NewClaim, StreamStore, TenantStore};
+use liveshop_engine::records::{ClaimStatus, Drop, DropStatus};
+use liveshop_engine::storage::{DropStore, Fence, NewClaim};
 use liveshop_engine::{ErrorCode, Rejection, StreamId, TenantId, Timestamp, UserId};
 use ractor::{Actor, ActorRef};
 use tokio::sync::Mutex;
@@ -37,15 +37,7 @@ struct Harness {
 impl Harness {
     /// Stores a tenant, a live stream and `drop`, and puts a probe in the stream's slot.
     async fn new(drop: Drop) -> Self {
-        let store = MemoryStore::new();
-        store
-            .create_tenant(&records::tenant("ten_1"))
-            .await
-            .unwrap();
-        store
-            .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
-            .await
-            .unwrap();
+        let store = MemoryStore::with_live_stream().await;
         store.create_drop(&drop, &Fence::Unfenced).await.unwrap();
         let streams = Arc::new(Registry::new(kind::STREAM));
         let probe = StreamProbe::attach(&streams.slot(&drop.tenant, &drop.stream)).await;

@@ -6,26 +6,16 @@ use std::sync::Arc;
 use liveshop_actors::clock::{Counter, TimeAndIds, TokioClock};
 use liveshop_actors::fanout::Fanout;
 use liveshop_actors::session::{Session, SessionArgs, SessionInbox, SessionMsg};
-use liveshop_actors::testing::{MemoryStore, RecordingConnection, records, settle};
+use liveshop_actors::testing::{MemoryStore, RecordingConnection, settle};
 use liveshop_actors::{Engine, EngineConfig};
 use liveshop_engine::auth::{Identity, Role};
 use liveshop_engine::frames::ClientFrame;
-use liveshop_engine::records::StreamStatus;
-use liveshop_engine::storage::{StreamStore, TenantStore};
 use liveshop_engine::{SessionId, TenantId, Timestamp, UserId};
 use serde_json::Value;
 
 /// An engine over a store holding one tenant with one live stream, `str_1`.
 async fn engine() -> Engine {
-    let store = MemoryStore::new();
-    store
-        .create_tenant(&records::tenant("ten_1"))
-        .await
-        .unwrap();
-    store
-        .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
-        .await
-        .unwrap();
+    let store = MemoryStore::with_live_stream().await;
     let config = EngineConfig::default();
     let time = TimeAndIds {
         clock: Arc::new(TokioClock::starting_at(Timestamp::from_millis(1_000_000))),

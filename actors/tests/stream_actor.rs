@@ -9,26 +9,17 @@ use liveshop_actors::mailbox::Depth;
 use liveshop_actors::metrics::kind;
 use liveshop_actors::persister::PersisterPort;
 use liveshop_actors::stream::{StreamActor, StreamArgs, StreamCaps, StreamMsg, StreamStores};
-use liveshop_actors::testing::{MemoryStore, RecordingConnection, advance_ms, records, settle};
+use liveshop_actors::testing::{MemoryStore, RecordingConnection, advance_ms, settle};
 use liveshop_actors::tree::ActorTree;
 use liveshop_engine::limits::Limits;
-use liveshop_engine::records::{ChatAuthor, StreamStatus};
-use liveshop_engine::storage::{StreamStore, TenantStore};
+use liveshop_engine::records::ChatAuthor;
 use liveshop_engine::stream_book::ChatAccess;
 use liveshop_engine::{ErrorCode, Rejection, StreamId, TenantId, Timestamp, UserId};
 use ractor::{Actor, ActorRef};
 
 /// A live stream's actor, started alone with `limits`.
 async fn live_stream(limits: Limits) -> ActorRef<StreamMsg> {
-    let store = MemoryStore::new();
-    store
-        .create_tenant(&records::tenant("ten_1"))
-        .await
-        .unwrap();
-    store
-        .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
-        .await
-        .unwrap();
+    let store = MemoryStore::with_live_stream().await;
     let args = StreamArgs {
         caps: StreamCaps {
             store: StreamStores {

@@ -18,8 +18,8 @@ use liveshop_actors::supervise::{
 use liveshop_actors::testing::{MemoryStore, records, settle};
 use liveshop_actors::tree::ActorTree;
 use liveshop_engine::limits::Limits;
-use liveshop_engine::records::{Drop, DropStatus, StreamStatus};
-use liveshop_engine::storage::{DropStore, Fence, NewClaim, StreamStore, TenantStore};
+use liveshop_engine::records::{Drop, DropStatus};
+use liveshop_engine::storage::{DropStore, Fence, NewClaim};
 use liveshop_engine::{DropId, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
@@ -197,15 +197,7 @@ async fn store_drop(store: &MemoryStore, drop: &Drop, hold: bool) {
 
 #[tokio::test(start_paused = true)]
 async fn recovery_starts_exactly_the_drops_storage_lists_to_recover() {
-    let store = MemoryStore::new();
-    store
-        .create_tenant(&records::tenant("ten_1"))
-        .await
-        .unwrap();
-    store
-        .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
-        .await
-        .unwrap();
+    let store = MemoryStore::with_live_stream().await;
     let mut ends = drop_in("drp_ends", 5);
     ends.ends_at = Some(Timestamp::from_millis(T0 + 600_000));
     let mut closed = drop_in("drp_closed", 5);
@@ -269,15 +261,7 @@ async fn recovery_starts_exactly_the_drops_storage_lists_to_recover() {
 
 #[tokio::test(start_paused = true)]
 async fn a_recovery_pass_that_cannot_list_drops_starts_nothing_and_tries_again_later() {
-    let store = MemoryStore::new();
-    store
-        .create_tenant(&records::tenant("ten_1"))
-        .await
-        .unwrap();
-    store
-        .create_stream(&records::stream("ten_1", "str_1", StreamStatus::Live))
-        .await
-        .unwrap();
+    let store = MemoryStore::with_live_stream().await;
     store_drop(&store, &drop_in("drp_held", 5), true).await;
     let directory = Directory::new(
         supervisor().await,
