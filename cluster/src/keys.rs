@@ -1,0 +1,54 @@
+//! Every Redis key and channel the cluster uses. A stream's keys share the hash tag `{<stream>}`,
+//! so a Lua script may touch all of them (and a Redis Cluster would keep them on one shard).
+//!
+//! | name | type | what |
+//! | --- | --- | --- |
+//! | `liveshop:{s}:ev` | channel | the stream's events and control messages |
+//! | `liveshop:{s}:hist` | stream | its recent ordered events (field `e` epoch, `s` seq, `b` bytes) |
+//! | `liveshop:{s}:meta` | hash | `epoch`, `seq`: the last ordered event in the history |
+//! | `liveshop:{s}:lease` | string | the owner node's id, with the lease's expiry |
+//! | `liveshop:{s}:viewers` | hash | per node, `count:unix_ms` |
+//! | `liveshop:nodes` | hash | per node, its heartbeat (JSON) |
+//! | `liveshop:node:<id>:rpc` | channel | requests relayed to that node, and answers to its requests |
+//! | `liveshop:notify` | channel | private frames for users, to every node |
+
+use liveshop_engine::StreamId;
+
+/// Prefix of every key and channel.
+pub const PREFIX: &str = "liveshop";
+
+/// The channel a stream's events travel on.
+pub fn events(stream: &StreamId) -> String {
+    format!("{PREFIX}:{{{stream}}}:ev")
+}
+
+/// The Redis stream holding a stream's recent ordered events.
+pub fn history(stream: &StreamId) -> String {
+    format!("{PREFIX}:{{{stream}}}:hist")
+}
+
+/// The hash with the epoch and seq of a stream's last ordered event in its history.
+pub fn meta(stream: &StreamId) -> String {
+    format!("{PREFIX}:{{{stream}}}:meta")
+}
+
+/// The owner lease of a stream.
+pub fn lease(stream: &StreamId) -> String {
+    format!("{PREFIX}:{{{stream}}}:lease")
+}
+
+/// Per-node viewer counts of a stream.
+pub fn viewers(stream: &StreamId) -> String {
+    format!("{PREFIX}:{{{stream}}}:viewers")
+}
+
+/// The node list.
+pub const NODES: &str = "liveshop:nodes";
+
+/// The channel a node receives relayed requests and answers on.
+pub fn node_rpc(node: &str) -> String {
+    format!("{PREFIX}:node:{node}:rpc")
+}
+
+/// The channel private frames for users travel on.
+pub const NOTIFY: &str = "liveshop:notify";
