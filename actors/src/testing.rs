@@ -418,6 +418,14 @@ impl StreamStore for MemoryStore {
             None => Err(StorageError::Constraint(format!("no stream {id}"))),
         }
     }
+
+    async fn take_fence(&self, scope: &str) -> StorageResult<u64> {
+        self.write("take_fence").await?;
+        let mut t = self.tables();
+        let token = t.fences.entry(scope.to_owned()).or_insert(0);
+        *token += 1;
+        Ok(*token)
+    }
 }
 
 #[async_trait]

@@ -19,6 +19,13 @@ INSERT INTO fences (scope, token) VALUES ($1, $2)
 ON CONFLICT (scope) DO UPDATE SET token = excluded.token WHERE fences.token <= excluded.token
 RETURNING token";
 
+/// Takes the next token of a scope: the first owner gets 1, each later one the token after the
+/// highest ever taken or written.
+const TAKE_FENCE: &str = "\
+INSERT INTO fences (scope, token) VALUES ($1, 1)
+ON CONFLICT (scope) DO UPDATE SET token = fences.token + 1
+RETURNING token";
+
 /// Checks `fence` on `conn`, which must be inside the transaction of the write it guards: nothing
 /// for [`Fence::Unfenced`]; for an owner, records its token for the scope or fails with
 /// [`StorageError::Fenced`] when a higher one has already written there.
@@ -44,6 +51,17 @@ pub(crate) async fn check(conn: &mut AnyConnection, fence: &Fence) -> StorageRes
 }
 
 impl SqlStore {
+    /// Raises `scope`'s token by one and returns it (see `StreamStore::take_fence`).
+    pub(crate) async fn raise_fence(&self, scope: &str) -> StorageResult<u64> {
+        let row = sqlx::query(TAKE_FENCE)
+            .bind(scope)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let token: i64 = sqlx::Row::try_get(&row, "token").map_err(unavailable)?;
+        u64::try_from(token).map_err(|err| StorageError::Unavailable(Box::new(err)))
+    }
+
     /// Runs one write statement behind `fence`: on the pool as it is when unfenced, or in a
     /// transaction after [`check`] for an owner. Database errors are [`classify`]'d.
     pub(crate) async fn execute_fenced(

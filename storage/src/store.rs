@@ -105,6 +105,10 @@ impl StreamStore for SqlStore {
     async fn next_epoch(&self, id: &StreamId) -> StorageResult<u64> {
         self.bump_epoch(id).await
     }
+
+    async fn take_fence(&self, scope: &str) -> StorageResult<u64> {
+        self.raise_fence(scope).await
+    }
 }
 
 #[async_trait]

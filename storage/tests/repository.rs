@@ -70,6 +70,7 @@ both! {
     drops_to_recover => case_drops_to_recover,
     live_streams => case_live_streams,
     stale_owner_is_fenced_off => case_stale_owner_is_fenced_off,
+    taking_a_fence_refuses_the_previous_owner => case_taking_a_fence_refuses_the_previous_owner,
     every_owner_write_is_fenced => case_every_owner_write_is_fenced,
     storage_narrows_to_one_aggregate => case_storage_narrows_to_one_aggregate,
     concurrent_batches_never_oversell => case_concurrent_batches_never_oversell,
@@ -1306,6 +1307,45 @@ fn assert_fenced<T: std::fmt::Debug>(result: Result<T, StorageError>, token: u64
         }
         other => panic!("expected the write to be fenced off, got {other:?}"),
     }
+}
+
+async fn case_taking_a_fence_refuses_the_previous_owner(store: &SqlStore) {
+    let drop = seed_drop(store, "drp_1", 10, 5).await;
+    let first = store.take_fence("str_1").await.unwrap();
+    assert_eq!(first, 1, "a scope never fenced starts at 1");
+    let old = Fence::owner("str_1", first);
+    store
+        .commit_claims(&drop, &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)], &old)
+        .await
+        .unwrap();
+    // A new owner takes the next token before writing anything: the old owner is refused at once.
+    let second = store.take_fence("str_1").await.unwrap();
+    assert_eq!(second, 2);
+    assert_fenced(
+        store
+            .commit_claims(&drop, &[claim("clm_2", "drp_1", "bob", 1, "k2", T0)], &old)
+            .await,
+        1,
+    );
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_3", "drp_1", "carol", 1, "k3", T0)],
+            &Fence::owner("str_1", second),
+        )
+        .await
+        .unwrap();
+    // A token written by hand above the counter still leaves the next take above it.
+    store
+        .commit_claims(
+            &drop,
+            &[claim("clm_4", "drp_1", "dave", 1, "k4", T0)],
+            &Fence::owner("str_1", 9),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.take_fence("str_1").await.unwrap(), 10);
+    assert_eq!(store.take_fence("str_2").await.unwrap(), 1, "scopes count apart");
 }
 
 async fn case_stale_owner_is_fenced_off(store: &SqlStore) {

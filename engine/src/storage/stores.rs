@@ -92,6 +92,11 @@ pub trait StreamStore: Send + Sync + 'static {
     ) -> StorageResult<()>;
     /// Increments and returns the stream's epoch: each stream actor start gets a new one.
     async fn next_epoch(&self, id: &StreamId) -> StorageResult<u64>;
+    /// Raises the fencing token of `scope` by one and returns it (1 for a scope never fenced).
+    /// A node that becomes the owner of a stream takes the next token before it writes anything
+    /// for it: from then on every write of the previous owner, which carries a lower token, is
+    /// refused with [`StorageError::Fenced`](super::StorageError::Fenced).
+    async fn take_fence(&self, scope: &str) -> StorageResult<u64>;
 }
 
 /// Chat history of streams.
