@@ -1,14 +1,16 @@
 //! The directory: finds the actor in charge of an id, or starts it under the right supervisor.
 //!
-//! It is the one place that knows where actors run. Single-node, every stream and drop runs under
-//! its tenant's supervisor in this process; cluster mode plugs the ownership lease in here.
-//! Each actor is started with only the capabilities it uses, built here from [`Capabilities`].
+//! It is the one place that knows where actors run. It asks [`Placement`] where a stream runs:
+//! single-node always here; in cluster mode here only when this node holds the stream's lease,
+//! else on the owner node, which the facade relays to. A stream's drops run where the stream runs.
+//! Each actor is started with only the capabilities it uses, built here from [`Capabilities`],
+//! and writes behind the fence placement gave it.
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use liveshop_engine::limits::Limits;
-use liveshop_engine::storage::Storage;
+use liveshop_engine::storage::{Fence, Storage};
 use liveshop_engine::{DropId, Rejection, StreamId, TenantId};
 use ractor::ActorRef;
 use tokio::sync::Mutex;
@@ -20,6 +22,7 @@ use crate::fanout::bus::Control;
 use crate::mailbox::Addr;
 use crate::metrics::kind;
 use crate::persister::PersisterPort;
+use crate::placement::{Placed, Placement};
 use crate::stream::{StreamActor, StreamArgs, StreamCaps, StreamMsg, StreamStores};
 use crate::supervise::{
     ActorChild, Child, Place, Registered, Registry, StartError, Supervisor, SupervisorArgs,
@@ -44,6 +47,16 @@ pub struct Capabilities {
     pub claim_batch_max: usize,
     /// The actor tree operators see.
     pub tree: Arc<ActorTree>,
+    /// Which node runs each stream.
+    pub placement: Arc<dyn Placement>,
+}
+
+/// Where the actor in charge of an id runs.
+pub enum Located<M: ractor::Message> {
+    /// On this node.
+    Here(Addr<M>),
+    /// On the node with this id (cluster mode).
+    Elsewhere(String),
 }
 
 /// Finds or starts tenants' supervisors, streams and drops.
@@ -55,6 +68,11 @@ pub struct Directory {
     drops: Arc<Registry<DropId, DropMsg>>,
     /// Each drop's commit lock, shared by its incarnations.
     commit_locks: DashMap<DropId, Arc<Mutex<()>>>,
+    /// Streams known to exist, with their tenant (checked in storage before one is placed, so a
+    /// probe with a made-up id never takes a lease).
+    known_streams: DashMap<StreamId, TenantId>,
+    /// The stream and tenant of each drop looked up (a drop never changes stream).
+    drop_streams: DashMap<DropId, (TenantId, StreamId)>,
 }
 
 impl Directory {
@@ -67,6 +85,8 @@ impl Directory {
             streams: Arc::new(Registry::new(kind::STREAM)),
             drops: Arc::new(Registry::new(kind::DROP)),
             commit_locks: DashMap::new(),
+            known_streams: DashMap::new(),
+            drop_streams: DashMap::new(),
         }
     }
 
@@ -114,16 +134,52 @@ impl Directory {
         .await
     }
 
-    /// The actor of a stream of `tenant`, started (restored from storage) if needed. A stream of
-    /// another tenant, or none at all, is `not_found`.
+    /// Where the actor of a stream of `tenant` runs: here (started, restored from storage, if
+    /// placement gives it to this node) or on its owner node. A stream of another tenant, or none
+    /// at all, is `not_found`.
     pub async fn stream(
         &self,
         tenant: &TenantId,
         stream: &StreamId,
-    ) -> Result<Addr<StreamMsg>, Rejection> {
+    ) -> Result<Located<StreamMsg>, Rejection> {
         if let Some(addr) = self.streams.running(tenant, stream)? {
-            return Ok(addr);
+            return Ok(Located::Here(addr));
         }
+        self.check_stream(tenant, stream).await?;
+        match self.caps.placement.place(stream).await? {
+            Placed::Here(fence) => self
+                .start_stream(tenant, stream, fence)
+                .await
+                .map(Located::Here),
+            Placed::Elsewhere(node) => Ok(Located::Elsewhere(node)),
+        }
+    }
+
+    /// `not_found` unless `stream` exists and belongs to `tenant` (asked of storage once).
+    async fn check_stream(&self, tenant: &TenantId, stream: &StreamId) -> Result<(), Rejection> {
+        if let Some(known) = self.known_streams.get(stream) {
+            return if &*known == tenant {
+                Ok(())
+            } else {
+                Err(Rejection::not_found("stream"))
+            };
+        }
+        match self.caps.store.stream(stream).await {
+            Ok(Some(record)) if &record.tenant == tenant => {
+                self.known_streams.insert(stream.clone(), tenant.clone());
+                Ok(())
+            }
+            Ok(_) => Err(Rejection::not_found("stream")),
+            Err(err) => Err(crate::mailbox::storage_unavailable(&err)),
+        }
+    }
+
+    async fn start_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        fence: Fence,
+    ) -> Result<Addr<StreamMsg>, Rejection> {
         let supervisor = self.tenant(tenant).await?;
         let caps = StreamCaps {
             store: StreamStores::of(&self.caps.store),
@@ -138,6 +194,7 @@ impl Directory {
             registered: Registered::new(self.streams.clone(), tenant.clone(), stream.clone()),
             fanout: self.caps.fanout.clone(),
             stream: stream.clone(),
+            placement: self.caps.placement.clone(),
         };
         let child = ActorChild::new(
             kind::STREAM,
@@ -148,6 +205,7 @@ impl Directory {
                 caps: caps.clone(),
                 tenant: tenant_id.clone(),
                 stream: stream_id.clone(),
+                fence: fence.clone(),
                 restarted,
                 depth,
             }),
@@ -163,11 +221,60 @@ impl Directory {
         .await
     }
 
-    /// The actor of a drop of `tenant`, started (restored from storage) if needed.
-    pub async fn drop(&self, tenant: &TenantId, drop: &DropId) -> Result<Addr<DropMsg>, Rejection> {
+    /// Where the actor of a drop of `tenant` runs: where its stream runs. Started (restored
+    /// from storage) here if that is this node, together with its stream's actor (the drop
+    /// publishes through it).
+    pub async fn drop(
+        &self,
+        tenant: &TenantId,
+        drop: &DropId,
+    ) -> Result<Located<DropMsg>, Rejection> {
         if let Some(addr) = self.drops.running(tenant, drop)? {
-            return Ok(addr);
+            return Ok(Located::Here(addr));
         }
+        let stream = self.stream_of(tenant, drop).await?;
+        match self.caps.placement.place(&stream).await? {
+            Placed::Elsewhere(node) => Ok(Located::Elsewhere(node)),
+            Placed::Here(fence) => {
+                self.stream(tenant, &stream).await?;
+                self.start_drop(tenant, drop, fence).await.map(Located::Here)
+            }
+        }
+    }
+
+    /// The stream of a drop of `tenant` (`not_found` for a drop of another tenant, or none).
+    async fn stream_of(&self, tenant: &TenantId, drop: &DropId) -> Result<StreamId, Rejection> {
+        if let Some(entry) = self.drop_streams.get(drop) {
+            let (owner, stream) = &*entry;
+            return if owner == tenant {
+                Ok(stream.clone())
+            } else {
+                Err(Rejection::not_found("drop"))
+            };
+        }
+        match self.caps.store.drop_by_id(drop).await {
+            Ok(Some(record)) if &record.tenant == tenant => {
+                self.drop_streams
+                    .insert(drop.clone(), (tenant.clone(), record.stream.clone()));
+                Ok(record.stream)
+            }
+            Ok(_) => Err(Rejection::not_found("drop")),
+            Err(err) => Err(crate::mailbox::storage_unavailable(&err)),
+        }
+    }
+
+    /// Remembers the stream of a drop this node just opened.
+    pub fn drop_opened(&self, tenant: &TenantId, drop: &DropId, stream: &StreamId) {
+        self.drop_streams
+            .insert(drop.clone(), (tenant.clone(), stream.clone()));
+    }
+
+    async fn start_drop(
+        &self,
+        tenant: &TenantId,
+        drop: &DropId,
+        fence: Fence,
+    ) -> Result<Addr<DropMsg>, Rejection> {
         let supervisor = self.tenant(tenant).await?;
         let caps = DropCaps {
             store: self.caps.store.clone(),
@@ -192,6 +299,7 @@ impl Directory {
                 caps: caps.clone(),
                 tenant: tenant_id.clone(),
                 drop: drop_id.clone(),
+                fence: fence.clone(),
                 lock: lock.clone(),
                 depth,
             }),
@@ -210,6 +318,40 @@ impl Directory {
     /// Whether the drop's actor runs now.
     pub fn drop_is_running(&self, drop: &DropId) -> bool {
         self.drops.is_running(drop)
+    }
+
+    /// Whether the stream's actor runs now.
+    pub fn stream_is_running(&self, stream: &StreamId) -> bool {
+        self.streams.is_running(stream)
+    }
+
+    /// Stops the actors of `stream` and of its drops that run here (the stream went to another
+    /// node, or this node hands it over); they stop after the message they are handling.
+    /// Returns how many actors were asked to stop.
+    pub fn evict(&self, stream: &StreamId) -> usize {
+        let mut stopped = 0;
+        let drops: Vec<DropId> = self
+            .drop_streams
+            .iter()
+            .filter(|entry| &entry.value().1 == stream)
+            .map(|entry| entry.key().clone())
+            .collect();
+        for drop in drops {
+            if let Some(addr) = self.drops.existing(&drop).and_then(|slot| slot.running()) {
+                addr.actor().stop(Some("its stream runs on another node".into()));
+                stopped += 1;
+            }
+        }
+        if let Some(addr) = self.streams.existing(stream).and_then(|slot| slot.running()) {
+            addr.actor().stop(Some("it runs on another node".into()));
+            stopped += 1;
+        }
+        stopped
+    }
+
+    /// Where streams run.
+    pub fn placement(&self) -> &Arc<dyn Placement> {
+        &self.caps.placement
     }
 
     /// The root supervisor.
@@ -254,6 +396,7 @@ struct StreamPlace {
     registered: Registered<StreamId, StreamMsg>,
     fanout: Fanout,
     stream: StreamId,
+    placement: Arc<dyn Placement>,
 }
 
 impl Place<StreamMsg> for StreamPlace {
@@ -269,6 +412,9 @@ impl Place<StreamMsg> for StreamPlace {
             self.fanout.control(&self.stream, Control::Remove);
         }
         self.registered.stopped(actor);
+        // Ended, given up, or moved: any node may run it next (placement releases a lease only
+        // if this node still holds it).
+        self.placement.released(&self.stream);
     }
     fn is_running(&self) -> bool {
         self.registered.is_running()

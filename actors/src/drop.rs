@@ -82,6 +82,8 @@ pub struct DropArgs {
     pub tenant: TenantId,
     /// The drop.
     pub drop: DropId,
+    /// What its writes carry: its stream owner's token in cluster mode.
+    pub fence: Fence,
     /// The drop's commit lock; it outlives the actor's incarnations.
     pub lock: Arc<Mutex<()>>,
     /// Its mailbox counter.
@@ -123,6 +125,8 @@ pub struct DropActor;
 /// Its state.
 pub struct DropState {
     caps: DropCaps,
+    /// What its writes carry.
+    fence: Fence,
     /// Its stream's stable address: events sent while the stream restarts wait for it.
     stream: Arc<Slot<StreamMsg>>,
     book: DropBook,
@@ -213,13 +217,15 @@ impl DropState {
                 claim: claim.clone(),
             })
             .collect();
+        let fence = self.fence.clone();
         self.write_under_lock(myself, move |store, drop| async move {
             // One write for the whole batch; only when storage refuses a row is it split to set
             // that row aside, so one bad claim never fails the others.
             let claims = Arc::new(claims);
             let outcome = write_isolating(claims.len(), |range| {
                 let (store, drop, claims) = (store.clone(), drop.clone(), claims.clone());
-                async move { store.commit_claims(&drop, &claims[range], &Fence::Unfenced).await }
+                let fence = fence.clone();
+                async move { store.commit_claims(&drop, &claims[range], &fence).await }
             })
             .await;
             for (i, why) in outcome.refused() {
@@ -318,7 +324,7 @@ impl DropState {
                 self.book.id(),
                 DropStatus::Closed,
                 Some(reason.as_str()),
-                &Fence::Unfenced,
+                &self.fence,
             )
             .await
         {
@@ -343,8 +349,9 @@ impl DropState {
         let notifier = self.caps.notifier.clone();
         let now = self.caps.time.clock.now();
         let tenant = self.book.drop().tenant.clone();
+        let fence = self.fence.clone();
         self.write_under_lock(myself, move |store, drop| async move {
-            let result = store.expire_claims(&drop, now, &Fence::Unfenced).await;
+            let result = store.expire_claims(&drop, now, &fence).await;
             if let Ok(expired) = &result {
                 for claim in expired {
                     notify_claim(notifier.as_ref(), &tenant, claim);
@@ -375,9 +382,10 @@ impl DropState {
             return;
         }
         self.storing_status = true;
+        let fence = self.fence.clone();
         self.write_under_lock(myself, move |store, drop| async move {
             let result = store
-                .set_drop_status(&drop, status, None, &Fence::Unfenced)
+                .set_drop_status(&drop, status, None, &fence)
                 .await;
             DropMsg::StatusStored(result.map(|()| status))
         });
@@ -549,6 +557,7 @@ impl Actor for DropActor {
             book: DropBook::restore(record, claims),
             commit: GroupCommit::new(args.caps.claim_batch_max),
             caps: args.caps,
+            fence: args.fence,
             lock,
             depth: args.depth,
             inventory: LatestValuePacer::new(INVENTORY_EVERY),
@@ -591,7 +600,7 @@ impl Actor for DropActor {
                 let result = match state
                     .caps
                     .store
-                    .mark_claim_paid(&id, &Fence::Unfenced)
+                    .mark_claim_paid(&id, &state.fence)
                     .await
                 {
                     Ok(Some(paid)) => {

@@ -1,6 +1,10 @@
 //! The engine facade: the one door through which the front door (http) and sessions reach the
 //! actor tree. Callers say what they want (start a stream, claim units, join); the facade finds
-//! the actor in charge through the [`Directory`] and talks to it. No caller sends actor messages.
+//! the actor in charge through the [`Directory`] and talks to it, or, in cluster mode, relays the
+//! request to the node that runs the stream ([`Remote`]). No caller sends actor messages.
+//!
+//! Every request for a stream or a drop is a [`Call`]: the facade runs it here when the stream
+//! runs here, and the owner node runs a relayed one through [`Engine::serve`], the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,13 +22,16 @@ use tokio::task::JoinHandle;
 
 use crate::clock::TimeAndIds;
 use crate::connection::Subscriber;
-use crate::directory::{Capabilities, Directory, ensure};
+use crate::directory::{Capabilities, Directory, Located, ensure};
 use crate::drop::{ClaimOutcome, DropMsg};
 use crate::fanout::Fanout;
 use crate::inbox::{SessionInbox, SessionMsg};
 use crate::mailbox::{AskError, Depth};
 use crate::metrics::kind;
+use crate::fanout::hub::{Join, Snapshot};
 use crate::persister::{Persister, PersisterMsg, PersisterPort, PersisterStores};
+use crate::placement::{Local, Placement};
+use crate::remote::{Answer, Call, Nowhere, Remote, RemoteSnapshot, Subject};
 use crate::recovery;
 use crate::stream::{JoinReply, StreamMsg};
 use crate::supervise::{ActorChild, Supervisor, SupervisorArgs};
@@ -50,6 +57,46 @@ impl Default for EngineConfig {
             recovery_every: recovery::EVERY,
         }
     }
+}
+
+/// How this node finds the other nodes: where streams run, and how requests reach them.
+#[derive(Clone)]
+pub struct Cluster {
+    /// Which node runs each stream.
+    pub placement: Arc<dyn Placement>,
+    /// Relays requests to another node.
+    pub remote: Arc<dyn Remote>,
+    /// True for a node of a cluster: the recovery task also offers every live stream to this
+    /// node, so a stream whose owner died is taken by the first node that finds it free.
+    pub offer_live_streams: bool,
+}
+
+impl Cluster {
+    /// One node alone: every stream runs here.
+    pub fn single() -> Self {
+        Self {
+            placement: Arc::new(Local),
+            remote: Arc::new(Nowhere),
+            offer_live_streams: false,
+        }
+    }
+}
+
+/// Whether a call may be relayed to another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hop {
+    /// A caller on this node: relay it when the stream runs elsewhere.
+    First,
+    /// Relayed here by another node: run it here or refuse, never relay it on.
+    Last,
+}
+
+/// The refusal of a relayed call whose stream no longer runs here (it moved meanwhile).
+fn not_here() -> Rejection {
+    Rejection::new(
+        liveshop_engine::ErrorCode::Unavailable,
+        "the stream moved to another node; retry",
+    )
 }
 
 /// How long shutdown waits for the persister's last writes (its retries take about a second).
@@ -90,6 +137,8 @@ struct EngineInner {
     store: Arc<dyn Storage>,
     fanout: Fanout,
     persister: PersisterPort,
+    remote: Arc<dyn Remote>,
+    offer_live_streams: bool,
     sessions: dashmap::DashMap<SessionId, Arc<SessionInbox>>,
     tree: Arc<ActorTree>,
     config: EngineConfig,
@@ -117,6 +166,19 @@ impl Engine {
         config: EngineConfig,
         time: TimeAndIds,
     ) -> Result<Self, EngineError> {
+        Self::start_in_cluster(store, fanout, config, time, Cluster::single()).await
+    }
+
+    /// Starts a node: streams run where `cluster`'s placement puts them, and requests for the
+    /// others are relayed to their owner. Streams placement takes away from this node are
+    /// stopped here.
+    pub async fn start_in_cluster(
+        store: Arc<dyn Storage>,
+        fanout: Fanout,
+        config: EngineConfig,
+        time: TimeAndIds,
+        cluster: Cluster,
+    ) -> Result<Self, EngineError> {
         let tree = Arc::new(ActorTree::default());
         let (root, _) = Actor::spawn(
             None,
@@ -142,6 +204,7 @@ impl Engine {
             limits: config.limits,
             claim_batch_max: config.claim_batch_max,
             tree: tree.clone(),
+            placement: cluster.placement.clone(),
         };
         let (persister_store, queue) = (PersisterStores::of(&store), persister.clone());
         let persister_child = ActorChild::new(
@@ -161,6 +224,8 @@ impl Engine {
                 store,
                 fanout,
                 persister,
+                remote: cluster.remote.clone(),
+                offer_live_streams: cluster.offer_live_streams,
                 sessions: dashmap::DashMap::new(),
                 tree,
                 config,
@@ -168,7 +233,17 @@ impl Engine {
                 recovery: std::sync::Mutex::new(None),
             }),
         };
-        recovery::pass(&engine.inner.directory, engine.inner.store.as_ref()).await;
+        let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel();
+        cluster.placement.on_lost(lost_tx);
+        let weak = Arc::downgrade(&engine.inner);
+        tokio::spawn(async move {
+            while let Some(stream) = lost_rx.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                let stopped = inner.directory.evict(&stream);
+                tracing::warn!(stream_id = %stream, actors = stopped, "stream taken by another node; its actors here stop");
+            }
+        });
+        engine.recover().await;
         let weak = Arc::downgrade(&engine.inner);
         let every = engine.inner.config.recovery_every;
         let task = tokio::spawn(async move {
@@ -182,11 +257,20 @@ impl Engine {
                 if let Err(e) = ensure(root, inner.persister_child.clone(), "persister").await {
                     tracing::error!(error = %e, "the persister could not be started again; will retry");
                 }
-                recovery::pass(&inner.directory, inner.store.as_ref()).await;
+                Engine { inner }.recover().await;
             }
         });
         *engine.lock_recovery() = Some(task);
         Ok(engine)
+    }
+
+    /// One recovery pass: drops that must run (and, in a cluster, live streams nobody runs).
+    async fn recover(&self) {
+        let inner = &self.inner;
+        if inner.offer_live_streams {
+            recovery::offer_live_streams(&inner.directory, inner.store.as_ref()).await;
+        }
+        recovery::pass(&inner.directory, inner.store.as_ref()).await;
     }
 
     fn lock_recovery(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
@@ -211,7 +295,7 @@ impl Engine {
         &self.inner.tree
     }
 
-    /// Connections joined to a stream on this node right now.
+    /// Viewers of a stream now (over every node, in cluster mode).
     pub fn viewers(&self, stream: &StreamId) -> u64 {
         self.inner.fanout.viewers(stream)
     }
@@ -224,15 +308,15 @@ impl Engine {
         stream: &StreamId,
         action: Lifecycle,
     ) -> Result<Stream, Rejection> {
-        let actor = self.inner.directory.stream(tenant, stream).await?;
-        let done = actor
-            .ask(|reply| StreamMsg::Lifecycle { action, reply })
-            .await??;
-        for drop in &done.close_drops {
-            self.close_drop(tenant, drop, CloseReason::StreamEnded)
-                .await?;
+        let call = Call::Lifecycle {
+            tenant: tenant.clone(),
+            stream: stream.clone(),
+            action,
+        };
+        match self.run(call, Hop::First).await? {
+            Answer::Stream(stream) => Ok(stream),
+            _ => Err(Answer::mismatch("lifecycle")),
         }
-        Ok(done.stream)
     }
 
     /// Pins a product (already checked to belong to the tenant).
@@ -242,23 +326,24 @@ impl Engine {
         stream: &StreamId,
         product: ProductId,
     ) -> Result<Stream, Rejection> {
-        let actor = self.inner.directory.stream(tenant, stream).await?;
-        actor.ask(|reply| StreamMsg::Pin { product, reply }).await?
+        let call = Call::Pin {
+            tenant: tenant.clone(),
+            stream: stream.clone(),
+            product,
+        };
+        match self.run(call, Hop::First).await? {
+            Answer::Stream(stream) => Ok(stream),
+            _ => Err(Answer::mismatch("pin")),
+        }
     }
 
     /// Opens a drop in its live stream, stores and announces it, and starts its actor, so that
     /// its end time closes it even if nobody claims.
     pub async fn open_drop(&self, drop: Drop) -> Result<Drop, Rejection> {
-        let (tenant, stream) = (drop.tenant.clone(), drop.stream.clone());
-        let actor = self.inner.directory.stream(&tenant, &stream).await?;
-        let drop = actor
-            .ask(|reply| StreamMsg::OpenDrop {
-                drop: Box::new(drop),
-                reply,
-            })
-            .await??;
-        self.inner.directory.drop(&tenant, &drop.id).await?;
-        Ok(drop)
+        match self.run(Call::OpenDrop(drop), Hop::First).await? {
+            Answer::Drop(drop) => Ok(drop),
+            _ => Err(Answer::mismatch("open_drop")),
+        }
     }
 
     /// Closes a drop (once; later calls answer it as it is).
@@ -268,27 +353,14 @@ impl Engine {
         drop: &DropId,
         reason: CloseReason,
     ) -> Result<Drop, Rejection> {
-        self.ask_drop(tenant, drop, |reply| DropMsg::Close(reason, Some(reply)))
-            .await
-    }
-
-    /// Asks a drop's actor. A closed drop's actor stops once nothing is left for it to do; a
-    /// request that reaches it as it stops is asked once more of its next incarnation.
-    async fn ask_drop<T: Send + 'static>(
-        &self,
-        tenant: &TenantId,
-        drop: &DropId,
-        build: impl Fn(ractor::RpcReplyPort<T>) -> DropMsg,
-    ) -> Result<T, Rejection> {
-        let actor = self.inner.directory.drop(tenant, drop).await?;
-        match actor.try_ask(&build).await {
-            Ok(answer) => Ok(answer),
-            // Never delivered, so it cannot have been handled: the next incarnation answers.
-            Err(AskError::NotDelivered) => {
-                let next = self.inner.directory.drop(tenant, drop).await?;
-                next.ask(&build).await
-            }
-            Err(AskError::NoAnswer) => Err(crate::mailbox::unavailable()),
+        let call = Call::CloseDrop {
+            tenant: tenant.clone(),
+            drop: drop.clone(),
+            reason,
+        };
+        match self.run(call, Hop::First).await? {
+            Answer::Drop(drop) => Ok(drop),
+            _ => Err(Answer::mismatch("close_drop")),
         }
     }
 
@@ -301,13 +373,17 @@ impl Engine {
         quantity: i64,
         key: String,
     ) -> Result<ClaimOutcome, Rejection> {
-        self.ask_drop(tenant, drop, |reply| DropMsg::Claim {
+        let call = Call::Claim {
+            tenant: tenant.clone(),
+            drop: drop.clone(),
             user: user.clone(),
             quantity,
-            key: key.clone(),
-            reply,
-        })
-        .await?
+            key,
+        };
+        match self.run(call, Hop::First).await? {
+            Answer::Claim { claim, created } => Ok(ClaimOutcome { claim, created }),
+            _ => Err(Answer::mismatch("claim")),
+        }
     }
 
     /// Marks a reserved claim paid; its buyer gets a `claim_update`.
@@ -317,33 +393,15 @@ impl Engine {
         drop: &DropId,
         claim: ClaimId,
     ) -> Result<Claim, Rejection> {
-        self.ask_drop(tenant, drop, |reply| DropMsg::Pay(claim.clone(), reply))
-            .await?
-    }
-
-    /// Joins a connection to a stream (snapshot, or replay from `resume`).
-    pub async fn join(
-        &self,
-        tenant: &TenantId,
-        stream: &StreamId,
-        resume: Option<(u64, u64)>,
-        r#ref: Option<String>,
-        conn: Subscriber,
-    ) -> Result<JoinReply, Rejection> {
-        let actor = self.inner.directory.stream(tenant, stream).await?;
-        actor
-            .ask(|reply| StreamMsg::Join {
-                resume,
-                r#ref,
-                conn,
-                reply,
-            })
-            .await?
-    }
-
-    /// Leaves a stream after the events already sent; `then` (JSON) is written after them.
-    pub fn leave(&self, stream: &StreamId, conn: Subscriber, then: Option<bytes::Bytes>) {
-        self.inner.fanout.hub().leave(stream, conn, then);
+        let call = Call::Pay {
+            tenant: tenant.clone(),
+            drop: drop.clone(),
+            claim,
+        };
+        match self.run(call, Hop::First).await? {
+            Answer::Paid(claim) => Ok(claim),
+            _ => Err(Answer::mismatch("pay")),
+        }
     }
 
     /// Publishes a chat message; answers its seq. An author whose connection has not joined
@@ -356,15 +414,17 @@ impl Engine {
         text: String,
         access: ChatAccess,
     ) -> Result<u64, Rejection> {
-        let actor = self.inner.directory.stream(tenant, stream).await?;
-        actor
-            .ask(|reply| StreamMsg::Chat {
-                author,
-                text,
-                access,
-                reply,
-            })
-            .await?
+        let call = Call::Chat {
+            tenant: tenant.clone(),
+            stream: stream.clone(),
+            author,
+            text,
+            access,
+        };
+        match self.run(call, Hop::First).await? {
+            Answer::Seq(seq) => Ok(seq),
+            _ => Err(Answer::mismatch("chat")),
+        }
     }
 
     /// Counts a reaction (already validated) toward the stream's next coalesced tally.
@@ -374,24 +434,261 @@ impl Engine {
         stream: &StreamId,
         emoji: &'static str,
     ) -> Result<(), Rejection> {
-        let actor = self.inner.directory.stream(tenant, stream).await?;
-        actor.cast(StreamMsg::React(emoji));
-        Ok(())
+        let call = Call::React {
+            tenant: tenant.clone(),
+            stream: stream.clone(),
+            emoji: emoji.to_owned(),
+        };
+        self.run(call, Hop::First).await.map(|_| ())
+    }
+
+    /// Runs a call that another node relayed here because this node runs its stream. It is run
+    /// exactly as a local caller's, but never relayed on: if the stream runs elsewhere by now,
+    /// the answer is `unavailable` and the caller retries.
+    pub async fn serve(&self, call: Call) -> Result<Answer, Rejection> {
+        self.run(call, Hop::Last).await
+    }
+
+    /// Runs `call` where its stream runs: here, or relayed to the owner node on a first hop.
+    async fn run(&self, call: Call, hop: Hop) -> Result<Answer, Rejection> {
+        let directory = &self.inner.directory;
+        let elsewhere = match call.subject() {
+            Subject::Stream(tenant, stream) => match directory.stream(tenant, stream).await? {
+                Located::Here(actor) => return self.on_stream(actor, call).await,
+                Located::Elsewhere(node) => node,
+            },
+            Subject::Drop(tenant, drop) => match directory.drop(tenant, drop).await? {
+                Located::Here(_) => return self.on_drop(call).await,
+                Located::Elsewhere(node) => node,
+            },
+        };
+        match hop {
+            Hop::First => self.inner.remote.call(&elsewhere, call).await,
+            Hop::Last => Err(not_here()),
+        }
+    }
+
+    /// Runs a stream call on its actor here.
+    async fn on_stream(
+        &self,
+        actor: crate::mailbox::Addr<StreamMsg>,
+        call: Call,
+    ) -> Result<Answer, Rejection> {
+        match call {
+            Call::Lifecycle { tenant, action, .. } => {
+                let done = actor
+                    .ask(|reply| StreamMsg::Lifecycle { action, reply })
+                    .await??;
+                for drop in &done.close_drops {
+                    let close = Call::CloseDrop {
+                        tenant: tenant.clone(),
+                        drop: drop.clone(),
+                        reason: CloseReason::StreamEnded,
+                    };
+                    self.on_drop(close).await?;
+                }
+                Ok(Answer::Stream(done.stream))
+            }
+            Call::Pin { product, .. } => actor
+                .ask(|reply| StreamMsg::Pin { product, reply })
+                .await?
+                .map(Answer::Stream),
+            Call::OpenDrop(drop) => {
+                let (tenant, stream) = (drop.tenant.clone(), drop.stream.clone());
+                let drop = actor
+                    .ask(|reply| StreamMsg::OpenDrop {
+                        drop: Box::new(drop),
+                        reply,
+                    })
+                    .await??;
+                let directory = &self.inner.directory;
+                directory.drop_opened(&tenant, &drop.id, &stream);
+                directory.drop(&tenant, &drop.id).await?;
+                Ok(Answer::Drop(drop))
+            }
+            Call::Chat {
+                author,
+                text,
+                access,
+                ..
+            } => actor
+                .ask(|reply| StreamMsg::Chat {
+                    author,
+                    text,
+                    access,
+                    reply,
+                })
+                .await?
+                .map(Answer::Seq),
+            Call::React { emoji, .. } => {
+                let emoji = liveshop_engine::chat::validate_emoji(&emoji)?;
+                actor.cast(StreamMsg::React(emoji));
+                Ok(Answer::Done)
+            }
+            Call::Snapshot { .. } => actor
+                .ask(StreamMsg::Snapshot)
+                .await?
+                .map(Answer::Snapshot),
+            Call::CloseDrop { .. } | Call::Claim { .. } | Call::Pay { .. } => {
+                Err(Answer::mismatch(call.name()))
+            }
+        }
+    }
+
+    /// Runs a drop call on its actor here.
+    async fn on_drop(&self, call: Call) -> Result<Answer, Rejection> {
+        match call {
+            Call::CloseDrop {
+                tenant,
+                drop,
+                reason,
+            } => self
+                .ask_drop(&tenant, &drop, |reply| DropMsg::Close(reason, Some(reply)))
+                .await
+                .map(Answer::Drop),
+            Call::Claim {
+                tenant,
+                drop,
+                user,
+                quantity,
+                key,
+            } => self
+                .ask_drop(&tenant, &drop, |reply| DropMsg::Claim {
+                    user: user.clone(),
+                    quantity,
+                    key: key.clone(),
+                    reply,
+                })
+                .await?
+                .map(|outcome| Answer::Claim {
+                    claim: outcome.claim,
+                    created: outcome.created,
+                }),
+            Call::Pay {
+                tenant,
+                drop,
+                claim,
+            } => self
+                .ask_drop(&tenant, &drop, |reply| DropMsg::Pay(claim.clone(), reply))
+                .await?
+                .map(Answer::Paid),
+            other => Err(Answer::mismatch(other.name())),
+        }
+    }
+
+    /// Asks a drop's actor here. A closed drop's actor stops once nothing is left for it to do;
+    /// a request that reaches it as it stops is asked once more of its next incarnation.
+    async fn ask_drop<T: Send + 'static>(
+        &self,
+        tenant: &TenantId,
+        drop: &DropId,
+        build: impl Fn(ractor::RpcReplyPort<T>) -> DropMsg,
+    ) -> Result<T, Rejection> {
+        let actor = self.drop_here(tenant, drop).await?;
+        match actor.try_ask(&build).await {
+            Ok(answer) => Ok(answer),
+            // Never delivered, so it cannot have been handled: the next incarnation answers.
+            Err(AskError::NotDelivered) => {
+                let next = self.drop_here(tenant, drop).await?;
+                next.ask(&build).await
+            }
+            Err(AskError::NoAnswer) => Err(crate::mailbox::unavailable()),
+        }
+    }
+
+    /// The drop's actor on this node; `unavailable` if its stream moved to another node.
+    async fn drop_here(
+        &self,
+        tenant: &TenantId,
+        drop: &DropId,
+    ) -> Result<crate::mailbox::Addr<DropMsg>, Rejection> {
+        match self.inner.directory.drop(tenant, drop).await? {
+            Located::Here(actor) => Ok(actor),
+            Located::Elsewhere(_) => Err(not_here()),
+        }
+    }
+
+    /// Joins a connection to a stream (snapshot, or replay from `resume`). This node's hub
+    /// watches the stream on the bus first, so no event published after the snapshot is missed;
+    /// a stream run by another node is joined with a snapshot its owner takes for this node.
+    pub async fn join(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        resume: Option<(u64, u64)>,
+        r#ref: Option<String>,
+        conn: Subscriber,
+    ) -> Result<JoinReply, Rejection> {
+        let fanout = &self.inner.fanout;
+        fanout.bus().watch(stream).await.map_err(|err| {
+            tracing::warn!(stream_id = %stream, error = %err, "could not watch a stream on the bus");
+            Rejection::new(liveshop_engine::ErrorCode::Unavailable, "stream feed unavailable; retry")
+        })?;
+        let node = match self.inner.directory.stream(tenant, stream).await? {
+            Located::Here(actor) => {
+                return actor
+                    .ask(|reply| StreamMsg::Join {
+                        resume,
+                        r#ref,
+                        conn,
+                        reply,
+                    })
+                    .await?;
+            }
+            Located::Elsewhere(node) => node,
+        };
+        // Counted and queued at the hub before the snapshot is taken, so every event after it
+        // reaches the hub's feed (the hub skips those the snapshot already holds).
+        let hub = fanout.hub();
+        hub.joining(stream);
+        let call = Call::Snapshot {
+            tenant: tenant.clone(),
+            stream: stream.clone(),
+        };
+        let snapshot = match self.inner.remote.call(&node, call).await {
+            Ok(Answer::Snapshot(snapshot)) => snapshot,
+            Ok(_) => {
+                hub.leave(stream, conn, None);
+                return Err(Answer::mismatch("snapshot"));
+            }
+            Err(rejection) => {
+                hub.leave(stream, conn, None);
+                return Err(rejection);
+            }
+        };
+        let RemoteSnapshot { epoch, seq, state } = snapshot;
+        hub.join(
+            stream,
+            Join {
+                subscriber: conn,
+                r#ref,
+                resume,
+                snapshot: Snapshot {
+                    epoch,
+                    seq,
+                    state: Arc::from(state),
+                },
+            },
+        );
+        Ok(JoinReply { epoch, seq })
+    }
+
+    /// Leaves a stream after the events already sent; `then` (JSON) is written after them.
+    pub fn leave(&self, stream: &StreamId, conn: Subscriber, then: Option<bytes::Bytes>) {
+        self.inner.fanout.hub().leave(stream, conn, then);
     }
 
     /// Makes an actor panic so its supervisor's restart path runs (fault injection).
     pub async fn crash(&self, target: FaultTarget) -> Result<(), Rejection> {
         match target {
-            FaultTarget::Stream(tenant, stream) => self
-                .inner
-                .directory
-                .stream(&tenant, &stream)
-                .await?
-                .cast(StreamMsg::Crash),
+            FaultTarget::Stream(tenant, stream) => {
+                match self.inner.directory.stream(&tenant, &stream).await? {
+                    Located::Here(actor) => actor.cast(StreamMsg::Crash),
+                    Located::Elsewhere(_) => return Err(not_here()),
+                }
+            }
             FaultTarget::Drop(tenant, drop) => self
-                .inner
-                .directory
-                .drop(&tenant, &drop)
+                .drop_here(&tenant, &drop)
                 .await?
                 .cast(DropMsg::Crash),
             FaultTarget::Session(session) => self
@@ -439,6 +736,35 @@ impl Engine {
     /// Waits until every queued chat message is written (used by graceful drain).
     pub async fn flush(&self) {
         self.inner.persister.flush().await;
+    }
+
+    /// Hands every stream this node runs to other nodes (a planned shutdown): their actors stop
+    /// here, the chat they accepted is written, then their leases are released, so another node
+    /// takes each at once instead of waiting for the lease to lapse. Returns how many streams
+    /// were handed over.
+    pub async fn hand_over(&self) -> usize {
+        let placement = self.inner.directory.placement().clone();
+        let streams = placement.held();
+        for stream in &streams {
+            self.inner.directory.evict(stream);
+        }
+        // Each actor stops after the message it is handling; give them a moment to finish.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        while streams.iter().any(|s| self.inner.directory.stream_is_running(s))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.flush().await;
+        for stream in &streams {
+            placement.released(stream);
+        }
+        streams.len()
+    }
+
+    /// Streams this node runs now (cluster mode; 0 single-node).
+    pub fn streams_owned(&self) -> usize {
+        self.inner.directory.placement().held().len()
     }
 
     /// Stops the tree, after writing what is queued.

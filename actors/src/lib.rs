@@ -22,7 +22,9 @@ pub mod inbox;
 pub mod mailbox;
 pub mod metrics;
 pub mod persister;
+pub mod placement;
 pub mod recovery;
+pub mod remote;
 pub mod restart;
 pub mod session;
 pub mod slot;
@@ -32,4 +34,4 @@ pub mod supervise;
 pub mod testing;
 pub mod tree;
 
-pub use engine::{Engine, EngineConfig, FaultTarget};
+pub use engine::{Cluster, Engine, EngineConfig, FaultTarget};

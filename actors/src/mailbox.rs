@@ -203,6 +203,12 @@ pub(crate) fn unavailable() -> Rejection {
     )
 }
 
+/// The refusal for a storage read that failed on the way to an actor (logged with its cause).
+pub(crate) fn storage_unavailable(err: &liveshop_engine::storage::StorageError) -> Rejection {
+    tracing::error!(error = %err, source = ?std::error::Error::source(err), "storage read failed while locating an actor");
+    Rejection::new(ErrorCode::Unavailable, "storage unavailable; retry")
+}
+
 /// Sends an RPC to an actor without a counted mailbox and maps a dead or stuck actor to
 /// `unavailable`.
 pub async fn ask<M, T>(

@@ -53,7 +53,8 @@ pub struct Persister;
 /// persister, so a persister that fails loses none of it: the next one writes it.
 #[derive(Default)]
 struct Backlog {
-    chat: VecDeque<ChatMessage>,
+    /// Each message with the fence of the stream owner that accepted it.
+    chat: VecDeque<(ChatMessage, Fence)>,
     users: VecDeque<UserSeen>,
     /// A `Write` is on its way to the persister.
     nudged: bool,
@@ -93,12 +94,18 @@ impl PersisterPort {
         PersisterQueue(self.backlog.clone())
     }
 
-    /// Queues a chat message for the next batched write. Past [`MAX_BACKLOG`] (storage down for
-    /// long) the oldest messages are dropped and counted.
+    /// Queues a chat message for the next batched write, unfenced (single-node, tools).
     pub fn chat(&self, message: ChatMessage) {
+        self.chat_behind(message, Fence::Unfenced);
+    }
+
+    /// Queues a chat message for the next batched write, written behind `fence` (the stream
+    /// owner's, in cluster mode: a stale owner's chat is refused by storage and dropped). Past
+    /// [`MAX_BACKLOG`] (storage down for long) the oldest messages are dropped and counted.
+    pub fn chat_behind(&self, message: ChatMessage, fence: Fence) {
         let nudge = {
             let mut backlog = lock(&self.backlog);
-            backlog.chat.push_back(message);
+            backlog.chat.push_back((message, fence));
             bound_chat(&mut backlog.chat);
             let full = backlog.chat.len() >= MAX_BATCH && !backlog.nudged;
             backlog.nudged |= full;
@@ -142,7 +149,7 @@ fn lock(backlog: &Mutex<Backlog>) -> std::sync::MutexGuard<'_, Backlog> {
 }
 
 /// Drops the oldest chat past [`MAX_BACKLOG`], counting it.
-fn bound_chat(chat: &mut VecDeque<ChatMessage>) {
+fn bound_chat(chat: &mut VecDeque<(ChatMessage, Fence)>) {
     if chat.len() > MAX_BACKLOG {
         let excess = chat.len() - MAX_BACKLOG;
         chat.drain(..excess);
@@ -216,26 +223,46 @@ impl PersisterState {
     /// Chat that the database fails goes back to the front of the queue and is retried on the
     /// next tick (the queue is bounded); a message storage refuses for itself is set aside, so
     /// it can never hold up the chat of every tenant behind it.
+    ///
+    /// A batch holds one write per run of messages behind the same fence. Messages storage
+    /// fences off (their stream has a newer owner, which stores its own chat) are dropped and
+    /// counted in `liveshop_chat_fenced_total`, never retried.
     async fn write_chat(&mut self) {
         loop {
             let batch = self.take(|b| &mut b.chat);
             if batch.is_empty() {
                 return;
             }
-            let store = self.store.chat.clone();
-            let written = write_setting_aside("chat", batch, move |rows, range| {
-                let store = store.clone();
-                async move { store.insert_chat(&rows[range], &Fence::Unfenced).await }
-            })
-            .await;
-            if let Err((failed, err)) = written {
-                tracing::error!(error = %err, source = ?std::error::Error::source(&err), "chat batch write failed; will retry");
-                let mut backlog = lock(&self.queue.0);
-                for message in failed.into_iter().rev() {
-                    backlog.chat.push_front(message);
+            let mut runs = runs_by_fence(batch).into_iter();
+            while let Some((fence, rows)) = runs.next() {
+                let store = self.store.chat.clone();
+                let behind = fence.clone();
+                let written = write_setting_aside("chat", rows, move |rows, range| {
+                    let (store, fence) = (store.clone(), behind.clone());
+                    async move { store.insert_chat(&rows[range], &fence).await }
+                })
+                .await;
+                match written {
+                    Ok(()) => {}
+                    Err((lost, StorageError::Fenced { scope, token })) => {
+                        tracing::warn!(scope, token, messages = lost.len(),
+                            "chat of a stream now owned by another node was not stored");
+                        ::metrics::counter!("liveshop_chat_fenced_total").increment(lost.len() as u64);
+                    }
+                    Err((failed, err)) => {
+                        tracing::error!(error = %err, source = ?std::error::Error::source(&err), "chat batch write failed; will retry");
+                        let mut backlog = lock(&self.queue.0);
+                        let unwritten = std::iter::once((fence, failed)).chain(runs);
+                        let unwritten: Vec<_> = unwritten
+                            .flat_map(|(fence, rows)| rows.into_iter().map(move |m| (m, fence.clone())))
+                            .collect();
+                        for message in unwritten.into_iter().rev() {
+                            backlog.chat.push_front(message);
+                        }
+                        bound_chat(&mut backlog.chat);
+                        return;
+                    }
                 }
-                bound_chat(&mut backlog.chat);
-                return;
             }
         }
     }
@@ -243,6 +270,18 @@ impl PersisterState {
     fn chat_left(&self) -> usize {
         lock(&self.queue.0).chat.len()
     }
+}
+
+/// Splits a batch into runs of consecutive messages behind the same fence, in order.
+fn runs_by_fence(batch: Vec<(ChatMessage, Fence)>) -> Vec<(Fence, Vec<ChatMessage>)> {
+    let mut runs: Vec<(Fence, Vec<ChatMessage>)> = Vec::new();
+    for (message, fence) in batch {
+        match runs.last_mut() {
+            Some((last, rows)) if *last == fence => rows.push(message),
+            _ => runs.push((fence, vec![message])),
+        }
+    }
+    runs
 }
 
 /// Writes `rows` with [`write_isolating`]: rows storage refuses are logged, counted

@@ -45,3 +45,35 @@ pub async fn pass(directory: &Directory, store: &dyn Storage) -> usize {
     }
     started
 }
+
+/// Cluster mode: offers every live stream that does not run here to this node. Placement gives
+/// it to this node when nobody holds it (its owner died or handed it over), and the stream's
+/// actor then starts here, restored from storage; a stream another node runs stays there.
+/// Returns how many streams were started here.
+pub async fn offer_live_streams(directory: &Directory, store: &dyn Storage) -> usize {
+    let streams = match store.live_streams().await {
+        Ok(streams) => streams,
+        Err(err) => {
+            tracing::warn!(error = %err, source = ?std::error::Error::source(&err),
+                "could not list the live streams; will retry");
+            return 0;
+        }
+    };
+    let mut started = 0;
+    for stream in streams {
+        if directory.stream_is_running(&stream.id) {
+            continue;
+        }
+        match directory.stream(&stream.tenant, &stream.id).await {
+            Ok(crate::directory::Located::Here(_)) => started += 1,
+            Ok(crate::directory::Located::Elsewhere(_)) => {}
+            Err(rejection) => {
+                tracing::debug!(stream_id = %stream.id, error = %rejection, "could not place a live stream; will retry")
+            }
+        }
+    }
+    if started > 0 {
+        tracing::info!(streams = started, "live streams taken over by this node");
+    }
+    started
+}

@@ -87,6 +87,8 @@ pub struct StreamArgs {
     pub tenant: TenantId,
     /// The stream to run.
     pub stream: StreamId,
+    /// What its writes carry: the owner's token in cluster mode.
+    pub fence: Fence,
     /// True when restarting after a failure: subscribers are told to re-join.
     pub restarted: bool,
     /// Its mailbox counter.
@@ -162,6 +164,8 @@ pub enum StreamMsg {
     },
     /// A drop's counts or status changed: refresh it in the snapshot (closed drops leave it).
     DropChanged(Box<Drop>),
+    /// The stream's state for a joiner on another node (cluster mode), without joining.
+    Snapshot(RpcReplyPort<Result<crate::remote::RemoteSnapshot, Rejection>>),
     /// Publishes an ordered event on behalf of a child (drop actors).
     Publish(EventBody),
     /// Publishes an ephemeral event on behalf of a child (inventory).
@@ -196,6 +200,8 @@ struct Performed {
 /// Its state: the book (every rule) and the IO around it.
 pub struct StreamState {
     caps: StreamCaps,
+    /// What its writes carry.
+    fence: Fence,
     book: StreamBook,
     /// Numbers, encodes and keeps ordered events for resume.
     log: EventLog,
@@ -274,7 +280,9 @@ impl StreamState {
             match effect {
                 Effect::PublishOrdered(body) => done.seq = Some(self.publish_ordered(body)),
                 Effect::PublishEphemeral(body) => self.publish_ephemeral(body),
-                Effect::PersistChat(message) => self.caps.persister.chat(message),
+                Effect::PersistChat(message) => {
+                    self.caps.persister.chat_behind(message, self.fence.clone());
+                }
                 Effect::CloseDrops(drops) => done.close_drops.extend(drops),
                 Effect::Stop => myself.stop(Some("ended and empty".into())),
             }
@@ -317,16 +325,16 @@ impl StreamState {
             } => {
                 store
                     .streams
-                    .update_stream_status(stream, *status, *started_at, *ended_at, &Fence::Unfenced)
+                    .update_stream_status(stream, *status, *started_at, *ended_at, &self.fence)
                     .await
             }
             Write::Pinned { stream, product } => {
                 store
                     .streams
-                    .set_pinned(stream, Some(product), &Fence::Unfenced)
+                    .set_pinned(stream, Some(product), &self.fence)
                     .await
             }
-            Write::NewDrop(drop) => store.drops.create_drop(drop, &Fence::Unfenced).await,
+            Write::NewDrop(drop) => store.drops.create_drop(drop, &self.fence).await,
         }
     }
 
@@ -360,6 +368,16 @@ impl StreamState {
             },
         );
         Ok(JoinReply { epoch, seq })
+    }
+
+    /// The snapshot a joiner on another node starts from, with where it stands.
+    fn remote_snapshot(&mut self) -> Result<crate::remote::RemoteSnapshot, Rejection> {
+        let state = self.snapshot()?;
+        Ok(crate::remote::RemoteSnapshot {
+            epoch: self.log.epoch(),
+            seq: self.log.seq(),
+            state: (*state).to_owned(),
+        })
     }
 
     fn chat(
@@ -478,6 +496,7 @@ impl Actor for StreamActor {
             log: EventLog::new(args.stream.clone(), epoch),
             book: StreamBook::restore(record, drops, recent_chat, limits),
             caps: args.caps,
+            fence: args.fence,
             restarted: args.restarted,
             snapshot: None,
             _alive: AliveGuard::new(kind::STREAM),
@@ -537,6 +556,9 @@ impl Actor for StreamActor {
             }
             StreamMsg::DropChanged(drop) => {
                 state.apply_unanswered(&myself, Command::DropChanged(drop));
+            }
+            StreamMsg::Snapshot(reply) => {
+                let _ = reply.send(state.remote_snapshot());
             }
             StreamMsg::Publish(body) => {
                 state.publish_ordered(body);

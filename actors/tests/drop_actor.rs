@@ -73,6 +73,7 @@ impl Harness {
             },
             tenant: self.drop.tenant.clone(),
             drop: self.drop.id.clone(),
+            fence: Fence::Unfenced,
             lock: self.lock.clone(),
             depth: Depth::new(kind::DROP),
         };
@@ -346,6 +347,7 @@ async fn a_tenant_mismatch_keeps_the_drop_actor_from_starting() {
         },
         tenant: TenantId::from_trusted("ten_other"),
         drop: h.drop.id.clone(),
+        fence: Fence::Unfenced,
         lock: h.lock.clone(),
         depth: Depth::new(kind::DROP),
     };

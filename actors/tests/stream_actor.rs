@@ -38,6 +38,7 @@ async fn live_stream(limits: Limits) -> ActorRef<StreamMsg> {
         },
         tenant: TenantId::from_trusted("ten_1"),
         stream: StreamId::from_trusted("str_1"),
+        fence: liveshop_engine::storage::Fence::Unfenced,
         restarted: false,
         depth: Depth::new(kind::STREAM),
     };

@@ -239,6 +239,7 @@ async fn recovery_starts_exactly_the_drops_storage_lists_to_recover() {
             limits: Limits::default(),
             claim_batch_max: 1000,
             tree: Arc::new(ActorTree::default()),
+            placement: Arc::new(liveshop_actors::placement::Local),
         },
     );
     assert_eq!(recovery::pass(&directory, store.as_ref()).await, 3);
@@ -273,6 +274,7 @@ async fn a_recovery_pass_that_cannot_list_drops_starts_nothing_and_tries_again_l
             limits: Limits::default(),
             claim_batch_max: 1000,
             tree: Arc::new(ActorTree::default()),
+            placement: Arc::new(liveshop_actors::placement::Local),
         },
     );
     store.set_down(true);

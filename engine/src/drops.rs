@@ -16,7 +16,7 @@ use crate::timestamp::Timestamp;
 pub const MAX_KEY_CHARS: usize = 128;
 
 /// Why a drop closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CloseReason {
     /// Its duration ran out.
     Time,

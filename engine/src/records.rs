@@ -87,7 +87,7 @@ impl StreamStatus {
 }
 
 /// A show. `viewers` is not stored: it is the number of connections joined right now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Stream {
     /// Opaque id.
     pub id: StreamId,

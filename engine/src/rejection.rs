@@ -87,7 +87,7 @@ impl ErrorCode {
 }
 
 /// A refusal with a human-readable message; `retry_after_ms` is set for rate limits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{}: {message}", code.as_str())]
 pub struct Rejection {
     /// What went wrong, for machines.

@@ -12,7 +12,7 @@ use crate::records::StreamStatus;
 use crate::rejection::{ErrorCode, Rejection};
 
 /// What a seller or admin asks of a stream's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Lifecycle {
     /// Go on air.
     Start,

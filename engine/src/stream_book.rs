@@ -39,7 +39,7 @@ pub use snapshot::StreamSnapshot;
 pub const VIEWERS_EVERY_MS: i64 = 1_000;
 
 /// How the author of a chat message reaches the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChatAccess {
     /// Their connection joined the stream.
     Joined,

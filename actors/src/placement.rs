@@ -1,0 +1,65 @@
+//! Placement: which node runs a live stream (and its drops), and the fence its writes carry.
+//!
+//! Single-node, every stream runs here and writes unfenced ([`Local`]). In cluster mode a lease
+//! decides (one owner node per stream, `liveshop-cluster`), and the owner's writes carry the
+//! fencing token it took from storage when it became the owner, so a stale owner cannot write.
+//!
+//! Invariant: a stream's drops run on the node that runs the stream and write behind the same
+//! fence (the fence's scope is the stream's id).
+//!
+//! Boundary: placement decides, it starts nothing. The [`Directory`](crate::directory::Directory)
+//! starts the actors placement assigns here, and stops them when placement says the stream went
+//! to another node.
+
+use liveshop_engine::storage::Fence;
+use liveshop_engine::{Rejection, StreamId};
+use tokio::sync::mpsc;
+
+/// Where a stream runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// On this node: start (or keep) its actor here, writing behind this fence.
+    Here(Fence),
+    /// On another node, by its id: requests for the stream are relayed there.
+    Elsewhere(String),
+}
+
+/// Decides which node runs each stream.
+#[async_trait::async_trait]
+pub trait Placement: Send + Sync + 'static {
+    /// Where `stream` runs now; takes it for this node when nobody runs it. `unavailable` when
+    /// that cannot be known (the cluster's coordination is unreachable and this node does not
+    /// run the stream).
+    async fn place(&self, stream: &StreamId) -> Result<Placed, Rejection>;
+
+    /// This node stopped running `stream` for good (it ended, or its supervisor gave up): the
+    /// stream is free for any node.
+    fn released(&self, stream: &StreamId);
+
+    /// Where placement reports the streams this node no longer runs (another node took them):
+    /// the directory stops their actors here.
+    fn on_lost(&self, lost: mpsc::UnboundedSender<StreamId>);
+
+    /// The streams placed on this node now (a planned shutdown stops their actors, then
+    /// releases each).
+    fn held(&self) -> Vec<StreamId>;
+}
+
+/// Single-node placement: every stream runs here, unfenced.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Local;
+
+#[async_trait::async_trait]
+impl Placement for Local {
+    async fn place(&self, _stream: &StreamId) -> Result<Placed, Rejection> {
+        Ok(Placed::Here(Fence::Unfenced))
+    }
+
+    fn released(&self, _stream: &StreamId) {}
+
+    fn on_lost(&self, _lost: mpsc::UnboundedSender<StreamId>) {}
+
+    fn held(&self) -> Vec<StreamId> {
+        Vec::new()
+    }
+}
