@@ -73,6 +73,10 @@ pub struct Directory {
     known_streams: DashMap<StreamId, TenantId>,
     /// The stream and tenant of each drop looked up (a drop never changes stream).
     drop_streams: DashMap<DropId, (TenantId, StreamId)>,
+    /// Streams whose actors are being stopped because they move to another node: their lease is
+    /// not released when they stop (it was lost, or the hand-over releases it after the last
+    /// chat is written).
+    moving: Arc<dashmap::DashSet<StreamId>>,
 }
 
 impl Directory {
@@ -87,6 +91,7 @@ impl Directory {
             commit_locks: DashMap::new(),
             known_streams: DashMap::new(),
             drop_streams: DashMap::new(),
+            moving: Arc::new(dashmap::DashSet::new()),
         }
     }
 
@@ -195,6 +200,7 @@ impl Directory {
             fanout: self.caps.fanout.clone(),
             stream: stream.clone(),
             placement: self.caps.placement.clone(),
+            moving: self.moving.clone(),
         };
         let child = ActorChild::new(
             kind::STREAM,
@@ -343,6 +349,7 @@ impl Directory {
             }
         }
         if let Some(addr) = self.streams.existing(stream).and_then(|slot| slot.running()) {
+            self.moving.insert(stream.clone());
             addr.actor().stop(Some("it runs on another node".into()));
             stopped += 1;
         }
@@ -397,6 +404,7 @@ struct StreamPlace {
     fanout: Fanout,
     stream: StreamId,
     placement: Arc<dyn Placement>,
+    moving: Arc<dashmap::DashSet<StreamId>>,
 }
 
 impl Place<StreamMsg> for StreamPlace {
@@ -412,9 +420,11 @@ impl Place<StreamMsg> for StreamPlace {
             self.fanout.control(&self.stream, Control::Remove);
         }
         self.registered.stopped(actor);
-        // Ended, given up, or moved: any node may run it next (placement releases a lease only
-        // if this node still holds it).
-        self.placement.released(&self.stream);
+        // Ended or given up: any node may run it next. One that moves keeps its lease until
+        // whoever moved it releases it (or it is another node's already).
+        if self.moving.remove(&self.stream).is_none() {
+            self.placement.released(&self.stream);
+        }
     }
     fn is_running(&self) -> bool {
         self.registered.is_running()

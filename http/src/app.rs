@@ -57,15 +57,6 @@ impl Application {
         let store = SqlStore::connect(&config.database_url).await?;
         store.migrate().await?;
         let store: Arc<dyn Storage> = Arc::new(store);
-        let redis = match &config.redis_url {
-            Some(url) => {
-                tracing::warn!(
-                    "REDIS_URL is set: Redis is checked for readiness, but cross-node fan-out is not implemented yet; this node serves its own connections only"
-                );
-                Some(redis::Client::open(url.as_str())?)
-            }
-            None => None,
-        };
         // Install the recorder before the actor tree starts, so its first gauges are recorded.
         let metrics = telemetry::metrics_handle();
         telemetry::describe_metrics();
@@ -74,8 +65,28 @@ impl Application {
             claim_batch_max: if config.group_commit { 1000 } else { 1 },
             ..EngineConfig::default()
         };
-        let fanout = Fanout::in_process(engine_config.limits.resume_buffer);
-        let engine = Engine::start(store.clone(), fanout, engine_config).await?;
+        let resume_buffer = engine_config.limits.resume_buffer;
+        let live = Arc::new(crate::ws::keepalive::Live::default());
+        let (engine, cluster) = match &config.redis_url {
+            None => {
+                let fanout = Fanout::in_process(resume_buffer);
+                (Engine::start(store.clone(), fanout, engine_config).await?, None)
+            }
+            Some(url) => {
+                let (node, fanout, cluster) =
+                    crate::cluster::ClusterNode::build(&config, &store, url, resume_buffer)?;
+                let engine = Engine::start_in_cluster(
+                    store.clone(),
+                    fanout,
+                    node.engine_config(engine_config),
+                    liveshop_actors::clock::TimeAndIds::system(),
+                    cluster,
+                )
+                .await?;
+                node.serve(&engine, live.clone());
+                (engine, Some(Arc::new(node)))
+            }
+        };
         let listener = listen(config.listen)?;
         let addr = listener.local_addr()?;
         let metrics_listener = match config.metrics_listen {
@@ -86,6 +97,9 @@ impl Application {
         };
         let (drain, _) = watch::channel(false);
         let admission = Arc::new(crate::admission::Admission::new(&config));
+        let node_id = cluster
+            .as_ref()
+            .map_or_else(|| config.node_id(), |c| c.node_id.clone());
         let state = AppState(Arc::new(Inner {
             keys: Keys::new(&secret.bytes),
             config,
@@ -97,8 +111,10 @@ impl Application {
             seen: crate::state::SeenMarks::default(),
             http_buckets: DashMap::new(),
             drain,
-            live: crate::ws::keepalive::Live::default(),
-            redis,
+            live,
+            node_id,
+            started_at: liveshop_actors::clock::now(),
+            cluster,
             admission,
         }));
         let router = router(state.clone());
@@ -157,6 +173,9 @@ impl Application {
             drain.send_replace(true);
         })
         .await;
+        if let Some(cluster) = &state.cluster {
+            cluster.hand_over(&state.engine).await;
+        }
         drain_connections(&state).await;
         janitor.abort();
         keepalive.abort();
@@ -230,6 +249,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/claims", get(drops::my_claims))
         .route("/v1/admin/claims/{id}/pay", post(admin::pay_claim))
         .route("/v1/admin/actors", get(admin::actors))
+        .route("/v1/admin/cluster", get(admin::cluster))
         .route("/v1/ws", get(ws::gateway::upgrade));
     if state.config.fault_injection {
         api = api

@@ -63,6 +63,17 @@ pub struct Config {
     /// Redis for cluster mode; unset runs a single node.
     #[arg(global = true, long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// This node's name in logs, metrics and `/v1/admin/cluster`; generated at start when unset.
+    #[arg(global = true, long, env = "LIVESHOP_NODE_ID")]
+    pub node_id: Option<String>,
+    /// How long a stream owner's lease lasts without renewal (cluster mode), in milliseconds.
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_OWNER_LEASE_MS",
+        default_value_t = 3000
+    )]
+    pub owner_lease_ms: u64,
     /// HS256 secret for tokens.
     #[arg(
         global = true,
@@ -243,6 +254,19 @@ pub enum ConfigError {
         "LIVESHOP_ENABLE_FAULT_INJECTION is on, which production refuses: unset it (or set it to 0) when LIVESHOP_ENV=production"
     )]
     FaultInjectionInProduction,
+    /// Cluster mode needs one database shared by every node.
+    #[error(
+        "REDIS_URL is set (cluster mode) but DATABASE_URL is not a postgres:// URL: the nodes of a cluster share one PostgreSQL database; unset REDIS_URL to run a single node on SQLite"
+    )]
+    ClusterOnSqlite,
+    /// A lease outside what can be renewed in time or is useful.
+    #[error("LIVESHOP_OWNER_LEASE_MS={0} is outside 300..=600000")]
+    OwnerLease(u64),
+    /// A node id that keys and logs cannot carry.
+    #[error(
+        "LIVESHOP_NODE_ID={0:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"
+    )]
+    NodeId(String),
     /// The development secret file could not be read or written.
     #[error("cannot read or create the development secret file {DEV_SECRET_FILE}")]
     DevSecret(#[source] std::io::Error),
@@ -296,7 +320,42 @@ impl Config {
         if self.mode == Mode::Production && self.fault_injection {
             return Err(ConfigError::FaultInjectionInProduction);
         }
+        self.check_cluster()
+    }
+
+    /// Refuses a cluster that cannot work: nodes share their database, which an embedded SQLite
+    /// file cannot be; a lease too short to renew, or a node id Redis keys cannot carry.
+    pub fn check_cluster(&self) -> Result<(), ConfigError> {
+        if self.redis_url.is_none() {
+            return Ok(());
+        }
+        if !self.database_url.starts_with("postgres") {
+            return Err(ConfigError::ClusterOnSqlite);
+        }
+        if !(300..=600_000).contains(&self.owner_lease_ms) {
+            return Err(ConfigError::OwnerLease(self.owner_lease_ms));
+        }
+        if let Some(id) = &self.node_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(ConfigError::NodeId(id.clone()));
+        }
         Ok(())
+    }
+
+    /// This node's id: `LIVESHOP_NODE_ID`, or one generated at start.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            format!("node-{}", &id[..12])
+        })
+    }
+
+    /// The owner lease (cluster mode).
+    pub fn owner_lease(&self) -> Duration {
+        Duration::from_millis(self.owner_lease_ms)
     }
 
     /// The secret to sign and verify tokens with. Production refuses a missing or weak secret

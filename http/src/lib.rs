@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod extract;

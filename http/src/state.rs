@@ -44,9 +44,13 @@ pub struct Inner {
     /// Flips to true when the server starts draining.
     pub drain: watch::Sender<bool>,
     /// Open WebSocket connections, looked after by [`crate::ws::keepalive::run`].
-    pub live: crate::ws::keepalive::Live,
+    pub live: Arc<crate::ws::keepalive::Live>,
     /// Redis client for the readiness check, in cluster mode.
-    pub redis: Option<redis::Client>,
+    pub cluster: Option<Arc<crate::cluster::ClusterNode>>,
+    /// This node's id (`LIVESHOP_NODE_ID`, or generated at start).
+    pub node_id: String,
+    /// When this node started.
+    pub started_at: liveshop_engine::timestamp::Timestamp,
     /// Connection caps and the upgrade rate per address, shared with the accept loop.
     pub admission: Arc<crate::admission::Admission>,
 }

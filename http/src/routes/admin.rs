@@ -90,6 +90,48 @@ pub async fn actors(
     Ok(Json(json!({ "count": items.len(), "items": items })))
 }
 
+/// The nodes of the cluster (contract section 6): this node's id and every node that renewed
+/// its heartbeat within `2 × LIVESHOP_OWNER_LEASE_MS`. A single node lists itself alone.
+pub async fn cluster(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<Value>> {
+    permit(&caller, Action::Operate)?;
+    let Some(cluster) = &state.cluster else {
+        return Ok(Json(json!({
+            "self": state.node_id,
+            "nodes": [{
+                "id": state.node_id,
+                "started_at": state.started_at,
+                "connections": state.live.len(),
+                "streams_owned": 0,
+            }],
+        })));
+    };
+    let nodes = match cluster.nodes() {
+        Some(nodes) => nodes.list().await.map_err(|err| {
+            tracing::warn!(error = %err, "the node list could not be read");
+            ApiError::from(liveshop_engine::Rejection::new(
+                liveshop_engine::ErrorCode::Unavailable,
+                "the cluster cannot be reached; retry",
+            ))
+        })?,
+        None => Vec::new(),
+    };
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .map(|n| {
+            json!({
+                "id": n.id,
+                "started_at": n.started_at,
+                "connections": n.connections,
+                "streams_owned": n.streams_owned,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "self": cluster.node_id, "nodes": nodes })))
+}
+
 /// Makes a connection's session actor panic: that connection, and only that one, closes with 1011.
 pub async fn crash_session(
     State(state): State<AppState>,

@@ -47,8 +47,8 @@ async fn probe(state: &AppState) -> Report {
         json!(if storage_ok { "ok" } else { "down" }),
     );
     let mut ready = storage_ok;
-    if let Some(client) = &state.redis {
-        let redis_ok = redis_ping(client).await;
+    if let Some(cluster) = &state.cluster {
+        let redis_ok = redis_ping(&cluster.link).await;
         checks.insert("redis".into(), json!(if redis_ok { "ok" } else { "down" }));
         ready &= redis_ok;
     }
@@ -56,11 +56,8 @@ async fn probe(state: &AppState) -> Report {
     Report { ready, checks }
 }
 
-async fn redis_ping(client: &redis::Client) -> bool {
-    let attempt = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
+async fn redis_ping(link: &liveshop_cluster::link::Link) -> bool {
+    let attempt = link.query::<String>("ping", &redis::cmd("PING"));
     matches!(
         tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
         Ok(Ok(ref pong)) if pong == "PONG"

@@ -1,0 +1,535 @@
+//! Cluster mode (contract section 6) with real processes: three `liveshop serve` nodes on one
+//! fresh Postgres database and a `redis-server` of the test's own (so it can be stopped and
+//! restarted), talked to over real HTTP and WebSocket. The lease is short (1 s) so that failover
+//! happens within a test's patience; the contract's bound is `2 × LIVESHOP_OWNER_LEASE_MS`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{EngineProcess, WsClient, expect_json, operator, token};
+use liveshop_cluster::testing::RedisServer;
+use liveshop_engine::auth::Role;
+use liveshop_storage::Backend;
+use liveshop_engine::storage::DropStore;
+use liveshop_storage::testing::{TestDb, fresh};
+use serde_json::{Value, json};
+
+/// The owner lease the nodes of most of these tests run with.
+const LEASE_MS: u64 = 1000;
+
+/// Failover's bound (`2 × lease`) plus what a loaded 2-core machine adds (process scheduling,
+/// the nodes' actor start-up from storage, the client's own reads).
+const FAILOVER_PATIENCE: Duration = Duration::from_millis(2 * LEASE_MS + 6000);
+
+/// One node of the test cluster.
+struct Node {
+    id: String,
+    process: Option<EngineProcess>,
+    addr: SocketAddr,
+}
+
+/// Three nodes, their database and their Redis.
+struct Cluster {
+    nodes: Vec<Node>,
+    lease_ms: u64,
+    http: reqwest::Client,
+    redis: RedisServer,
+    db: TestDb,
+}
+
+impl Cluster {
+    async fn start(nodes: usize) -> Self {
+        Self::start_with_lease(nodes, LEASE_MS).await
+    }
+
+    async fn start_with_lease(nodes: usize, lease_ms: u64) -> Self {
+        let db = fresh(Backend::Postgres).await;
+        let redis = RedisServer::start();
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            lease_ms,
+            http: reqwest::Client::new(),
+            redis,
+            db,
+        };
+        for i in 0..nodes {
+            let id = format!("node-{}", i + 1);
+            let (process, addr) = cluster.spawn(&id);
+            cluster.nodes.push(Node {
+                id,
+                process: Some(process),
+                addr,
+            });
+        }
+        cluster
+    }
+
+    fn spawn(&self, id: &str) -> (EngineProcess, SocketAddr) {
+        let lease = self.lease_ms.to_string();
+        let url = self.redis.url();
+        EngineProcess::start(
+            self.db.url(),
+            &[
+                ("REDIS_URL", Some(&url)),
+                ("LIVESHOP_NODE_ID", Some(id)),
+                ("LIVESHOP_OWNER_LEASE_MS", Some(&lease)),
+                ("LIVESHOP_CHAT_BURST", Some("1000")),
+                ("LIVESHOP_CHAT_PER_SEC", Some("1000")),
+                ("LIVESHOP_UPGRADES_PER_IP_PER_SEC", Some("0")),
+                ("LIVESHOP_MAX_HTTP_CONNECTIONS_PER_IP", Some("0")),
+            ],
+        )
+    }
+
+    fn url(&self, node: usize, path: &str) -> String {
+        format!("http://{}{path}", self.nodes[node].addr)
+    }
+
+    async fn post(&self, node: usize, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(node, path))
+            .bearer_auth(token)
+            .json(&body)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn get(&self, node: usize, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(node, path))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn viewer(&self, node: usize, tenant: &str, user: &str) -> WsClient {
+        common::client_of(
+            self.nodes[node].addr,
+            &token(Role::Viewer, Some(tenant), user),
+        )
+        .await
+    }
+
+    /// The node (index) that holds the stream's lease now, read from Redis.
+    async fn owner_of(&self, stream: &str) -> Option<usize> {
+        let client = redis::Client::open(self.redis.url()).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        let owner: Option<String> = redis::cmd("GET")
+            .arg(format!("liveshop:{{{stream}}}:lease"))
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let owner = owner?;
+        self.nodes.iter().position(|n| n.id == owner)
+    }
+
+    /// Waits until some node owns the stream; returns it.
+    async fn wait_owner(&self, stream: &str, not: Option<usize>) -> usize {
+        let deadline = Instant::now() + FAILOVER_PATIENCE;
+        loop {
+            if let Some(owner) = self.owner_of(stream).await
+                && Some(owner) != not
+            {
+                return owner;
+            }
+            assert!(Instant::now() < deadline, "nobody took the stream over");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self, node: usize) {
+        if let Some(mut process) = self.nodes[node].process.take() {
+            process.kill();
+        }
+    }
+}
+
+/// A tenant with a seller, a product and a live stream, made through node 0.
+struct Show {
+    tenant: String,
+    seller: String,
+    stream: String,
+    product: String,
+}
+
+async fn show(cluster: &Cluster, slug: &str) -> Show {
+    let tenant = cluster
+        .post(0, "/v1/tenants", &operator(), json!({ "slug": slug, "name": "Cluster" }))
+        .await;
+    let tenant = expect_json(tenant, 201).await["id"].as_str().unwrap().to_owned();
+    let seller = token(Role::Seller, Some(&tenant), "seller-1");
+    let product = cluster
+        .post(
+            0,
+            "/v1/products",
+            &seller,
+            json!({ "sku": "SKU-1", "title": "Sneaker", "price_cents": 9900, "currency": "EUR" }),
+        )
+        .await;
+    let product = expect_json(product, 201).await["id"].as_str().unwrap().to_owned();
+    let stream = cluster
+        .post(0, "/v1/streams", &seller, json!({ "title": "Everywhere" }))
+        .await;
+    let stream = expect_json(stream, 201).await["id"].as_str().unwrap().to_owned();
+    let started = cluster
+        .post(0, &format!("/v1/streams/{stream}/start"), &seller, json!({}))
+        .await;
+    expect_json(started, 200).await;
+    Show {
+        tenant,
+        seller,
+        stream,
+        product,
+    }
+}
+
+/// Sends a chat message and waits for its `ok`; returns its seq. Events that arrive meanwhile
+/// are kept in `seen`.
+async fn say(ws: &mut WsClient, stream: &str, text: &str, seen: &mut Vec<Value>) -> u64 {
+    ws.send_json(&json!({ "op": "chat", "stream": stream, "text": text, "ref": text }))
+        .await;
+    loop {
+        let frame = ws.next_json().await;
+        match frame["type"].as_str() {
+            Some("ok") if frame["ref"] == text => {
+                return frame["seq"].as_u64().unwrap_or_else(|| panic!("{frame}"));
+            }
+            Some("error") => panic!("chat {text:?} refused: {frame}"),
+            _ => seen.push(frame),
+        }
+    }
+}
+
+/// Reads until a chat event with `text` arrived; returns every ordered event read, in order.
+async fn until_chat(ws: &mut WsClient, text: &str, seen: &mut Vec<Value>) {
+    if seen.iter().any(|f| f["data"]["text"] == text) {
+        return;
+    }
+    loop {
+        let frame = ws.next_json().await;
+        let found = frame["data"]["text"] == text;
+        seen.push(frame);
+        if found {
+            return;
+        }
+    }
+}
+
+/// `(seq, text)` of the chat events among `frames`.
+fn chat_of(frames: &[Value]) -> Vec<(u64, String)> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "event" && f["data"]["text"].is_string())
+        .map(|f| {
+            (
+                f["seq"].as_u64().expect("chat is ordered"),
+                f["data"]["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn viewers_on_every_node_see_the_same_gapless_seq_and_chat_from_any_node() {
+    let cluster = Cluster::start(3).await;
+    let show = show(&cluster, "everywhere").await;
+    let mut viewers = Vec::new();
+    let mut epochs = BTreeSet::new();
+    let mut start = 0;
+    for node in 0..3 {
+        let mut ws = cluster
+            .viewer(node, &show.tenant, &format!("viewer-{node}"))
+            .await;
+        let joined = ws.join(&show.stream, None).await;
+        epochs.insert(joined["epoch"].as_u64().expect("epoch"));
+        start = start.max(joined["seq"].as_u64().expect("seq"));
+        viewers.push((ws, Vec::new()));
+    }
+    assert_eq!(epochs.len(), 1, "one epoch on every node: {epochs:?}");
+
+    let mut answered = BTreeMap::new();
+    for round in 0..4 {
+        for (node, (ws, seen)) in viewers.iter_mut().enumerate() {
+            let text = format!("round {round} from node {node}");
+            let seq = say(ws, &show.stream, &text, seen).await;
+            answered.insert(seq, text);
+        }
+    }
+    let last = answered.values().last().unwrap().clone();
+    let mut feeds = Vec::new();
+    for (ws, seen) in &mut viewers {
+        until_chat(ws, &last, seen).await;
+        feeds.push(chat_of(seen));
+    }
+    let expected: Vec<(u64, String)> = answered.into_iter().collect();
+    for (node, feed) in feeds.iter().enumerate() {
+        let tail: Vec<_> = feed.iter().filter(|(seq, _)| *seq > start).cloned().collect();
+        assert_eq!(
+            tail, expected,
+            "node {node}'s viewer got every message once, in the answered order"
+        );
+        let seqs: Vec<u64> = tail.iter().map(|(s, _)| *s).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "gapless: {seqs:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_viewer_resumes_on_another_node_and_counts_are_summed_over_nodes() {
+    let cluster = Cluster::start(3).await;
+    let show = show(&cluster, "resume-elsewhere").await;
+    let mut talker = cluster.viewer(0, &show.tenant, "talker").await;
+    talker.join(&show.stream, None).await;
+    let mut leaver = cluster.viewer(1, &show.tenant, "leaver").await;
+    let joined = leaver.join(&show.stream, None).await;
+    let epoch = joined["epoch"].as_u64().unwrap();
+    let mut seen = Vec::new();
+    let mut talked = Vec::new();
+    let seq = say(&mut talker, &show.stream, "seen by both", &mut talked).await;
+    until_chat(&mut leaver, "seen by both", &mut seen).await;
+    leaver.close().await;
+
+    for text in ["missed one", "missed two"] {
+        say(&mut talker, &show.stream, text, &mut talked).await;
+    }
+    // Back on another node, resuming where it stopped.
+    let mut back = cluster.viewer(2, &show.tenant, "leaver").await;
+    let resumed = back.join(&show.stream, Some((epoch, seq))).await;
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    let mut replay = Vec::new();
+    until_chat(&mut back, "missed two", &mut replay).await;
+    let replayed: Vec<String> = chat_of(&replay).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(replayed, ["missed one", "missed two"]);
+
+    // Two more viewers on node 1: four in all, on three nodes.
+    let mut others = Vec::new();
+    for user in ["extra-1", "extra-2"] {
+        let mut ws = cluster.viewer(1, &show.tenant, user).await;
+        ws.join(&show.stream, None).await;
+        others.push(ws);
+    }
+    let reader = token(Role::Viewer, Some(&show.tenant), "reader");
+    for node in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stream = cluster
+                .get(node, &format!("/v1/streams/{}", show.stream), &reader)
+                .await;
+            let stream = expect_json(stream, 200).await;
+            if stream["viewers"] == 4 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} never counted the 4 viewers of every node: {stream}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A claim sent until it gets an answer other than `unavailable` (the client's retry with the
+/// same idempotency key). Returns the status and body of that answer.
+async fn claim_until_answered(
+    cluster: &Cluster,
+    node: usize,
+    drop: &str,
+    buyer: &str,
+    key: &str,
+) -> (u16, Value) {
+    let deadline = Instant::now() + FAILOVER_PATIENCE + Duration::from_secs(10);
+    loop {
+        let response = cluster
+            .http
+            .post(cluster.url(node, &format!("/v1/drops/{drop}/claims")))
+            .bearer_auth(buyer)
+            .json(&json!({ "quantity": 1, "idempotency_key": key }))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        if let Ok(response) = response {
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if status != 503 {
+                return (status, body);
+            }
+        }
+        assert!(Instant::now() < deadline, "claim {key} never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn killing_the_owner_mid_rush_oversells_nothing_and_loses_no_answered_reservation() {
+    let mut cluster = Cluster::start(3).await;
+    let show = show(&cluster, "rush-failover").await;
+    let drop = cluster
+        .post(
+            0,
+            &format!("/v1/streams/{}/drops", show.stream),
+            &show.seller,
+            json!({ "product": show.product, "quantity": 20, "per_user_limit": 1, "hold_seconds": 600 }),
+        )
+        .await;
+    let drop = expect_json(drop, 201).await["id"].as_str().unwrap().to_owned();
+    let owner = cluster.wait_owner(&show.stream, None).await;
+    let survivors: Vec<usize> = (0..3).filter(|n| *n != owner).collect();
+    // A viewer on each surviving node, to see events again after the failover.
+    let mut watchers = Vec::new();
+    for &node in &survivors {
+        let mut ws = cluster.viewer(node, &show.tenant, &format!("watcher-{node}")).await;
+        ws.join(&show.stream, None).await;
+        watchers.push((node, ws));
+    }
+
+    // 40 buyers for 20 units, spread over every node; the owner dies after the first ten.
+    let buyers: Vec<(usize, String, String)> = (0..40)
+        .map(|i| {
+            (
+                i % 3,
+                token(Role::Viewer, Some(&show.tenant), &format!("buyer-{i}")),
+                format!("key-{i}"),
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for (node, buyer, key) in &buyers[..10] {
+        answers.push((key.clone(), claim_until_answered(&cluster, *node, &drop, buyer, key).await));
+    }
+    cluster.kill(owner);
+    let killed = Instant::now();
+    let rush = buyers[10..].iter().map(|(node, buyer, key)| {
+        let node = if *node == owner { survivors[0] } else { *node };
+        let cluster = &cluster;
+        let drop = &drop;
+        async move {
+            (
+                key.clone(),
+                claim_until_answered(cluster, node, drop, buyer, key).await,
+            )
+        }
+    });
+    answers.extend(futures_util::future::join_all(rush).await);
+
+    let new_owner = cluster.wait_owner(&show.stream, Some(owner)).await;
+    assert_ne!(new_owner, owner);
+    let reserved: Vec<&Value> = answers
+        .iter()
+        .filter(|(_, (status, _))| *status == 200 || *status == 201)
+        .map(|(_, (_, body))| body)
+        .collect();
+    let sold_out = answers
+        .iter()
+        .filter(|(_, (status, body))| *status == 409 && body["error"]["code"] == "sold_out")
+        .count();
+    assert_eq!(
+        reserved.len() + sold_out,
+        answers.len(),
+        "every claim was answered a reservation or sold_out: {answers:?}"
+    );
+    assert_eq!(reserved.len(), 20, "all 20 units, never more: {answers:?}");
+    // Every answered reservation is stored, with its id.
+    let store = liveshop_storage::SqlStore::connect(cluster.db.url())
+        .await
+        .expect("the test reads the database");
+    let stored = store
+        .claims_of_drop(&liveshop_engine::DropId::from_trusted(drop.as_str()))
+        .await
+        .expect("claims");
+    let stored_ids: BTreeSet<String> = stored.iter().map(|c| c.id.to_string()).collect();
+    for claim in &reserved {
+        assert!(
+            stored_ids.contains(claim["id"].as_str().unwrap()),
+            "answered reservation {claim} is stored"
+        );
+    }
+    assert_eq!(stored_ids.len(), 20, "{stored:?}");
+    let counts = expect_json(
+        cluster
+            .get(survivors[0], &format!("/v1/drops/{drop}"), &show.seller)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(counts["reserved"], 20, "{counts}");
+    assert_eq!(counts["remaining"], 0, "{counts}");
+
+    // Viewers on the surviving nodes kept their connection and get events again.
+    let reporter = &mut watchers[0].1;
+    let mut seen = Vec::new();
+    say(reporter, &show.stream, "after the failover", &mut seen).await;
+    for (node, ws) in &mut watchers {
+        let mut feed = Vec::new();
+        until_chat(ws, "after the failover", &mut feed).await;
+        assert!(
+            killed.elapsed() < FAILOVER_PATIENCE + Duration::from_secs(20),
+            "node {node}'s viewer got events again only after {:?}",
+            killed.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_hands_the_owners_streams_to_another_node_without_waiting_for_the_lease() {
+    // A lease far longer than the handover may take: a node that waited for it to lapse would
+    // fail the bound below.
+    let mut cluster = Cluster::start_with_lease(2, 20_000).await;
+    let show = show(&cluster, "handover").await;
+    let owner = cluster.wait_owner(&show.stream, None).await;
+    let other = 1 - owner;
+    let mut watcher = cluster.viewer(other, &show.tenant, "watcher").await;
+    watcher.join(&show.stream, None).await;
+
+    let asked = Instant::now();
+    cluster.nodes[owner]
+        .process
+        .as_ref()
+        .expect("running")
+        .terminate();
+    let new_owner = cluster.wait_owner(&show.stream, Some(owner)).await;
+    assert_eq!(new_owner, other);
+    let taken_after = asked.elapsed();
+    assert!(
+        taken_after < Duration::from_secs(10),
+        "the stream was taken over {taken_after:?} after SIGTERM"
+    );
+    let mut seen = Vec::new();
+    say(&mut watcher, &show.stream, "after the handover", &mut seen).await;
+    until_chat(&mut watcher, "after the handover", &mut seen).await;
+    let exited = cluster.nodes[owner]
+        .process
+        .as_mut()
+        .expect("running")
+        .wait_exit()
+        .await;
+    assert!(exited.success(), "the drained node exits cleanly: {exited:?}");
+    // Taken over at once, not after the 20 s lease lapsed.
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "handover took {:?}",
+        asked.elapsed()
+    );
+    let cluster_view = expect_json(
+        cluster.get(other, "/v1/admin/cluster", &operator()).await,
+        200,
+    )
+    .await;
+    assert_eq!(cluster_view["self"], cluster.nodes[other].id, "{cluster_view}");
+    let ids: Vec<&str> = cluster_view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [cluster.nodes[other].id.as_str()], "the drained node left the list");
+    let _ = &cluster.db;
+}
