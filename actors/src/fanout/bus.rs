@@ -68,6 +68,12 @@ pub enum BusError {
 pub trait BusSink: Send + Sync + 'static {
     /// One message of `stream`, in the order it was published.
     fn receive(&self, stream: &StreamId, message: BusMessage);
+
+    /// Connections of `stream` this sink serves now, when it knows (the hub does), so a bus can
+    /// stop watching streams nobody on this node views; `None`: unknown, keep watching.
+    fn local_viewers(&self, _stream: &StreamId) -> Option<usize> {
+        None
+    }
 }
 
 /// Carries stream messages to the hubs of every node watching the stream (this one included).
