@@ -148,7 +148,10 @@ fn short_string(bytes: &[u8]) -> Result<(String, &[u8]), Malformed> {
 
 fn long_string(bytes: &[u8]) -> Result<(String, &[u8]), Malformed> {
     let len = bytes.get(..2).ok_or(Malformed)?;
-    take_string(&bytes[2..], usize::from(u16::from_be_bytes([len[0], len[1]])))
+    take_string(
+        &bytes[2..],
+        usize::from(u16::from_be_bytes([len[0], len[1]])),
+    )
 }
 
 fn take_string(bytes: &[u8], len: usize) -> Result<(String, &[u8]), Malformed> {

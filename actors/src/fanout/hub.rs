@@ -381,8 +381,13 @@ impl Feed {
         }
         if let Some((epoch, since)) = join.resume
             && let Some(backlog) = join.backlog.as_deref()
-            && let Some(first) =
-                self.replay_with_backlog(join.r#ref.as_deref(), &join.snapshot, epoch, since, backlog)
+            && let Some(first) = self.replay_with_backlog(
+                join.r#ref.as_deref(),
+                &join.snapshot,
+                epoch,
+                since,
+                backlog,
+            )
         {
             self.subscribers.subscribe(join.subscriber, &first);
             return;

@@ -679,7 +679,12 @@ async fn a_backlog_that_does_not_reach_the_ring_or_is_of_another_epoch_gives_the
     );
     settle().await;
     assert_eq!(short.payloads(), [joined_snapshot(1, 6)]);
-    assert!(stale.payloads().iter().all(|p| !p.contains("\"resumed\":true")));
+    assert!(
+        stale
+            .payloads()
+            .iter()
+            .all(|p| !p.contains("\"resumed\":true"))
+    );
 }
 
 #[tokio::test]
