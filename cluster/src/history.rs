@@ -106,3 +106,100 @@ fn entry(entry: &redis::streams::StreamId) -> Option<StreamEvent> {
         bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use liveshop_actors::fanout::bus::{Bus, BusMessage, Control};
+    use liveshop_actors::fanout::contract::Recorder;
+
+    use super::*;
+    use crate::bus::RedisBus;
+    use crate::testing::RedisServer;
+
+    fn stream() -> StreamId {
+        StreamId::from_trusted(format!("str_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    fn event(epoch: u64, seq: u64) -> StreamEvent {
+        StreamEvent {
+            epoch,
+            seq: Some(seq),
+            bytes: Bytes::from(format!("{{\"seq\":{seq}}}")),
+        }
+    }
+
+    /// Publishes `events` of epoch 1 through a bus keeping `history_len`, and waits until they
+    /// went round.
+    async fn published(
+        server: &RedisServer,
+        history_len: usize,
+        events: u64,
+    ) -> (StreamId, History) {
+        let link = Link::open(&server.url()).unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let bus = RedisBus::start(link.clone(), "a", recorder.clone(), history_len);
+        let s = stream();
+        bus.watch(&s).await.unwrap();
+        bus.publish(&s, BusMessage::Control(Control::Epoch(1)));
+        for seq in 1..=events {
+            bus.publish(&s, BusMessage::Event(event(1, seq)));
+        }
+        recorder.wait_for(&s, events as usize + 1).await;
+        (s, History::new(link))
+    }
+
+    #[tokio::test]
+    async fn a_stream_redis_never_saw_has_no_head_and_no_history() {
+        let server = RedisServer::start();
+        let history = History::new(Link::open(&server.url()).unwrap());
+        let s = stream();
+        assert_eq!(history.head(&s).await.unwrap(), None);
+        assert_eq!(history.since(&s, 1, 0).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn since_gives_the_events_after_a_seq_it_covers_and_none_otherwise() {
+        let server = RedisServer::start();
+        let (s, history) = published(&server, 1000, 5).await;
+        assert_eq!(history.head(&s).await.unwrap(), Some((1, 5)));
+        assert_eq!(
+            history.since(&s, 1, 2).await.unwrap(),
+            Some(vec![event(1, 3), event(1, 4), event(1, 5)])
+        );
+        assert_eq!(history.since(&s, 1, 5).await.unwrap(), Some(vec![]));
+        assert_eq!(
+            history.since(&s, 1, 6).await.unwrap(),
+            None,
+            "ahead of the head"
+        );
+        assert_eq!(
+            history.since(&s, 2, 0).await.unwrap(),
+            None,
+            "another epoch"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trimmed_history_covers_only_its_latest_events() {
+        let server = RedisServer::start();
+        let (s, history) = published(&server, 10, 500).await;
+        assert_eq!(history.since(&s, 1, 0).await.unwrap(), None);
+        let latest = history.since(&s, 1, 490).await.unwrap().expect("kept");
+        assert_eq!(
+            latest,
+            (491..=500).map(|seq| event(1, seq)).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn reading_a_history_while_redis_is_down_is_an_error_not_a_wait() {
+        let mut server = RedisServer::start();
+        let history = History::new(Link::open(&server.url()).unwrap());
+        server.stop();
+        let started = std::time::Instant::now();
+        assert!(history.head(&stream()).await.is_err());
+        assert!(started.elapsed() < crate::link::CALL_TIMEOUT * 4);
+    }
+}
