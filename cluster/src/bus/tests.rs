@@ -432,7 +432,7 @@ async fn a_stream_without_local_viewers_is_unwatched_after_the_grace() {
     };
     let bus = bus_on(&server, "a", Arc::new(NobodyHere), options);
     bus.watch(&s).await.unwrap();
-    assert_eq!(bus.watched(), [s.clone()]);
+    assert_eq!(bus.watched(), std::slice::from_ref(&s));
     eventually("the idle stream is unwatched", || bus.watched().is_empty()).await;
     let raw = Link::open(&server.url()).unwrap();
     let subscribers: Vec<(String, i64)> = raw
