@@ -35,6 +35,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -186,6 +187,7 @@ impl RedisBus {
             sink,
             watched: DashMap::new(),
             subscription,
+            ever_connected: AtomicBool::new(false),
             options,
             script: redis::Script::new(PUBLISH_SCRIPT),
         });
@@ -236,9 +238,11 @@ impl Bus for RedisBus {
         let _ = self.outgoing.send((stream.clone(), message));
     }
 
-    /// Cheap when the stream is already watched and subscribed. Waits at most [`CALL_TIMEOUT`]
-    /// for the subscriber's connection, then for the subscription's confirmation; on failure the
-    /// stream stays watched and is subscribed when the connection comes back.
+    /// Cheap when the stream is already watched and subscribed. Before the subscriber's first
+    /// connection it waits for it at most [`CALL_TIMEOUT`]; once connected before, a lost
+    /// connection fails at once (no join waits on a Redis outage). On failure the stream stays
+    /// watched: it is subscribed and caught up when the connection comes back, and events of
+    /// streams this node owns reach its viewers through the fallback meanwhile.
     async fn watch(&self, stream: &StreamId) -> Result<(), BusError> {
         let subscribed = match self.shared.watched.entry(stream.clone()) {
             Entry::Occupied(mut entry) => {
@@ -252,11 +256,15 @@ impl Bus for RedisBus {
             }
         };
         let mut connected = self.shared.subscription.subscribe();
-        let sink =
-            match tokio::time::timeout(CALL_TIMEOUT, connected.wait_for(Option::is_some)).await {
-                Ok(Ok(sink)) => sink.clone(),
-                _ => return Err(unavailable("the bus is not connected to redis")),
-            };
+        let patience = if self.shared.ever_connected.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            CALL_TIMEOUT
+        };
+        let sink = match tokio::time::timeout(patience, connected.wait_for(Option::is_some)).await {
+            Ok(Ok(sink)) => sink.clone(),
+            _ => return Err(unavailable("the bus is not connected to redis")),
+        };
         let Some(mut sink) = sink else {
             return Err(unavailable("the bus is not connected to redis"));
         };
@@ -325,6 +333,8 @@ struct Shared {
     watched: DashMap<StreamId, Watched>,
     /// The subscriber's connection, while it is up and every watched stream is subscribed.
     subscription: watch::Sender<Option<PubSubSink>>,
+    /// Whether the subscriber has connected once.
+    ever_connected: AtomicBool,
     options: BusOptions,
     script: redis::Script,
 }
@@ -496,6 +506,7 @@ impl Shared {
             watched.subscribed = true;
         }
         self.subscription.send_replace(Some(sink));
+        self.ever_connected.store(true, Ordering::Relaxed);
         self.catch_up().await?;
         Ok(messages)
     }

@@ -458,3 +458,19 @@ async fn a_recorder_sink_that_cannot_tell_its_viewers_stays_watched() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(bus.watched(), [s]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_during_an_outage_fails_at_once_and_the_stream_is_subscribed_when_redis_is_back() {
+    let mut server = RedisServer::start();
+    let (old, new) = (stream(), stream());
+    let (buses, recorders) = two_nodes(&server, &old, BusOptions::new(1000)).await;
+    server.stop();
+    eventually("the outage is noticed", || !buses[1].is_connected()).await;
+    let started = tokio::time::Instant::now();
+    assert!(buses[1].watch(&new).await.is_err());
+    assert!(started.elapsed() < Duration::from_millis(100));
+    server.restart();
+    eventually("resubscribed", || buses[1].is_connected()).await;
+    buses[0].publish(&new, ordered(1, 1));
+    assert_eq!(recorders[1].wait_for(&new, 1).await, [ordered(1, 1)]);
+}
