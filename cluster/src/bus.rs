@@ -484,10 +484,19 @@ impl Shared {
         self.link.script("bus_publish", &invocation).await
     }
 
+    /// Unsubscribes a stream that is no longer watched. A `watch` of it that ran meanwhile may
+    /// have subscribed before this unsubscribe reached Redis: it is subscribed again then.
     async fn unsubscribe(&self, stream: &StreamId) -> Result<(), BusError> {
         let sink = self.subscription.borrow().clone();
-        if let Some(mut sink) = sink {
-            timed("bus_unsubscribe", sink.unsubscribe(keys::events(stream)))
+        let Some(mut sink) = sink else {
+            return Ok(());
+        };
+        let channel = keys::events(stream);
+        timed("bus_unsubscribe", sink.unsubscribe(&channel))
+            .await
+            .map_err(|e| BusError::Unavailable(Box::new(e)))?;
+        if self.watched.contains_key(stream) {
+            timed("bus_subscribe", sink.subscribe(&channel))
                 .await
                 .map_err(|e| BusError::Unavailable(Box::new(e)))?;
         }
@@ -498,12 +507,16 @@ impl Shared {
     async fn connect(&self) -> Result<PubSubStream, LinkError> {
         let pubsub = timed("bus_connect", self.link.client().get_async_pubsub()).await?;
         let (mut sink, messages) = pubsub.split();
-        let channels: Vec<String> = self.watched.iter().map(|w| keys::events(w.key())).collect();
-        if !channels.is_empty() {
+        let streams: Vec<StreamId> = self.watched.iter().map(|w| w.key().clone()).collect();
+        if !streams.is_empty() {
+            let channels: Vec<String> = streams.iter().map(keys::events).collect();
             timed("bus_subscribe", sink.subscribe(channels)).await?;
         }
-        for mut watched in self.watched.iter_mut() {
-            watched.subscribed = true;
+        // Streams watched since are subscribed by their own `watch`.
+        for stream in &streams {
+            if let Some(mut watched) = self.watched.get_mut(stream) {
+                watched.subscribed = true;
+            }
         }
         self.subscription.send_replace(Some(sink));
         self.ever_connected.store(true, Ordering::Relaxed);
