@@ -17,7 +17,9 @@
 //!   `(epoch, seq)` it handed the sink: repeats (re-sends, echoes of events the fallback already
 //!   delivered) are dropped; a gap is filled from the history before the event, and when the
 //!   history cannot fill it the sink gets [`Control::Rejoin`] (its viewers join again for a fresh
-//!   snapshot). Never a silent gap.
+//!   snapshot). Never a silent gap. The fallback closes the gap between what came back from
+//!   Redis and what it delivers with the events this node published lately (the last 256 per
+//!   stream); if even those do not close it, this node's viewers re-join.
 //! - **The fallback bound.** While Redis is unreachable, at most [`BusOptions::max_pending`]
 //!   messages wait in the outbox (ephemeral events never wait: they only reach this node). Past
 //!   that the outbox is dropped and, once Redis is back, each stream it held gets
@@ -188,6 +190,7 @@ impl RedisBus {
             watched: DashMap::new(),
             subscription,
             ever_connected: AtomicBool::new(false),
+            recent: DashMap::new(),
             options,
             script: redis::Script::new(PUBLISH_SCRIPT),
         });
@@ -313,6 +316,20 @@ impl Watched {
     }
 }
 
+/// Ordered events this node published lately for a stream: the echo of the last few may not
+/// have come back when Redis fails, and the fallback hands them over first.
+struct Recent {
+    events: VecDeque<StreamEvent>,
+    /// Last publish.
+    at: Instant,
+}
+
+/// Ordered events kept per stream in [`Recent`] (more than a second's worth of a busy stream).
+const RECENT: usize = 256;
+
+/// How long [`Recent`] events of a stream are kept after its last publish.
+const RECENT_FOR: Duration = Duration::from_secs(10);
+
 /// What became of a message offered to the sink.
 enum Offer {
     /// Handed to the sink.
@@ -335,6 +352,8 @@ struct Shared {
     subscription: watch::Sender<Option<PubSubSink>>,
     /// Whether the subscriber has connected once.
     ever_connected: AtomicBool,
+    /// Ordered events lately published, per watched stream.
+    recent: DashMap<StreamId, Recent>,
     options: BusOptions,
     script: redis::Script,
 }
@@ -414,16 +433,54 @@ impl Shared {
     }
 
     /// Delivers a message Redis could not take to this node's sink (the local fallback).
+    ///
+    /// Events published just before Redis failed may not have come back to this node: they are
+    /// handed over from [`Shared::recent`] first, and when even those do not close the gap, this
+    /// node's viewers start over.
     fn deliver_locally(&self, stream: &StreamId, message: BusMessage) {
-        match self.offer(stream, message.clone()) {
-            Offer::Unwatched => self.sink.receive(stream, message),
-            Offer::Gap { .. } => {
-                // Events published before Redis failed have not come back to this node, and
-                // cannot now: its viewers start over.
-                self.rejoin(stream);
-                self.offer(stream, message);
+        let (epoch, last) = match self.offer(stream, message.clone()) {
+            Offer::Gap { epoch, last } => (epoch, last),
+            Offer::Unwatched => return self.sink.receive(stream, message),
+            Offer::Delivered | Offer::Dropped => return,
+        };
+        let missed: Vec<StreamEvent> = self.recent.get(stream).map_or_else(Vec::new, |recent| {
+            recent
+                .events
+                .iter()
+                .filter(|e| e.epoch == epoch && e.seq > Some(last))
+                .cloned()
+                .collect()
+        });
+        for event in missed {
+            self.offer(stream, BusMessage::Event(event));
+        }
+        if let Offer::Gap { .. } = self.offer(stream, message.clone()) {
+            self.rejoin(stream);
+            self.offer(stream, message);
+        }
+    }
+
+    /// Keeps the last [`RECENT`] ordered events published for a watched stream.
+    fn remember(&self, stream: &StreamId, messages: &[BusMessage]) {
+        if !self.watched.contains_key(stream) {
+            return;
+        }
+        let mut recent = self.recent.entry(stream.clone()).or_insert_with(|| Recent {
+            events: VecDeque::new(),
+            at: Instant::now(),
+        });
+        recent.at = Instant::now();
+        for message in messages {
+            match message {
+                BusMessage::Event(event @ StreamEvent { seq: Some(_), .. }) => {
+                    if recent.events.len() == RECENT {
+                        recent.events.pop_front();
+                    }
+                    recent.events.push_back(event.clone());
+                }
+                BusMessage::Control(Control::Epoch(_) | Control::Remove) => recent.events.clear(),
+                _ => {}
             }
-            Offer::Delivered | Offer::Dropped => {}
         }
     }
 
@@ -449,6 +506,7 @@ impl Shared {
             match result {
                 Ok(published) => {
                     metrics::counter!(MESSAGES_PUBLISHED).increment(published);
+                    self.remember(&stream, &messages);
                 }
                 Err(error) => {
                     tracing::warn!(stream_id = %stream, %error, "publishing on redis failed");
@@ -729,7 +787,8 @@ async fn subscriber(shared: Arc<Shared>) {
     }
 }
 
-/// Stops watching streams that have had no viewer on this node for the grace period.
+/// Stops watching streams that have had no viewer on this node for the grace period, and forgets
+/// the recent events of streams no longer published.
 async fn janitor(shared: Arc<Shared>) {
     let grace = shared.options.unwatch_grace;
     let idle_enough = move |w: &Watched| {
@@ -752,6 +811,9 @@ async fn janitor(shared: Arc<Shared>) {
                 None => {}
             }
         }
+        shared
+            .recent
+            .retain(|_, recent| recent.at.elapsed() <= RECENT_FOR);
         for stream in idle {
             if shared
                 .watched

@@ -474,3 +474,55 @@ async fn watching_during_an_outage_fails_at_once_and_the_stream_is_subscribed_wh
     buses[0].publish(&new, ordered(1, 1));
     assert_eq!(recorders[1].wait_for(&new, 1).await, [ordered(1, 1)]);
 }
+
+#[tokio::test]
+async fn a_removed_streams_history_expires_within_the_hour_and_others_within_a_day() {
+    let server = RedisServer::start();
+    let (live, ended) = (stream(), stream());
+    let recorder = Arc::new(Recorder::default());
+    let bus = bus_on(&server, "a", recorder.clone(), BusOptions::new(1000));
+    for s in [&live, &ended] {
+        bus.watch(s).await.unwrap();
+        bus.publish(s, ordered(1, 1));
+    }
+    bus.publish(&ended, BusMessage::Control(Control::Remove));
+    recorder.wait_for(&ended, 2).await;
+    recorder.wait_for(&live, 1).await;
+    let raw = Link::open(&server.url()).unwrap();
+    for (s, most) in [(&live, 24 * 3600), (&ended, 3600)] {
+        for key in [keys::history(s), keys::meta(s)] {
+            let ttl: i64 = raw
+                .query("test_ttl", redis::cmd("TTL").arg(&key))
+                .await
+                .unwrap();
+            assert!(ttl > 0 && ttl <= most, "{key} expires in {ttl} s");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_fallback_hands_over_recently_published_events_whose_echo_never_came() {
+    let server = RedisServer::start();
+    let s = stream();
+    let recorder = Arc::new(Recorder::default());
+    let bus = bus_on(&server, "a", recorder.clone(), BusOptions::new(1000));
+    bus.watch(&s).await.unwrap();
+    let shared = &bus.shared;
+    // 1 came back; 2 and 3 were published but their echo was lost with the connection.
+    shared.offer(&s, ordered(1, 1));
+    shared.remember(&s, &[ordered(1, 1), ordered(1, 2), ordered(1, 3)]);
+    shared.deliver_locally(&s, ordered(1, 4));
+    // Without a record of what came before, the viewers start over.
+    shared.deliver_locally(&s, ordered(1, 9));
+    assert_eq!(
+        recorder.of(&s),
+        [
+            ordered(1, 1),
+            ordered(1, 2),
+            ordered(1, 3),
+            ordered(1, 4),
+            rejoin(),
+            ordered(1, 9)
+        ]
+    );
+}
