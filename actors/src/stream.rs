@@ -365,6 +365,7 @@ impl StreamState {
                 r#ref,
                 resume,
                 snapshot: Snapshot { epoch, seq, state },
+                backlog: None,
             },
         );
         Ok(JoinReply { epoch, seq })

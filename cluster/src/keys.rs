@@ -22,6 +22,15 @@ pub fn events(stream: &StreamId) -> String {
     format!("{PREFIX}:{{{stream}}}:ev")
 }
 
+/// The stream whose events travel on `channel` (the inverse of [`events`]).
+pub fn stream_of_events(channel: &str) -> Option<StreamId> {
+    let inner = channel
+        .strip_prefix(PREFIX)?
+        .strip_prefix(":{")?
+        .strip_suffix("}:ev")?;
+    Some(StreamId::from_trusted(inner))
+}
+
 /// The Redis stream holding a stream's recent ordered events.
 pub fn history(stream: &StreamId) -> String {
     format!("{PREFIX}:{{{stream}}}:hist")
@@ -52,3 +61,15 @@ pub fn node_rpc(node: &str) -> String {
 
 /// The channel private frames for users travel on.
 pub const NOTIFY: &str = "liveshop:notify";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_is_found_again_from_its_events_channel() {
+        let stream = StreamId::from_trusted("str_a:b}c");
+        assert_eq!(stream_of_events(&events(&stream)), Some(stream));
+        assert_eq!(stream_of_events(NOTIFY), None);
+    }
+}

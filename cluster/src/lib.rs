@@ -11,6 +11,7 @@
 //! - [`notifier`]: private frames to a user's connections on any node.
 //! - [`lease`]: one owner node per live stream, with fencing tokens from storage.
 //! - [`nodes`]: the node list with heartbeats.
+//! - `testing` (feature `test-util`): a throwaway `redis-server` for tests.
 //! - [`relay`]: requests for a stream another node owns, sent to that node and answered.
 
 pub mod bus;
@@ -22,3 +23,6 @@ pub mod nodes;
 pub mod notifier;
 pub mod presence;
 pub mod relay;
+#[cfg(feature = "test-util")]
+pub mod testing;
+mod wire;

@@ -3,7 +3,7 @@
 //! The stream actor (on the stream's owner node) publishes each event once, already encoded; the
 //! bus hands it to the hub of every node that watches the stream, and each hub writes it to its
 //! own sockets. [`InProcessBus`] does that inside one process (one node, or several nodes in
-//! tests); a Redis bus (issue 14) carries the same [`BusMessage`]s over pub/sub.
+//! tests); `liveshop_cluster::bus::RedisBus` carries the same [`BusMessage`]s over pub/sub.
 //!
 //! Invariants every implementation keeps (checked by [`super::contract`]):
 //! - a node that watches a stream receives each of its messages exactly once, in publish order,
@@ -12,7 +12,8 @@
 //! - [`Bus::publish`] never waits: not on the network, not on a hub's write loop.
 //!
 //! Boundary: the bus keeps no history. The resume ring is the hub's (per node); history that
-//! outlives the owner node is the cluster's (issue 14).
+//! outlives the owner node is the cluster's (`liveshop_cluster::history`), which a join passes
+//! to the hub as its backlog.
 
 use std::sync::Arc;
 
@@ -68,6 +69,12 @@ pub enum BusError {
 pub trait BusSink: Send + Sync + 'static {
     /// One message of `stream`, in the order it was published.
     fn receive(&self, stream: &StreamId, message: BusMessage);
+
+    /// Connections of `stream` this sink serves now, when it knows (the hub does), so a bus can
+    /// stop watching streams nobody on this node views; `None`: unknown, keep watching.
+    fn local_viewers(&self, _stream: &StreamId) -> Option<usize> {
+        None
+    }
 }
 
 /// Carries stream messages to the hubs of every node watching the stream (this one included).

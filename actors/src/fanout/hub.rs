@@ -48,8 +48,14 @@ pub struct Join {
     pub r#ref: Option<String>,
     /// The client's `(epoch, since)` when it resumes.
     pub resume: Option<(u64, u64)>,
-    /// The stream's snapshot, sent when the ring cannot resume the client.
+    /// The stream's snapshot, sent when neither the ring nor `backlog` can resume the client.
     pub snapshot: Snapshot,
+    /// Events `since + 1 ..` of the resume's epoch from a history kept elsewhere (the cluster's
+    /// history in Redis), for a client resuming on a node whose ring does not reach back that
+    /// far. Used only when the ring cannot resume the client and the backlog joins up with it;
+    /// events it holds that the feed has not had yet go to every subscriber at once, and the
+    /// feed ignores them when they arrive later.
+    pub backlog: Option<Vec<StreamEvent>>,
 }
 
 /// What a stream's fan-out task takes from its queue.
@@ -137,6 +143,15 @@ impl Hub {
             .get(stream)
             .map_or(0, |t| t.count.load(Ordering::Relaxed))
     }
+
+    /// Every stream with a fan-out task on this node and its connections, for presence that
+    /// publishes this node's counts.
+    pub fn streams(&self) -> Vec<(StreamId, usize)> {
+        self.topics
+            .iter()
+            .map(|t| (t.key().clone(), t.count.load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 impl BusSink for Hub {
@@ -154,6 +169,10 @@ impl BusSink for Hub {
         if let Some(topic) = self.topics.get(stream) {
             let _ = topic.tx.send(msg);
         }
+    }
+
+    fn local_viewers(&self, stream: &StreamId) -> Option<usize> {
+        Some(self.subscribers(stream))
     }
 }
 
@@ -360,6 +379,19 @@ impl Feed {
             self.subscribers.subscribe(join.subscriber, &first);
             return;
         }
+        if let Some((epoch, since)) = join.resume
+            && let Some(backlog) = join.backlog.as_deref()
+            && let Some(first) = self.replay_with_backlog(
+                join.r#ref.as_deref(),
+                &join.snapshot,
+                epoch,
+                since,
+                backlog,
+            )
+        {
+            self.subscribers.subscribe(join.subscriber, &first);
+            return;
+        }
         if self.ring.epoch().is_none() {
             // The first join teaches this node's feed where the stream stands.
             self.ring.reset(join.snapshot.epoch, join.snapshot.seq);
@@ -381,6 +413,74 @@ impl Feed {
                 join.subscriber.rejoin(&self.stream);
             }
         }
+    }
+
+    /// The `joined` frame and events for a resume from `(epoch, since)` that the ring alone
+    /// cannot serve, with `backlog` (events `since + 1 ..`) filling in what the ring lacks;
+    /// `None` when the two together do not cover every event after `since` without a gap.
+    ///
+    /// Backlog events past the feed's head advance the feed first: they are pushed to the ring
+    /// and written to the current subscribers, so every subscriber (the joiner included) gets
+    /// each of them once, and the same events arriving later from the bus are ignored.
+    fn replay_with_backlog(
+        &mut self,
+        r#ref: Option<&str>,
+        snapshot: &Snapshot,
+        epoch: u64,
+        since: u64,
+        backlog: &[StreamEvent],
+    ) -> Option<Vec<Bytes>> {
+        // Only the stream's current epoch is resumed, from contiguous events after `since`.
+        let contiguous = backlog
+            .iter()
+            .zip(since + 1..)
+            .all(|(event, want)| event.epoch == epoch && event.seq == Some(want));
+        if snapshot.epoch != epoch || !contiguous {
+            return None;
+        }
+        let end = since + backlog.len() as u64;
+        match self.ring.kept() {
+            None => {
+                self.ring.reset(epoch, since);
+                for event in backlog {
+                    self.ring.push(event.bytes.clone());
+                }
+            }
+            Some(kept) if kept.epoch == epoch && since <= kept.head && end + 1 >= kept.oldest => {
+                if end > kept.head {
+                    let mut frames = BytesMut::new();
+                    let newer = &backlog[(kept.head - since) as usize..];
+                    for event in newer {
+                        self.ring.push(event.bytes.clone());
+                        frames.extend_from_slice(&ws_text_frame(&event.bytes));
+                    }
+                    self.subscribers
+                        .deliver(&frames.freeze(), newer.len() as u64);
+                }
+            }
+            Some(_) => return None,
+        }
+        let kept = self.ring.kept()?;
+        let from_ring = kept.oldest.max(since + 1);
+        let mut first = Vec::with_capacity(1 + (kept.head - since) as usize);
+        first.push(encode_joined(
+            r#ref,
+            self.stream.as_str(),
+            epoch,
+            kept.head,
+            true,
+            None,
+        ));
+        first.extend(
+            backlog
+                .iter()
+                .take_while(|event| event.seq < Some(from_ring))
+                .map(|event| event.bytes.clone()),
+        );
+        first.extend(self.ring.since(from_ring).cloned());
+        // The feed may have reached snapshots held back for it.
+        self.admit_pending();
+        Some(first)
     }
 
     fn fit(&self, snapshot: &Snapshot) -> Fit {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! StreamActor ──publish(stream, epoch, seq, bytes)──▶ Bus ──▶ Hub of every node ──▶ sockets
-//!      │                                            (in process; Redis: issue 14)   ▲
+//!      │                                            (in process, or Redis)          ▲
 //!      └──join(ref, resume, snapshot)──────────────────────────▶ Hub of this node ──┘
 //! Presence: viewer counts (from the hubs)      Notifier: private frames to a user's connections
 //! ```

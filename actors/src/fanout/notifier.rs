@@ -1,8 +1,9 @@
 //! The user notifier: private frames (`claim_update`) to every connection of one user.
 //!
 //! Drop actors notify a buyer whose claim changed; the buyer's connections may be anywhere. One
-//! node reaches its own connections ([`LocalNotifier`]); in cluster mode (issue 14) a notifier also
-//! relays the frame to the other nodes, each of which delivers it to its own connections.
+//! node reaches its own connections ([`LocalNotifier`]); in cluster mode
+//! (`liveshop_cluster::notifier`) a notifier also relays the frame to the other nodes, each of
+//! which delivers it to its own connections.
 
 use bytes::Bytes;
 use dashmap::DashMap;

@@ -2,8 +2,8 @@
 //!
 //! The stream actor sends the count in `viewers` events and snapshots, and `GET /v1/streams/{id}`
 //! shows it. One node counts its own joined connections ([`LocalPresence`], read from the hub); in
-//! cluster mode (issue 14) each node publishes its count about once a second and the count is the
-//! sum over nodes: O(nodes) per stream per second, never O(viewers).
+//! cluster mode (`liveshop_cluster::presence`) each node publishes its count about once a second
+//! and the count is the sum over nodes: O(nodes) per stream per second, never O(viewers).
 
 use std::sync::Arc;
 

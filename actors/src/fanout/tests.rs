@@ -127,6 +127,7 @@ fn join(conn: &Arc<Recorder>, resume: Option<(u64, u64)>, snap: Snapshot) -> Joi
         r#ref: Some("r".into()),
         resume,
         snapshot: snap,
+        backlog: None,
     }
 }
 
@@ -603,4 +604,110 @@ async fn in_process_fanout_publishes_to_its_hub_and_counts_viewers_there() {
     assert_eq!(a.payloads(), [joined_snapshot(1, 0), "e1".into()]);
     assert_eq!(a.rejoined(), ["s"]);
     assert_eq!(fanout.viewers(&stream()), 0);
+}
+
+/// Ordered events `range` of epoch 1, as a history would give them.
+fn history(range: std::ops::RangeInclusive<u64>) -> Vec<StreamEvent> {
+    range
+        .map(|seq| StreamEvent {
+            epoch: 1,
+            seq: Some(seq),
+            bytes: Bytes::from(text_of(1, seq)),
+        })
+        .collect()
+}
+
+fn join_with_backlog(
+    conn: &Arc<Recorder>,
+    resume: (u64, u64),
+    snap: Snapshot,
+    backlog: Vec<StreamEvent>,
+) -> Join {
+    Join {
+        backlog: Some(backlog),
+        ..join(conn, Some(resume), snap)
+    }
+}
+
+#[tokio::test]
+async fn a_resume_older_than_the_ring_is_served_from_the_backlog_then_live_without_duplicates() {
+    let (hub, _) = hub_with(3, 6);
+    let b = recorder(2);
+    hub.join(
+        &stream(),
+        join_with_backlog(&b, (1, 1), snapshot(1, 6), history(2..=6)),
+    );
+    hub.receive(&stream(), ev(1, 7));
+    settle().await;
+    let mut want = vec![joined_resumed(1, 6)];
+    want.extend(events(2..=7));
+    assert_eq!(b.payloads(), want);
+}
+
+#[tokio::test]
+async fn a_backlog_ahead_of_the_feed_advances_every_subscriber_once() {
+    let (hub, a) = hub_with(2, 4);
+    let b = recorder(2);
+    hub.join(
+        &stream(),
+        join_with_backlog(&b, (1, 1), snapshot(1, 6), history(2..=6)),
+    );
+    // The bus brings 5 and 6 later: already sent, so ignored; 7 is new.
+    for seq in 5..=7 {
+        hub.receive(&stream(), ev(1, seq));
+    }
+    settle().await;
+    let mut want_a = vec![joined_snapshot(1, 0)];
+    want_a.extend(events(1..=7));
+    assert_eq!(a.payloads(), want_a);
+    let mut want_b = vec![joined_resumed(1, 6)];
+    want_b.extend(events(2..=7));
+    assert_eq!(b.payloads(), want_b);
+}
+
+#[tokio::test]
+async fn a_backlog_that_does_not_reach_the_ring_or_is_of_another_epoch_gives_the_snapshot() {
+    let (hub, _) = hub_with(2, 6);
+    let (short, stale) = (recorder(2), recorder(3));
+    hub.join(
+        &stream(),
+        join_with_backlog(&short, (1, 1), snapshot(1, 6), history(2..=3)),
+    );
+    hub.join(
+        &stream(),
+        join_with_backlog(&stale, (1, 1), snapshot(2, 0), history(2..=6)),
+    );
+    settle().await;
+    assert_eq!(short.payloads(), [joined_snapshot(1, 6)]);
+    assert!(
+        stale
+            .payloads()
+            .iter()
+            .all(|p| !p.contains("\"resumed\":true"))
+    );
+}
+
+#[tokio::test]
+async fn a_first_join_on_a_node_without_a_feed_resumes_from_the_backlog() {
+    let hub = Hub::new(16);
+    let b = recorder(2);
+    hub.join(
+        &stream(),
+        join_with_backlog(&b, (1, 2), snapshot(1, 5), history(3..=5)),
+    );
+    hub.receive(&stream(), ev(1, 5));
+    hub.receive(&stream(), ev(1, 6));
+    settle().await;
+    let mut want = vec![joined_resumed(1, 5)];
+    want.extend(events(3..=6));
+    assert_eq!(b.payloads(), want);
+}
+
+#[tokio::test]
+async fn the_hub_lists_its_streams_with_their_connections_and_tells_its_local_viewers() {
+    let (hub, _) = hub_with(4, 0);
+    settle().await;
+    assert_eq!(hub.streams(), [(stream(), 1)]);
+    assert_eq!(hub.local_viewers(&stream()), Some(1));
+    assert_eq!(hub.local_viewers(&StreamId::from_trusted("other")), Some(0));
 }
