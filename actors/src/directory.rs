@@ -52,9 +52,9 @@ pub struct Capabilities {
 }
 
 /// Where the actor in charge of an id runs.
-pub enum Located<M: ractor::Message> {
+pub enum Located<T> {
     /// On this node.
-    Here(Addr<M>),
+    Here(T),
     /// On the node with this id (cluster mode).
     Elsewhere(String),
 }
@@ -146,7 +146,7 @@ impl Directory {
         &self,
         tenant: &TenantId,
         stream: &StreamId,
-    ) -> Result<Located<StreamMsg>, Rejection> {
+    ) -> Result<Located<Addr<StreamMsg>>, Rejection> {
         if let Some(addr) = self.streams.running(tenant, stream)? {
             return Ok(Located::Here(addr));
         }
@@ -234,7 +234,7 @@ impl Directory {
         &self,
         tenant: &TenantId,
         drop: &DropId,
-    ) -> Result<Located<DropMsg>, Rejection> {
+    ) -> Result<Located<Addr<DropMsg>>, Rejection> {
         if let Some(addr) = self.drops.running(tenant, drop)? {
             return Ok(Located::Here(addr));
         }
@@ -267,6 +267,11 @@ impl Directory {
             Ok(_) => Err(Rejection::not_found("drop")),
             Err(err) => Err(crate::mailbox::storage_unavailable(&err)),
         }
+    }
+
+    /// The stream of a drop, if this node has looked it up.
+    pub fn known_stream_of(&self, drop: &DropId) -> Option<StreamId> {
+        self.drop_streams.get(drop).map(|entry| entry.1.clone())
     }
 
     /// Remembers the stream of a drop this node just opened.

@@ -91,6 +91,14 @@ enum Hop {
     Last,
 }
 
+/// What a located call runs on here.
+enum Target {
+    /// A stream's actor.
+    Stream(crate::mailbox::Addr<StreamMsg>),
+    /// A drop's actor (asked through [`Engine::ask_drop`], which retries a stopping one).
+    Drop,
+}
+
 /// The refusal of a relayed call whose stream no longer runs here (it moved meanwhile).
 fn not_here() -> Rejection {
     Rejection::new(
@@ -449,22 +457,55 @@ impl Engine {
         self.run(call, Hop::Last).await
     }
 
-    /// Runs `call` where its stream runs: here, or relayed to the owner node on a first hop.
+    /// Runs `call` where its stream runs: here, or relayed to the owner node on a first hop. A
+    /// relay that finds the owner gone is placed once more (the stream may be free by now, or
+    /// have a new owner) before the caller is told to retry.
     async fn run(&self, call: Call, hop: Hop) -> Result<Answer, Rejection> {
-        let directory = &self.inner.directory;
-        let elsewhere = match call.subject() {
-            Subject::Stream(tenant, stream) => match directory.stream(tenant, stream).await? {
-                Located::Here(actor) => return self.on_stream(actor, call).await,
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let elsewhere = match self.locate(&call).await? {
+                Located::Here(Target::Stream(actor)) => return self.on_stream(actor, call).await,
+                Located::Here(Target::Drop) => return self.on_drop(call).await,
                 Located::Elsewhere(node) => node,
+            };
+            if hop == Hop::Last {
+                return Err(not_here());
+            }
+            match self.inner.remote.call(&elsewhere, call.clone()).await {
+                Err(rejection) if rejection.code == liveshop_engine::ErrorCode::Unavailable => {
+                    if let Some(stream) = self.stream_of_call(&call) {
+                        self.inner.directory.placement().unreachable(&stream, &elsewhere);
+                    }
+                    if tries >= 2 {
+                        return Err(rejection);
+                    }
+                }
+                answered => return answered,
+            }
+        }
+    }
+
+    /// Where the actor a call is for runs.
+    async fn locate(&self, call: &Call) -> Result<Located<Target>, Rejection> {
+        let directory = &self.inner.directory;
+        Ok(match call.subject() {
+            Subject::Stream(tenant, stream) => match directory.stream(tenant, stream).await? {
+                Located::Here(actor) => Located::Here(Target::Stream(actor)),
+                Located::Elsewhere(node) => Located::Elsewhere(node),
             },
             Subject::Drop(tenant, drop) => match directory.drop(tenant, drop).await? {
-                Located::Here(_) => return self.on_drop(call).await,
-                Located::Elsewhere(node) => node,
+                Located::Here(_) => Located::Here(Target::Drop),
+                Located::Elsewhere(node) => Located::Elsewhere(node),
             },
-        };
-        match hop {
-            Hop::First => self.inner.remote.call(&elsewhere, call).await,
-            Hop::Last => Err(not_here()),
+        })
+    }
+
+    /// The stream a call is about (a drop's, for drop calls), when known here.
+    fn stream_of_call(&self, call: &Call) -> Option<StreamId> {
+        match call.subject() {
+            Subject::Stream(_, stream) => Some(stream.clone()),
+            Subject::Drop(_, drop) => self.inner.directory.known_stream_of(drop),
         }
     }
 
@@ -657,6 +698,10 @@ impl Engine {
             }
         };
         let RemoteSnapshot { epoch, seq, state } = snapshot;
+        let backlog = match resume {
+            Some((epoch, since)) => fanout.bus().backlog(stream, epoch, since).await,
+            None => None,
+        };
         hub.join(
             stream,
             Join {
@@ -668,6 +713,7 @@ impl Engine {
                     seq,
                     state: Arc::from(state),
                 },
+                backlog,
             },
         );
         Ok(JoinReply { epoch, seq })

@@ -40,6 +40,10 @@ pub trait Placement: Send + Sync + 'static {
     /// the directory stops their actors here.
     fn on_lost(&self, lost: mpsc::UnboundedSender<StreamId>);
 
+    /// A call relayed to `node`, which placement named as `stream`'s owner, found nobody there:
+    /// forget what was learnt of the stream's owner, so the next placement asks again.
+    fn unreachable(&self, _stream: &StreamId, _node: &str) {}
+
     /// The streams placed on this node now (a planned shutdown stops their actors, then
     /// releases each).
     fn held(&self) -> Vec<StreamId>;

@@ -56,8 +56,16 @@ pub struct Session {
     session: SessionId,
     conn: Subscriber,
     joined: HashSet<StreamId>,
+    /// Re-joins that failed with `unavailable` and are retried, by stream: how many so far.
+    rejoining: std::collections::HashMap<StreamId, u32>,
     _alive: AliveGuard,
 }
+
+/// Retries of a re-join that fails with `unavailable` (the stream's owner is changing, in cluster
+/// mode), [`REJOIN_RETRY`] apart: about 20 s in all, well past a failover's `2 × lease`.
+const REJOIN_RETRIES: u32 = 40;
+/// Pause between two tries of a re-join.
+const REJOIN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Session {
     /// Starts a session: registers it with the engine (private frames for its user, the operator's
@@ -80,6 +88,7 @@ impl Session {
             session: args.session,
             conn: args.conn,
             joined: HashSet::new(),
+            rejoining: std::collections::HashMap::new(),
             _alive: AliveGuard::new(kind::SESSION),
         }
     }
@@ -108,12 +117,31 @@ impl Session {
                 }
             }
             SessionMsg::Rejoin(stream) => {
-                if self.joined.contains(&stream)
-                    && let Err(rejection) = self.join(None, stream.clone(), None).await
-                {
-                    tracing::warn!(session_id = %self.session, stream_id = %stream, error = %rejection, "re-join after stream restart failed");
-                    self.joined.remove(&stream);
-                    self.refuse(None, &rejection).await;
+                if !self.joined.contains(&stream) {
+                    return;
+                }
+                match self.join(None, stream.clone(), None).await {
+                    Ok(()) => {
+                        self.rejoining.remove(&stream);
+                    }
+                    Err(rejection)
+                        if rejection.code == ErrorCode::Unavailable
+                            && self.rejoining.get(&stream).copied().unwrap_or(0) < REJOIN_RETRIES =>
+                    {
+                        // The stream's owner is changing: stay joined and try again shortly.
+                        *self.rejoining.entry(stream.clone()).or_default() += 1;
+                        let conn = self.conn.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(REJOIN_RETRY).await;
+                            conn.rejoin(&stream);
+                        });
+                    }
+                    Err(rejection) => {
+                        tracing::warn!(session_id = %self.session, stream_id = %stream, error = %rejection, "re-join after stream restart failed");
+                        self.rejoining.remove(&stream);
+                        self.joined.remove(&stream);
+                        self.refuse(None, &rejection).await;
+                    }
                 }
             }
             SessionMsg::Crash => panic!("fault injection: session crash requested"),

@@ -287,6 +287,16 @@ impl Bus for RedisBus {
         self.shared.watched.remove(stream);
         self.shared.unsubscribe(stream).await
     }
+
+    async fn backlog(&self, stream: &StreamId, epoch: u64, since: u64) -> Option<Vec<StreamEvent>> {
+        match self.shared.history.since(stream, epoch, since).await {
+            Ok(events) => events,
+            Err(err) => {
+                tracing::warn!(stream_id = %stream, error = %err, "the history could not be read for a resume");
+                None
+            }
+        }
+    }
 }
 
 fn unavailable(why: &'static str) -> BusError {

@@ -295,6 +295,10 @@ impl Placement for Leases {
         });
     }
 
+    fn unreachable(&self, stream: &StreamId, node: &str) {
+        self.owners.remove_if(stream, |_, (owner, _)| owner == node);
+    }
+
     fn on_lost(&self, lost: mpsc::UnboundedSender<StreamId>) {
         *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(lost);
     }

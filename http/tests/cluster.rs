@@ -207,6 +207,27 @@ async fn say(ws: &mut WsClient, stream: &str, text: &str, seen: &mut Vec<Value>)
     }
 }
 
+/// Like [`say`], retrying (as a client does) while the answer is `unavailable`: the stream's
+/// owner is changing.
+async fn say_until_answered(ws: &mut WsClient, stream: &str, text: &str, seen: &mut Vec<Value>) {
+    let deadline = Instant::now() + FAILOVER_PATIENCE;
+    loop {
+        ws.send_json(&json!({ "op": "chat", "stream": stream, "text": text, "ref": text }))
+            .await;
+        loop {
+            let frame = ws.next_json().await;
+            match frame["type"].as_str() {
+                Some("ok") if frame["ref"] == text => return,
+                Some("error") if frame["code"] == "unavailable" => break,
+                Some("error") => panic!("chat {text:?} refused: {frame}"),
+                _ => seen.push(frame),
+            }
+        }
+        assert!(Instant::now() < deadline, "chat {text:?} never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Reads until a chat event with `text` arrived; returns every ordered event read, in order.
 async fn until_chat(ws: &mut WsClient, text: &str, seen: &mut Vec<Value>) {
     if seen.iter().any(|f| f["data"]["text"] == text) {
@@ -464,12 +485,10 @@ async fn killing_the_owner_mid_rush_oversells_nothing_and_loses_no_answered_rese
     assert_eq!(counts["remaining"], 0, "{counts}");
 
     // Viewers on the surviving nodes kept their connection and get events again.
-    let reporter = &mut watchers[0].1;
-    let mut seen = Vec::new();
-    say(reporter, &show.stream, "after the failover", &mut seen).await;
-    for (node, ws) in &mut watchers {
-        let mut feed = Vec::new();
-        until_chat(ws, "after the failover", &mut feed).await;
+    let mut feeds: Vec<Vec<Value>> = vec![Vec::new(); watchers.len()];
+    say_until_answered(&mut watchers[0].1, &show.stream, "after the failover", &mut feeds[0]).await;
+    for ((node, ws), feed) in watchers.iter_mut().zip(&mut feeds) {
+        until_chat(ws, "after the failover", feed).await;
         assert!(
             killed.elapsed() < FAILOVER_PATIENCE + Duration::from_secs(20),
             "node {node}'s viewer got events again only after {:?}",

@@ -90,6 +90,14 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Stops receiving `stream`'s messages on this node (its last viewer left, or it ended).
     async fn unwatch(&self, stream: &StreamId) -> Result<(), BusError>;
+
+    /// The ordered events of `epoch` after `since`, from a history kept beyond this node (a
+    /// client resuming on a node whose ring does not reach back that far); `None` when there is
+    /// no such history or it does not cover them. Only after [`Bus::watch`], so nothing falls
+    /// between the backlog and the live feed.
+    async fn backlog(&self, _stream: &StreamId, _epoch: u64, _since: u64) -> Option<Vec<StreamEvent>> {
+        None
+    }
 }
 
 /// The bus of one process: publishing hands the message straight to the hubs of the nodes it

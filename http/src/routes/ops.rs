@@ -57,7 +57,8 @@ async fn probe(state: &AppState) -> Report {
 }
 
 async fn redis_ping(link: &liveshop_cluster::link::Link) -> bool {
-    let attempt = link.query::<String>("ping", &redis::cmd("PING"));
+    let ping = redis::cmd("PING");
+    let attempt = link.query::<String>("ping", &ping);
     matches!(
         tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
         Ok(Ok(ref pong)) if pong == "PONG"
