@@ -243,7 +243,9 @@ impl Directory {
             Placed::Elsewhere(node) => Ok(Located::Elsewhere(node)),
             Placed::Here(fence) => {
                 self.stream(tenant, &stream).await?;
-                self.start_drop(tenant, drop, fence).await.map(Located::Here)
+                self.start_drop(tenant, drop, fence)
+                    .await
+                    .map(Located::Here)
             }
         }
     }
@@ -349,11 +351,16 @@ impl Directory {
             .collect();
         for drop in drops {
             if let Some(addr) = self.drops.existing(&drop).and_then(|slot| slot.running()) {
-                addr.actor().stop(Some("its stream runs on another node".into()));
+                addr.actor()
+                    .stop(Some("its stream runs on another node".into()));
                 stopped += 1;
             }
         }
-        if let Some(addr) = self.streams.existing(stream).and_then(|slot| slot.running()) {
+        if let Some(addr) = self
+            .streams
+            .existing(stream)
+            .and_then(|slot| slot.running())
+        {
             self.moving.insert(stream.clone());
             addr.actor().stop(Some("it runs on another node".into()));
             stopped += 1;

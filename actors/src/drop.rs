@@ -384,9 +384,7 @@ impl DropState {
         self.storing_status = true;
         let fence = self.fence.clone();
         self.write_under_lock(myself, move |store, drop| async move {
-            let result = store
-                .set_drop_status(&drop, status, None, &fence)
-                .await;
+            let result = store.set_drop_status(&drop, status, None, &fence).await;
             DropMsg::StatusStored(result.map(|()| status))
         });
     }
@@ -597,12 +595,7 @@ impl Actor for DropActor {
                 }
             }
             DropMsg::Pay(id, reply) => {
-                let result = match state
-                    .caps
-                    .store
-                    .mark_claim_paid(&id, &state.fence)
-                    .await
-                {
+                let result = match state.caps.store.mark_claim_paid(&id, &state.fence).await {
                     Ok(Some(paid)) => {
                         state.book.apply_paid(&paid);
                         notify_claim(state.caps.notifier.as_ref(), &paid.tenant, &paid);

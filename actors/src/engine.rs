@@ -25,14 +25,14 @@ use crate::connection::Subscriber;
 use crate::directory::{Capabilities, Directory, Located, ensure};
 use crate::drop::{ClaimOutcome, DropMsg};
 use crate::fanout::Fanout;
+use crate::fanout::hub::{Join, Snapshot};
 use crate::inbox::{SessionInbox, SessionMsg};
 use crate::mailbox::{AskError, Depth};
 use crate::metrics::kind;
-use crate::fanout::hub::{Join, Snapshot};
 use crate::persister::{Persister, PersisterMsg, PersisterPort, PersisterStores};
 use crate::placement::{Local, Placement};
-use crate::remote::{Answer, Call, Nowhere, Remote, RemoteSnapshot, Subject};
 use crate::recovery;
+use crate::remote::{Answer, Call, Nowhere, Remote, RemoteSnapshot, Subject};
 use crate::stream::{JoinReply, StreamMsg};
 use crate::supervise::{ActorChild, Supervisor, SupervisorArgs};
 use crate::tree::ActorTree;
@@ -475,7 +475,10 @@ impl Engine {
             match self.inner.remote.call(&elsewhere, call.clone()).await {
                 Err(rejection) if rejection.code == liveshop_engine::ErrorCode::Unavailable => {
                     if let Some(stream) = self.stream_of_call(&call) {
-                        self.inner.directory.placement().unreachable(&stream, &elsewhere);
+                        self.inner
+                            .directory
+                            .placement()
+                            .unreachable(&stream, &elsewhere);
                     }
                     if tries >= 2 {
                         return Err(rejection);
@@ -566,10 +569,7 @@ impl Engine {
                 actor.cast(StreamMsg::React(emoji));
                 Ok(Answer::Done)
             }
-            Call::Snapshot { .. } => actor
-                .ask(StreamMsg::Snapshot)
-                .await?
-                .map(Answer::Snapshot),
+            Call::Snapshot { .. } => actor.ask(StreamMsg::Snapshot).await?.map(Answer::Snapshot),
             Call::CloseDrop { .. } | Call::Claim { .. } | Call::Pay { .. } => {
                 Err(Answer::mismatch(call.name()))
             }
@@ -665,7 +665,9 @@ impl Engine {
             tracing::warn!(stream_id = %stream, error = %err, "could not watch a stream on the bus");
             Rejection::new(liveshop_engine::ErrorCode::Unavailable, "stream feed unavailable; retry")
         })?;
-        let node = match self.inner.directory.stream(tenant, stream).await? {
+        let located = self.inner.directory.stream(tenant, stream).await;
+        tracing::debug!(stream_id = %stream, here = matches!(located, Ok(Located::Here(_))), "joining");
+        let node = match located? {
             Located::Here(actor) => {
                 return actor
                     .ask(|reply| StreamMsg::Join {
@@ -733,10 +735,9 @@ impl Engine {
                     Located::Elsewhere(_) => return Err(not_here()),
                 }
             }
-            FaultTarget::Drop(tenant, drop) => self
-                .drop_here(&tenant, &drop)
-                .await?
-                .cast(DropMsg::Crash),
+            FaultTarget::Drop(tenant, drop) => {
+                self.drop_here(&tenant, &drop).await?.cast(DropMsg::Crash)
+            }
             FaultTarget::Session(session) => self
                 .inner
                 .sessions
@@ -796,7 +797,9 @@ impl Engine {
         }
         // Each actor stops after the message it is handling; give them a moment to finish.
         let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
-        while streams.iter().any(|s| self.inner.directory.stream_is_running(s))
+        while streams
+            .iter()
+            .any(|s| self.inner.directory.stream_is_running(s))
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;

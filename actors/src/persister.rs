@@ -245,16 +245,23 @@ impl PersisterState {
                 match written {
                     Ok(()) => {}
                     Err((lost, StorageError::Fenced { scope, token })) => {
-                        tracing::warn!(scope, token, messages = lost.len(),
-                            "chat of a stream now owned by another node was not stored");
-                        ::metrics::counter!("liveshop_chat_fenced_total").increment(lost.len() as u64);
+                        tracing::warn!(
+                            scope,
+                            token,
+                            messages = lost.len(),
+                            "chat of a stream now owned by another node was not stored"
+                        );
+                        ::metrics::counter!("liveshop_chat_fenced_total")
+                            .increment(lost.len() as u64);
                     }
                     Err((failed, err)) => {
                         tracing::error!(error = %err, source = ?std::error::Error::source(&err), "chat batch write failed; will retry");
                         let mut backlog = lock(&self.queue.0);
                         let unwritten = std::iter::once((fence, failed)).chain(runs);
                         let unwritten: Vec<_> = unwritten
-                            .flat_map(|(fence, rows)| rows.into_iter().map(move |m| (m, fence.clone())))
+                            .flat_map(|(fence, rows)| {
+                                rows.into_iter().map(move |m| (m, fence.clone()))
+                            })
                             .collect();
                         for message in unwritten.into_iter().rev() {
                             backlog.chat.push_front(message);

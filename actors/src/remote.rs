@@ -212,8 +212,15 @@ pub struct Nowhere;
 #[async_trait::async_trait]
 impl Remote for Nowhere {
     async fn call(&self, node: &str, call: Call) -> Result<Answer, Rejection> {
-        tracing::error!(node, call = call.name(), "a call was to be relayed, but this node runs alone");
-        Err(Rejection::new(ErrorCode::Unavailable, "stream is served by another node; retry"))
+        tracing::error!(
+            node,
+            call = call.name(),
+            "a call was to be relayed, but this node runs alone"
+        );
+        Err(Rejection::new(
+            ErrorCode::Unavailable,
+            "stream is served by another node; retry",
+        ))
     }
 }
 
@@ -278,7 +285,10 @@ mod tests {
         };
         let wire = serde_json::to_vec(&answer).unwrap();
         match serde_json::from_slice::<Answer>(&wire).unwrap() {
-            Answer::Claim { claim: back, created } => {
+            Answer::Claim {
+                claim: back,
+                created,
+            } => {
                 assert_eq!(back, claim());
                 assert!(created);
             }

@@ -120,13 +120,15 @@ impl Session {
                 if !self.joined.contains(&stream) {
                     return;
                 }
+                tracing::debug!(session_id = %self.session, stream_id = %stream, "re-joining");
                 match self.join(None, stream.clone(), None).await {
                     Ok(()) => {
                         self.rejoining.remove(&stream);
                     }
                     Err(rejection)
                         if rejection.code == ErrorCode::Unavailable
-                            && self.rejoining.get(&stream).copied().unwrap_or(0) < REJOIN_RETRIES =>
+                            && self.rejoining.get(&stream).copied().unwrap_or(0)
+                                < REJOIN_RETRIES =>
                     {
                         // The stream's owner is changing: stay joined and try again shortly.
                         *self.rejoining.entry(stream.clone()).or_default() += 1;

@@ -419,6 +419,11 @@ impl StreamStore for MemoryStore {
         }
     }
 
+    async fn fence_of(&self, scope: &str) -> StorageResult<Option<u64>> {
+        self.count("fence_of")?;
+        Ok(self.tables().fences.get(scope).copied())
+    }
+
     async fn take_fence(&self, scope: &str) -> StorageResult<u64> {
         self.write("take_fence").await?;
         let mut t = self.tables();

@@ -90,30 +90,34 @@ const REMOVED_TTL_SECS: u64 = 3600;
 const PUBLISH_SCRIPT: &str = r"
 local hist, meta, channel = KEYS[1], KEYS[2], KEYS[3]
 local keep = ARGV[1]
-local epoch = redis.call('HGET', meta, 'epoch')
+local epoch = tonumber(redis.call('HGET', meta, 'epoch') or '0')
 local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
 local published = 0
 local removed = false
 for i = 4, #ARGV, 5 do
   local kind, e, s, head, body = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local send = true
-  if kind == 'o' then
+  local en = tonumber(e)
+  if (kind == 'o' or kind == 'e') and en < epoch then
+    -- An older epoch's owner that lost the stream meanwhile: never published, never kept.
+    send = false
+  elseif kind == 'o' then
     local n = tonumber(s)
-    if e == epoch and n <= seq then
+    if en == epoch and n <= seq then
       send = false
     else
-      if e ~= epoch or n ~= seq + 1 then
+      if en ~= epoch or n ~= seq + 1 then
         redis.call('DEL', hist)
       end
       redis.call('XADD', hist, 'MAXLEN', '~', keep, s .. '-0', 'e', e, 's', s, 'b', body)
       redis.call('HSET', meta, 'epoch', e, 'seq', s)
-      epoch, seq = e, n
+      epoch, seq = en, n
     end
   elseif kind == 'e' then
-    if e ~= epoch then
+    if en ~= epoch then
       redis.call('DEL', hist)
       redis.call('HSET', meta, 'epoch', e, 'seq', 0)
-      epoch, seq = e, 0
+      epoch, seq = en, 0
     end
   elseif kind == 'x' then
     removed = true

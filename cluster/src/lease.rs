@@ -37,7 +37,9 @@ pub const OWNER_CHANGES: &str = "liveshop_owner_changes_total";
 /// requests find its new owner after at most this).
 const OWNER_MEMORY: Duration = Duration::from_secs(1);
 
-/// Renews the lease if this node holds it: 1 renewed, 0 held by another node, -1 gone.
+/// Renews the lease if this node holds it: 1 renewed, 0 held by another node, -1 it was gone
+/// and is this node's again (set anew: Redis restarted empty, or the lease lapsed while Redis
+/// was out of reach); the caller then checks that nobody took the stream meanwhile.
 const RENEW: &str = r#"
 local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] then
@@ -46,6 +48,7 @@ if owner == ARGV[1] then
 elseif owner then
   return 0
 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return -1
 "#;
 
@@ -74,6 +77,9 @@ pub struct Leases {
     owners: DashMap<StreamId, (String, Instant)>,
     /// One acquisition at a time, so two requests for a free stream never take two tokens.
     acquiring: tokio::sync::Mutex<()>,
+    /// When a Redis call of this node last failed: for a lease after Redis is back, free
+    /// streams are left to their previous owners, which set their vanished leases again.
+    redis_failed_at: Mutex<Option<Instant>>,
     /// Set by a planned shutdown: this node takes no stream any more.
     draining: std::sync::atomic::AtomicBool,
     lost: Mutex<Option<mpsc::UnboundedSender<StreamId>>>,
@@ -99,6 +105,7 @@ impl Leases {
             owners: DashMap::new(),
             acquiring: tokio::sync::Mutex::new(()),
             draining: std::sync::atomic::AtomicBool::new(false),
+            redis_failed_at: Mutex::new(None),
             lost: Mutex::new(None),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
@@ -141,19 +148,39 @@ impl Leases {
             call.arg(&self.node).arg(self.lease_ms());
             match self.link.script::<i64>("lease_renew", &call).await {
                 Ok(1) => {}
-                Ok(answer) => {
-                    let why = if answer == 0 {
-                        "another node holds its lease"
-                    } else {
-                        "its lease lapsed"
-                    };
-                    tracing::warn!(stream_id = %stream, node_id = %self.node, why, "lost a stream");
+                Ok(-1) => self.reclaim(&stream).await,
+                Ok(_) => {
+                    tracing::warn!(stream_id = %stream, node_id = %self.node, "lost a stream: another node holds its lease");
                     self.lose(&stream);
                 }
                 // Redis unreachable: keep serving what this node owns (fencing guards storage).
                 Err(err) => {
+                    self.redis_failed();
                     tracing::warn!(error = %err, "could not renew a lease; keeping the stream");
                 }
+            }
+        }
+    }
+
+    /// The lease had vanished and is set again for this node: it keeps the stream only if no
+    /// other node took a fencing token for it meanwhile (else that node may have written, and
+    /// this node's view of the stream is stale).
+    async fn reclaim(&self, stream: &StreamId) {
+        let Some(mine) = self.held.get(stream).map(|h| h.token) else {
+            return;
+        };
+        match self.fences.fence_of(stream.as_str()).await {
+            Ok(Some(token)) if token == mine => {
+                tracing::info!(stream_id = %stream, node_id = %self.node, token, "lease set again after it vanished; nobody took the stream meanwhile");
+            }
+            Ok(other) => {
+                tracing::warn!(stream_id = %stream, node_id = %self.node, mine, highest = ?other, "lost a stream: another node took it while the lease was gone");
+                self.lose(stream);
+                self.release_in_redis(stream).await;
+            }
+            // Storage cannot tell: keep serving; storage refuses the writes if it was taken.
+            Err(err) => {
+                tracing::warn!(stream_id = %stream, error = %err, "could not check a stream's fence after its lease vanished; keeping it");
             }
         }
     }
@@ -173,19 +200,24 @@ impl Leases {
             return Ok(Placed::Here(Fence::owner(stream.as_str(), held.token)));
         }
         let key = keys::lease(stream);
-        let draining = self.draining.load(std::sync::atomic::Ordering::Relaxed);
+        let recovering = self
+            .redis_failed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < self.lease);
+        let draining = self.draining.load(std::sync::atomic::Ordering::Relaxed) || recovering;
         for _ in 0..2 {
             if draining {
                 let owner: Option<String> = self
                     .link
                     .query("lease_owner", redis::cmd("GET").arg(&key))
                     .await
-                    .map_err(|e| unreachable_coordination(&e))?;
+                    .map_err(|e| self.unreachable(&e))?;
                 return match owner {
                     Some(owner) if owner != self.node => Ok(Placed::Elsewhere(owner)),
                     _ => Err(Rejection::new(
                         ErrorCode::Unavailable,
-                        "this node is shutting down and the stream's next owner is not known yet; retry",
+                        "the stream's owner is not known yet; retry",
                     )),
                 };
             }
@@ -199,7 +231,7 @@ impl Leases {
                 .link
                 .query("lease_take", &set)
                 .await
-                .map_err(|e| unreachable_coordination(&e))?;
+                .map_err(|e| self.unreachable(&e))?;
             if taken.is_some() {
                 return self.took(stream).await;
             }
@@ -207,7 +239,7 @@ impl Leases {
                 .link
                 .query("lease_owner", redis::cmd("GET").arg(&key))
                 .await
-                .map_err(|e| unreachable_coordination(&e))?;
+                .map_err(|e| self.unreachable(&e))?;
             match owner {
                 // A lease of this node's id that this process does not hold: an earlier process
                 // with the same id. Take it over with a new token.
@@ -255,6 +287,21 @@ impl Leases {
         if let Err(err) = self.link.script::<i64>("lease_release", &call).await {
             tracing::warn!(stream_id = %stream, error = %err, "could not release a lease; it lapses by itself");
         }
+    }
+}
+
+impl Leases {
+    fn redis_failed(&self) {
+        *self
+            .redis_failed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// [`unreachable_coordination`], remembering that Redis failed.
+    fn unreachable(&self, err: &crate::link::LinkError) -> Rejection {
+        self.redis_failed();
+        unreachable_coordination(err)
     }
 }
 

@@ -55,7 +55,12 @@ fn now_ms() -> i64 {
 
 impl Nodes {
     /// Starts writing this node's heartbeat every third of `lease`, with counts from `stats`.
-    pub fn start(link: Link, node: String, lease: Duration, stats: Arc<dyn NodeStats>) -> Arc<Self> {
+    pub fn start(
+        link: Link,
+        node: String,
+        lease: Duration,
+        stats: Arc<dyn NodeStats>,
+    ) -> Arc<Self> {
         let nodes = Arc::new(Self {
             link,
             node,
@@ -92,7 +97,13 @@ impl Nodes {
         };
         let json = serde_json::to_string(&me).unwrap_or_default();
         self.link
-            .query::<()>("node_heartbeat", redis::cmd("HSET").arg(keys::NODES).arg(&self.node).arg(json))
+            .query::<()>(
+                "node_heartbeat",
+                redis::cmd("HSET")
+                    .arg(keys::NODES)
+                    .arg(&self.node)
+                    .arg(json),
+            )
             .await?;
         let all = self.read().await?;
         let alive = all.iter().filter(|n| self.alive(n)).count();
@@ -101,7 +112,10 @@ impl Nodes {
         for gone in all.iter().filter(|n| now_ms() - n.seen_ms > forget) {
             let _ = self
                 .link
-                .query::<()>("node_forget", redis::cmd("HDEL").arg(keys::NODES).arg(&gone.id))
+                .query::<()>(
+                    "node_forget",
+                    redis::cmd("HDEL").arg(keys::NODES).arg(&gone.id),
+                )
                 .await;
         }
         Ok(())
@@ -124,7 +138,12 @@ impl Nodes {
 
     /// The nodes that wrote a heartbeat within the last `2 × lease`, by id.
     pub async fn list(&self) -> Result<Vec<NodeInfo>, LinkError> {
-        let mut alive: Vec<NodeInfo> = self.read().await?.into_iter().filter(|n| self.alive(n)).collect();
+        let mut alive: Vec<NodeInfo> = self
+            .read()
+            .await?
+            .into_iter()
+            .filter(|n| self.alive(n))
+            .collect();
         alive.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(alive)
     }
@@ -133,7 +152,10 @@ impl Nodes {
     pub async fn leave(&self) {
         let _ = self
             .link
-            .query::<()>("node_leave", redis::cmd("HDEL").arg(keys::NODES).arg(&self.node))
+            .query::<()>(
+                "node_leave",
+                redis::cmd("HDEL").arg(keys::NODES).arg(&self.node),
+            )
             .await;
     }
 }

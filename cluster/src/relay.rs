@@ -211,7 +211,8 @@ fn receive(
                 return;
             };
             let (link, node) = (link.clone(), node.to_owned());
-            let span = tracing::info_span!("relayed", node_id = %node, from = %from, call = call.name());
+            let span =
+                tracing::info_span!("relayed", node_id = %node, from = %from, call = call.name());
             let serve = async move {
                 let result = engine.serve(call).await;
                 let answer = Envelope::Answer { id, result };

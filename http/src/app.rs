@@ -70,7 +70,10 @@ impl Application {
         let (engine, cluster) = match &config.redis_url {
             None => {
                 let fanout = Fanout::in_process(resume_buffer);
-                (Engine::start(store.clone(), fanout, engine_config).await?, None)
+                (
+                    Engine::start(store.clone(), fanout, engine_config).await?,
+                    None,
+                )
             }
             Some(url) => {
                 let (node, fanout, cluster) =

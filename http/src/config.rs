@@ -338,7 +338,9 @@ impl Config {
         if let Some(id) = &self.node_id
             && (id.is_empty()
                 || id.len() > 64
-                || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
         {
             return Err(ConfigError::NodeId(id.clone()));
         }

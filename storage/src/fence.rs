@@ -51,6 +51,20 @@ pub(crate) async fn check(conn: &mut AnyConnection, fence: &Fence) -> StorageRes
 }
 
 impl SqlStore {
+    /// The highest token of `scope` (see `StreamStore::fence_of`).
+    pub(crate) async fn read_fence(&self, scope: &str) -> StorageResult<Option<u64>> {
+        let row = sqlx::query("SELECT token FROM fences WHERE scope = $1")
+            .bind(scope)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|row| {
+            let token: i64 = sqlx::Row::try_get(&row, "token").map_err(unavailable)?;
+            u64::try_from(token).map_err(|err| StorageError::Unavailable(Box::new(err)))
+        })
+        .transpose()
+    }
+
     /// Raises `scope`'s token by one and returns it (see `StreamStore::take_fence`).
     pub(crate) async fn raise_fence(&self, scope: &str) -> StorageResult<u64> {
         let row = sqlx::query(TAKE_FENCE)

@@ -109,6 +109,10 @@ impl StreamStore for SqlStore {
     async fn take_fence(&self, scope: &str) -> StorageResult<u64> {
         self.raise_fence(scope).await
     }
+
+    async fn fence_of(&self, scope: &str) -> StorageResult<Option<u64>> {
+        self.read_fence(scope).await
+    }
 }
 
 #[async_trait]

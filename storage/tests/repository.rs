@@ -1315,7 +1315,11 @@ async fn case_taking_a_fence_refuses_the_previous_owner(store: &SqlStore) {
     assert_eq!(first, 1, "a scope never fenced starts at 1");
     let old = Fence::owner("str_1", first);
     store
-        .commit_claims(&drop, &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)], &old)
+        .commit_claims(
+            &drop,
+            &[claim("clm_1", "drp_1", "alice", 1, "k1", T0)],
+            &old,
+        )
         .await
         .unwrap();
     // A new owner takes the next token before writing anything: the old owner is refused at once.
@@ -1344,8 +1348,15 @@ async fn case_taking_a_fence_refuses_the_previous_owner(store: &SqlStore) {
         )
         .await
         .unwrap();
+    assert_eq!(store.fence_of("str_1").await.unwrap(), Some(9));
     assert_eq!(store.take_fence("str_1").await.unwrap(), 10);
-    assert_eq!(store.take_fence("str_2").await.unwrap(), 1, "scopes count apart");
+    assert_eq!(store.fence_of("str_1").await.unwrap(), Some(10));
+    assert_eq!(store.fence_of("str_3").await.unwrap(), None);
+    assert_eq!(
+        store.take_fence("str_2").await.unwrap(),
+        1,
+        "scopes count apart"
+    );
 }
 
 async fn case_stale_owner_is_fenced_off(store: &SqlStore) {

@@ -95,7 +95,12 @@ pub trait Bus: Send + Sync + 'static {
     /// client resuming on a node whose ring does not reach back that far); `None` when there is
     /// no such history or it does not cover them. Only after [`Bus::watch`], so nothing falls
     /// between the backlog and the live feed.
-    async fn backlog(&self, _stream: &StreamId, _epoch: u64, _since: u64) -> Option<Vec<StreamEvent>> {
+    async fn backlog(
+        &self,
+        _stream: &StreamId,
+        _epoch: u64,
+        _since: u64,
+    ) -> Option<Vec<StreamEvent>> {
         None
     }
 }

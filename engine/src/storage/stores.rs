@@ -97,6 +97,10 @@ pub trait StreamStore: Send + Sync + 'static {
     /// for it: from then on every write of the previous owner, which carries a lower token, is
     /// refused with [`StorageError::Fenced`](super::StorageError::Fenced).
     async fn take_fence(&self, scope: &str) -> StorageResult<u64>;
+    /// The highest fencing token of `scope` taken or written so far (`None`: never fenced). An
+    /// owner whose lease vanished (Redis restarted empty) keeps its stream only while this is
+    /// still its own token: nobody took the stream meanwhile.
+    async fn fence_of(&self, scope: &str) -> StorageResult<Option<u64>>;
 }
 
 /// Chat history of streams.

@@ -771,6 +771,19 @@ impl EngineProcess {
         }
     }
 
+    /// Every log line received so far (for a failing test's report).
+    pub fn lines_so_far(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child.id()).expect("pid fits")
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
