@@ -49,6 +49,7 @@ impl ClusterNode {
     ) -> anyhow::Result<(Self, Fanout, Cluster)> {
         let node_id = config.node_id();
         let link = Link::open(url)?;
+        crate::telemetry::describe_cluster_metrics();
         let hub = Arc::new(Hub::new(resume_buffer));
         let sink: Arc<dyn BusSink> = hub.clone();
         let bus = RedisBus::start(

@@ -97,4 +97,18 @@ pub fn describe_metrics() {
     metrics::counter!(m::SLOW_CONSUMERS).increment(0);
     metrics::counter!(m::BROADCAST_LAG).increment(0);
     metrics::counter!("liveshop_chat_dropped_total").increment(0);
+    metrics::counter!("liveshop_chat_fenced_total").increment(0);
+}
+
+/// Registers the cluster's metrics at zero (cluster mode only: a single node has no such series).
+pub fn describe_cluster_metrics() {
+    use liveshop_cluster::{bus, lease, nodes, relay};
+    metrics::gauge!(nodes::CLUSTER_NODES).set(1.0);
+    metrics::counter!(bus::MESSAGES_PUBLISHED).increment(0);
+    metrics::counter!(bus::MESSAGES_RECEIVED).increment(0);
+    // Drops move with their stream: one change of a stream's owner moves its drops too.
+    metrics::counter!(lease::OWNER_CHANGES, "kind" => "stream").increment(0);
+    for outcome in ["ok", "refused", "unavailable"] {
+        metrics::counter!(relay::RELAY_REQUESTS, "outcome" => outcome).increment(0);
+    }
 }

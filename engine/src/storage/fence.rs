@@ -6,7 +6,7 @@
 ///
 /// - Single-node mode passes [`Fence::Unfenced`]: one process owns every stream, there is nobody
 ///   to fence off, and storage does no extra work (no extra query, no extra row).
-/// - Cluster mode (issue 14) passes [`Fence::Owner`] with the token of the lease the node holds
+/// - Cluster mode passes [`Fence::Owner`] with the token of the lease the node holds
 ///   for `scope`. Issuing tokens (a counter that grows with every new lease, e.g. in Redis) and
 ///   choosing the scope are cluster mode's job; storage only compares them: it keeps, per scope,
 ///   the highest token that has written, and in the same transaction as the write refuses a lower
