@@ -195,6 +195,7 @@ impl Directory {
             tree: self.caps.tree.clone(),
         };
         let (tenant_id, stream_id) = (tenant.clone(), stream.clone());
+        let continue_from = self.caps.placement.take_continuation(stream);
         let place = StreamPlace {
             registered: Registered::new(self.streams.clone(), tenant.clone(), stream.clone()),
             fanout: self.caps.fanout.clone(),
@@ -212,6 +213,9 @@ impl Directory {
                 tenant: tenant_id.clone(),
                 stream: stream_id.clone(),
                 fence: fence.clone(),
+                // Only the first incarnation continues; one restarted after a failure begins a
+                // new epoch, as on a single node.
+                continue_from: if restarted { None } else { continue_from },
                 restarted,
                 depth,
             }),

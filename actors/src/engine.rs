@@ -805,8 +805,9 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.flush().await;
+        let complete = self.inner.fanout.bus().flush(SHUTDOWN_WAIT).await;
         for stream in &streams {
-            placement.released(stream);
+            placement.hand_over(stream, complete).await;
         }
         streams.len()
     }

@@ -40,6 +40,20 @@ pub trait Placement: Send + Sync + 'static {
     /// the directory stops their actors here.
     fn on_lost(&self, lost: mpsc::UnboundedSender<StreamId>);
 
+    /// Where the previous owner left off, when it handed `stream` over in order (a planned
+    /// shutdown with its whole history published): `(epoch, seq)` to continue from, so viewers
+    /// see no new epoch. Taken once: a later start of the stream begins a new epoch.
+    fn take_continuation(&self, _stream: &StreamId) -> Option<(u64, u64)> {
+        None
+    }
+
+    /// This node hands `stream` over (a planned shutdown; its actors have stopped and its chat
+    /// is written): release it, saying whether its history is complete, so the next owner may
+    /// continue its epoch.
+    async fn hand_over(&self, stream: &StreamId, _history_complete: bool) {
+        self.released(stream);
+    }
+
     /// A call relayed to `node`, which placement named as `stream`'s owner, found nobody there:
     /// forget what was learnt of the stream's owner, so the next placement asks again.
     fn unreachable(&self, _stream: &StreamId, _node: &str) {}

@@ -89,6 +89,9 @@ pub struct StreamArgs {
     pub stream: StreamId,
     /// What its writes carry: the owner's token in cluster mode.
     pub fence: Fence,
+    /// The epoch and last seq to continue from (a stream handed over in order by its previous
+    /// owner node); `None` begins a new epoch.
+    pub continue_from: Option<(u64, u64)>,
     /// True when restarting after a failure: subscribers are told to re-join.
     pub restarted: bool,
     /// Its mailbox counter.
@@ -478,7 +481,10 @@ impl Actor for StreamActor {
             Some(r) if r.tenant == args.tenant => r,
             _ => return Err(Box::new(StartError::NotFound("stream"))),
         };
-        let epoch = store.streams.next_epoch(&args.stream).await?;
+        let (epoch, seq) = match args.continue_from {
+            Some(at) => at,
+            None => (store.streams.next_epoch(&args.stream).await?, 0),
+        };
         let limits = args.caps.limits;
         let recent_chat = store
             .chat
@@ -494,7 +500,7 @@ impl Actor for StreamActor {
         );
         Ok(StreamState {
             depth: args.depth,
-            log: EventLog::new(args.stream.clone(), epoch),
+            log: EventLog::continuing(args.stream.clone(), epoch, seq),
             book: StreamBook::restore(record, drops, recent_chat, limits),
             caps: args.caps,
             fence: args.fence,

@@ -39,6 +39,7 @@ async fn live_stream(limits: Limits) -> ActorRef<StreamMsg> {
         tenant: TenantId::from_trusted("ten_1"),
         stream: StreamId::from_trusted("str_1"),
         fence: liveshop_engine::storage::Fence::Unfenced,
+        continue_from: None,
         restarted: false,
         depth: Depth::new(kind::STREAM),
     };

@@ -37,7 +37,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -195,6 +195,8 @@ impl RedisBus {
             subscription,
             ever_connected: AtomicBool::new(false),
             recent: DashMap::new(),
+            enqueued: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
             options,
             script: redis::Script::new(PUBLISH_SCRIPT),
         });
@@ -242,7 +244,20 @@ impl Drop for RedisBus {
 #[async_trait::async_trait]
 impl Bus for RedisBus {
     fn publish(&self, stream: &StreamId, message: BusMessage) {
+        self.shared.enqueued.fetch_add(1, Ordering::SeqCst);
         let _ = self.outgoing.send((stream.clone(), message));
+    }
+
+    async fn flush(&self, within: Duration) -> bool {
+        let target = self.shared.enqueued.load(Ordering::SeqCst);
+        let deadline = Instant::now() + within;
+        while self.shared.settled.load(Ordering::SeqCst) < target {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Cheap when the stream is already watched and subscribed. Before the subscriber's first
@@ -357,6 +372,10 @@ enum Offer {
 }
 
 struct Shared {
+    /// Messages handed to `publish` so far.
+    enqueued: AtomicU64,
+    /// Messages Redis has taken so far (they are in order, so all up to this count).
+    settled: AtomicU64,
     node_id: String,
     link: Link,
     history: History,
@@ -520,6 +539,8 @@ impl Shared {
             match result {
                 Ok(published) => {
                     metrics::counter!(MESSAGES_PUBLISHED).increment(published);
+                    self.settled
+                        .fetch_add(messages.len() as u64, Ordering::SeqCst);
                     self.remember(&stream, &messages);
                 }
                 Err(error) => {

@@ -7,6 +7,7 @@
 //! | `liveshop:{s}:hist` | stream | its recent ordered events (field `e` epoch, `s` seq, `b` bytes) |
 //! | `liveshop:{s}:meta` | hash | `epoch`, `seq`: the last ordered event in the history |
 //! | `liveshop:{s}:lease` | string | the owner node's id, with the lease's expiry |
+//! | `liveshop:{s}:handover` | string | set for a minute by an owner that handed the stream over in order |
 //! | `liveshop:{s}:viewers` | hash | per node, `count:unix_ms` |
 //! | `liveshop:nodes` | hash | per node, its heartbeat (JSON) |
 //! | `liveshop:node:<id>:rpc` | channel | requests relayed to that node, and answers to its requests |
@@ -44,6 +45,12 @@ pub fn meta(stream: &StreamId) -> String {
 /// The owner lease of a stream.
 pub fn lease(stream: &StreamId) -> String {
     format!("{PREFIX}:{{{stream}}}:lease")
+}
+
+/// Set by an owner that handed the stream over in order (its whole history published): the next
+/// owner continues the epoch of the history's meta instead of beginning a new one.
+pub fn handover(stream: &StreamId) -> String {
+    format!("{PREFIX}:{{{stream}}}:handover")
 }
 
 /// Per-node viewer counts of a stream.

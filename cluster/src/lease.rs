@@ -73,6 +73,8 @@ pub struct Leases {
     lease: Duration,
     fences: Arc<dyn StreamStore>,
     held: DashMap<StreamId, Held>,
+    /// Where a stream handed over to this node in order continues, until its actor starts.
+    continuations: DashMap<StreamId, (u64, u64)>,
     /// Owners of other nodes' streams, and when that was learnt.
     owners: DashMap<StreamId, (String, Instant)>,
     /// One acquisition at a time, so two requests for a free stream never take two tokens.
@@ -102,6 +104,7 @@ impl Leases {
             lease,
             fences,
             held: DashMap::new(),
+            continuations: DashMap::new(),
             owners: DashMap::new(),
             acquiring: tokio::sync::Mutex::new(()),
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -263,6 +266,7 @@ impl Leases {
     async fn took(&self, stream: &StreamId) -> Result<Placed, Rejection> {
         match self.fences.take_fence(stream.as_str()).await {
             Ok(token) => {
+                self.continuation(stream).await;
                 self.held.insert(stream.clone(), Held { token });
                 self.owners.remove(stream);
                 metrics::counter!(OWNER_CHANGES, "kind" => "stream").increment(1);
@@ -278,6 +282,42 @@ impl Leases {
                     "storage unavailable; retry",
                 ))
             }
+        }
+    }
+
+    /// Reads (and consumes) the previous owner's hand-over mark: with it, the stream continues
+    /// the epoch and seq of its history.
+    async fn continuation(&self, stream: &StreamId) {
+        let marked: Option<String> = match self
+            .link
+            .query(
+                "handover_take",
+                redis::cmd("GETDEL").arg(keys::handover(stream)),
+            )
+            .await
+        {
+            Ok(marked) => marked,
+            Err(err) => {
+                tracing::warn!(stream_id = %stream, error = %err, "could not read a hand-over mark; a new epoch begins");
+                return;
+            }
+        };
+        if marked.is_none() {
+            return;
+        }
+        let head: Result<(Option<u64>, Option<u64>), _> = self
+            .link
+            .query(
+                "handover_head",
+                redis::cmd("HMGET")
+                    .arg(keys::meta(stream))
+                    .arg("epoch")
+                    .arg("seq"),
+            )
+            .await;
+        if let Ok((Some(epoch), Some(seq))) = head {
+            tracing::info!(stream_id = %stream, epoch, seq, "handed over in order: the epoch continues");
+            self.continuations.insert(stream.clone(), (epoch, seq));
         }
     }
 
@@ -340,6 +380,27 @@ impl Placement for Leases {
                 tracing::warn!(stream_id = %stream, error = %err, "could not release a lease; it lapses by itself");
             }
         });
+    }
+
+    fn take_continuation(&self, stream: &StreamId) -> Option<(u64, u64)> {
+        self.continuations.remove(stream).map(|(_, at)| at)
+    }
+
+    async fn hand_over(&self, stream: &StreamId, history_complete: bool) {
+        if self.held.remove(stream).is_none() {
+            return;
+        }
+        if history_complete {
+            let mut mark = redis::cmd("SET");
+            mark.arg(keys::handover(stream))
+                .arg("1")
+                .arg("PX")
+                .arg(60_000);
+            if let Err(err) = self.link.query::<()>("handover_mark", &mark).await {
+                tracing::warn!(stream_id = %stream, error = %err, "could not mark a hand-over; the next owner begins a new epoch");
+            }
+        }
+        self.release_in_redis(stream).await;
     }
 
     fn unreachable(&self, stream: &StreamId, node: &str) {

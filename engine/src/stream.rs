@@ -107,6 +107,12 @@ impl EventLog {
         }
     }
 
+    /// A log that continues `epoch` after `seq` (a stream handed over by its previous owner
+    /// node with everything it numbered published).
+    pub fn continuing(stream: StreamId, epoch: u64, seq: u64) -> Self {
+        Self { stream, epoch, seq }
+    }
+
     /// The epoch this log numbers.
     pub fn epoch(&self) -> u64 {
         self.epoch

@@ -729,7 +729,11 @@ async fn sigterm_hands_the_owners_streams_to_another_node_without_waiting_for_th
     let owner = cluster.wait_owner(&show.stream, None).await;
     let other = 1 - owner;
     let mut watcher = cluster.viewer(other, &show.tenant, "watcher").await;
-    watcher.join(&show.stream, None).await;
+    let joined = watcher.join(&show.stream, None).await;
+    let epoch = joined["epoch"].clone();
+    let mut seen = Vec::new();
+    let before = say(&mut watcher, &show.stream, "before the handover", &mut seen).await;
+    until_chat(&mut watcher, "before the handover", &mut seen).await;
 
     let asked = Instant::now();
     cluster.nodes[owner]
@@ -745,8 +749,19 @@ async fn sigterm_hands_the_owners_streams_to_another_node_without_waiting_for_th
         "the stream was taken over {taken_after:?} after SIGTERM"
     );
     let mut seen = Vec::new();
-    say(&mut watcher, &show.stream, "after the handover", &mut seen).await;
+    let after = say(&mut watcher, &show.stream, "after the handover", &mut seen).await;
     until_chat(&mut watcher, "after the handover", &mut seen).await;
+    // Handed over in order: the same epoch goes on, with the next seq, and the viewer on the
+    // other node was never asked to join again.
+    assert_eq!(after, before + 1, "{seen:#?}");
+    assert!(
+        seen.iter().all(|f| f["type"] != "joined"),
+        "no fresh snapshot was needed: {seen:#?}"
+    );
+    let mut late = cluster.viewer(other, &show.tenant, "late").await;
+    let joined_late = late.join(&show.stream, None).await;
+    assert_eq!(joined_late["epoch"], epoch, "{joined_late}");
+    assert_eq!(joined_late["seq"], after, "{joined_late}");
     let exited = cluster.nodes[owner]
         .process
         .as_mut()

@@ -91,6 +91,13 @@ pub trait Bus: Send + Sync + 'static {
     /// Stops receiving `stream`'s messages on this node (its last viewer left, or it ended).
     async fn unwatch(&self, stream: &StreamId) -> Result<(), BusError>;
 
+    /// Waits (at most `within`) until everything published so far has left this node for good
+    /// (with Redis: is in the history); false when that did not happen in time (Redis is down).
+    /// A planned hand-over hands a stream's epoch on only when this is true.
+    async fn flush(&self, _within: std::time::Duration) -> bool {
+        true
+    }
+
     /// The ordered events of `epoch` after `since`, from a history kept beyond this node (a
     /// client resuming on a node whose ring does not reach back that far); `None` when there is
     /// no such history or it does not cover them. Only after [`Bus::watch`], so nothing falls
