@@ -1,5 +1,5 @@
 //! What the real binary refuses before serving: fault injection and weak secrets in production,
-//! and token lifetimes that would wrap.
+//! a cluster on SQLite or with a bad lease or node id, and token lifetimes that would wrap.
 
 mod common;
 
@@ -41,6 +41,33 @@ async fn production_refuses_fault_injection_and_development_warns() {
         "development warns: {:#?}",
         server.seen
     );
+}
+
+#[tokio::test]
+async fn cluster_mode_refuses_sqlite_naming_both_variables_and_bad_cluster_settings() {
+    let db = fresh(common::Backend::Sqlite).await;
+    let dir = TempDir::new("cluster-sqlite");
+    let redis = [
+        ("REDIS_URL", Some("redis://127.0.0.1:6379")),
+        ("LIVESHOP_LISTEN", Some("127.0.0.1:0")),
+    ];
+    let output = run_liveshop(dir.path(), Some(db.url()), &redis, &["serve"]);
+    assert!(!output.status.success(), "a cluster node started on SQLite");
+    let text = stderr(&output);
+    assert!(
+        text.contains("REDIS_URL") && text.contains("DATABASE_URL"),
+        "{text}"
+    );
+    let pg = fresh(common::Backend::Postgres).await;
+    for (name, value) in [
+        ("LIVESHOP_OWNER_LEASE_MS", "10"),
+        ("LIVESHOP_NODE_ID", "node one"),
+    ] {
+        let env = [redis[0], redis[1], (name, Some(value))];
+        let output = run_liveshop(dir.path(), Some(pg.url()), &env, &["serve"]);
+        assert!(!output.status.success(), "{name}={value} was accepted");
+        assert!(stderr(&output).contains(name), "{}", stderr(&output));
+    }
 }
 
 #[tokio::test]

@@ -641,6 +641,8 @@ pub fn liveshop_command(
     for name in [
         "LIVESHOP_LISTEN",
         "REDIS_URL",
+        "LIVESHOP_NODE_ID",
+        "LIVESHOP_OWNER_LEASE_MS",
         "LIVESHOP_ALLOWED_ORIGINS",
         "LIVESHOP_CHAT_BURST",
         "LIVESHOP_CHAT_PER_SEC",
