@@ -545,6 +545,34 @@ async fn killing_the_owner_mid_rush_oversells_nothing_and_loses_no_answered_rese
     assert_eq!(reserved.len(), 20, "all 20 units, never more: {answers:?}");
     assert_stored_exactly(&cluster, &drop, &reserved, 20).await;
 
+    // The killed node drops out of the node list once it stopped renewing for 2 × lease.
+    let alive: Vec<&str> = survivors
+        .iter()
+        .map(|&n| cluster.nodes[n].id.as_str())
+        .collect();
+    loop {
+        let view = cluster
+            .get(survivors[0], "/v1/admin/cluster", &operator())
+            .await;
+        let view = expect_json(view, 200).await;
+        let ids: Vec<&str> = view["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect();
+        if ids == alive {
+            assert_eq!(view["self"], cluster.nodes[survivors[0]].id, "{view}");
+            break;
+        }
+        assert!(
+            killed.elapsed() < FAILOVER_PATIENCE,
+            "the killed node is still listed {:?} after: {view}",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Viewers on the surviving nodes kept their connection and get events again.
     let mut feeds: Vec<Vec<Value>> = vec![Vec::new(); watchers.len()];
     say_until_answered(
