@@ -271,6 +271,7 @@ pub fn router(state: AppState) -> Router {
     let cors = middleware::cors(&state.config).unwrap_or_default();
     let mut router = ops_routes
         .merge(api)
+        .merge(crate::pages::routes(state.config.mode))
         .fallback(|| async { crate::error::ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             crate::error::ApiError::new(
