@@ -141,6 +141,14 @@ export function plainWords(err) {
       return "That already exists.";
     case "unavailable":
       return "The engine is busy or restarting; try again.";
+    case "disconnected":
+      return "The connection dropped before the answer came; try again.";
+    case "timeout":
+      return "No answer in time; try again.";
+    case "closed":
+      return "The connection is closed. Reload the page to connect again.";
+    case "queue_full":
+      return "Too much is waiting for the connection; wait until it is back.";
     case "network":
       return "The engine cannot be reached.";
     case "bad_request":

@@ -42,7 +42,12 @@ function onState(state) {
     setConnection("connecting");
   } else if (state === "closed") {
     setConnection("closed");
-    connectionError("The connection was closed. Reload the page to connect again.");
+    const last = view.client && view.client.lastClose;
+    connectionError(
+      last && last.code === 1008
+        ? "The engine ended this session (sign-in expired or refused). Sign in again."
+        : "The connection was closed. Reload the page to connect again.",
+    );
   }
 }
 

@@ -1,0 +1,163 @@
+// Headless-browser smoke tests of the engine's pages: each page loads with no console error and
+// no request to another origin; a viewer joins a live show, chats and sees its message, claims
+// the last unit and sees `reserved`, a second viewer gets "Sold out", and both pages come back
+// by themselves after the engine restarts; the landing page's demo opens studio and viewer.
+//
+// Needs a built engine (target/debug/liveshop or LIVESHOP_BIN) and Debian's chromium
+// (CHROMIUM, default /usr/bin/chromium). Run: `cd web/e2e && npm ci && npm test`.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { chromium } from "playwright-core";
+import { Engine, engineBinary } from "../sdk/test/support/engine.js";
+
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const skip = !engineBinary()
+  ? "no liveshop binary (build it or set LIVESHOP_BIN)"
+  : !existsSync(CHROMIUM)
+    ? `no chromium at ${CHROMIUM}`
+    : false;
+
+let engine;
+let browser;
+
+before(async () => {
+  if (skip) return;
+  engine = await new Engine().start();
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (engine) await engine.dispose();
+});
+
+/**
+ * A page in a fresh context that records console errors, page errors, requests to another
+ * origin, and any HTTP request whose URL carries a token.
+ */
+async function watchedPage() {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const page = await context.newPage();
+  const problems = [];
+  const origin = new URL(engine.origin).origin;
+  const watch = (p) => {
+    p.on("console", (msg) => {
+      if (msg.type() === "error") problems.push(`console error: ${msg.text()}`);
+    });
+    p.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+    p.on("request", (req) => {
+      const url = new URL(req.url());
+      if (url.protocol === "data:" || url.protocol === "blob:") return;
+      if (url.origin !== origin) problems.push(`request to another origin: ${req.url()}`);
+      if (/token=/.test(url.search)) problems.push(`token in an HTTP request URL: ${url.pathname}`);
+    });
+  };
+  watch(page);
+  context.on("page", watch);
+  return { context, page, problems };
+}
+
+async function shop() {
+  const op = engine.token({ role: "operator", sub: "ops" });
+  const slug = `e2e-${Math.random().toString(36).slice(2, 8)}`;
+  const tenant = await engine.api("POST", "/v1/tenants", op, { slug, name: "E2E shop" });
+  const seller = engine.token({ role: "seller", tid: tenant.id, sub: "seller-1", name: "Seller" });
+  const product = await engine.api("POST", "/v1/products", seller, {
+    sku: `SKU-${slug}`, title: "Blue sneaker", price_cents: 4990, currency: "EUR",
+  });
+  const stream = await engine.api("POST", "/v1/streams", seller, { title: "E2E show" });
+  await engine.api("POST", `/v1/streams/${stream.id}/start`, seller);
+  await engine.api("POST", `/v1/streams/${stream.id}/pin`, seller, { product: product.id });
+  const viewer = (sub) => engine.token({ role: "viewer", tid: tenant.id, sub, name: sub });
+  return { tenant, seller, product, stream, viewer, op };
+}
+
+const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
+
+test("every page loads with no console error and nothing from another origin", { skip }, async () => {
+  for (const path of ["/", "/studio", "/ops", "/watch/str_none"]) {
+    const { context, page, problems } = await watchedPage();
+    const answer = await page.goto(engine.origin + path, { waitUntil: "networkidle" });
+    assert.equal(answer.status(), 200, path);
+    await page.waitForTimeout(300);
+    assert.deepEqual(problems, [], `${path}: ${problems.join("; ")}`);
+    await context.close();
+  }
+});
+
+test("signed-in studio and ops pages load with no console error", { skip }, async () => {
+  const s = await shop();
+  for (const [path, token] of [["/studio", s.seller], ["/ops", s.op], ["/", s.viewer("v-landing")]]) {
+    const { context, page, problems } = await watchedPage();
+    await page.goto(`${engine.origin}${path}#token=${encodeURIComponent(token)}`, { waitUntil: "networkidle" });
+    assert.equal(new URL(page.url()).hash, "", `${path} keeps the token out of the address bar`);
+    await page.waitForTimeout(500);
+    if (path === "/studio") {
+      await page.locator("#stream-status").filter({ hasText: "live" }).waitFor();
+    }
+    if (path === "/ops") {
+      await page.locator("#node-rows tr").first().waitFor();
+      assert.match(await byId(page, "ops-connections").textContent(), /^\d+$/);
+    }
+    assert.deepEqual(problems, [], `${path}: ${problems.join("; ")}`);
+    await context.close();
+  }
+});
+
+test("a viewer joins, chats, claims the last unit; a second gets Sold out; both resume after a restart", { skip }, async () => {
+  const s = await shop();
+  const a = await watchedPage();
+  await a.page.goto(`${engine.origin}/watch/${s.stream.id}#token=${encodeURIComponent(s.viewer("alice"))}`);
+  await byId(a.page, "connection-state").filter({ hasText: /^live$/ }).waitFor();
+  await byId(a.page, "pinned-product").filter({ hasText: "Blue sneaker" }).waitFor();
+
+  await byId(a.page, "chat-input").fill("hello from the browser");
+  await byId(a.page, "chat-send").click();
+  await byId(a.page, "chat-message").filter({ hasText: "hello from the browser" }).waitFor();
+
+  await engine.api("POST", `/v1/streams/${s.stream.id}/drops`, s.seller, { product: s.product.id, quantity: 1 });
+  await byId(a.page, "drop-remaining").filter({ hasText: /^1$/ }).waitFor();
+  await byId(a.page, "claim-button").click();
+  await byId(a.page, "claim-status").filter({ hasText: "reserved" }).waitFor();
+
+  const b = await watchedPage();
+  await b.page.goto(`${engine.origin}/watch/${s.stream.id}#token=${encodeURIComponent(s.viewer("bob"))}`);
+  await byId(b.page, "connection-state").filter({ hasText: /^live$/ }).waitFor();
+  await byId(b.page, "drop-remaining").filter({ hasText: /^0$/ }).waitFor();
+  await byId(b.page, "claim-button").click();
+  await byId(b.page, "error-banner").filter({ hasText: "Sold out" }).waitFor();
+
+  await engine.stop();
+  await byId(a.page, "connection-state").filter({ hasText: "reconnecting" }).waitFor();
+  await engine.start();
+  for (const p of [a.page, b.page]) {
+    await byId(p, "connection-state").filter({ hasText: "resumed" }).waitFor({ timeout: 30_000 });
+  }
+  await byId(a.page, "chat-input").fill("still here");
+  await byId(a.page, "chat-send").click();
+  await byId(b.page, "chat-message").filter({ hasText: "still here" }).waitFor();
+
+  const ignorable = (p) => /WebSocket connection to .* failed/.test(p) || /ERR_CONNECTION_REFUSED/.test(p);
+  assert.deepEqual(a.problems.filter((p) => !ignorable(p)), []);
+  assert.deepEqual(b.problems.filter((p) => !ignorable(p)), []);
+  await a.context.close();
+  await b.context.close();
+});
+
+test("the demo button opens a live studio and a viewer", { skip }, async () => {
+  const { context, page, problems } = await watchedPage();
+  await page.goto(engine.origin + "/", { waitUntil: "networkidle" });
+  const popups = [];
+  context.on("page", (p) => popups.push(p));
+  await page.locator("#demo-button").click();
+  await page.locator("#demo-links").waitFor();
+  assert.equal(popups.length, 2, "two windows open");
+  const [studio, viewer] = popups;
+  await studio.locator("#stream-status").filter({ hasText: "live" }).waitFor();
+  await byId(viewer, "connection-state").filter({ hasText: /^live$/ }).waitFor();
+  await byId(viewer, "pinned-product").filter({ hasText: "Limited sneaker" }).waitFor();
+  assert.deepEqual(problems, []);
+  await context.close();
+});
