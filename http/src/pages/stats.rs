@@ -80,7 +80,7 @@ impl<'a> Totals<'a> {
 fn label_value<'a>(labels: &'a str, label: &str) -> Option<&'a str> {
     labels.split(',').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k.trim() == label).then(|| v.trim().trim_matches('"'))
+        (k.trim() == label).then_some(v.trim().trim_matches('"'))
     })
 }
 
