@@ -41,9 +41,18 @@ pub const FAVICON_CACHE: &str = "public, max-age=86400";
 /// `POST /dev/token` (absent in production, so they answer 404 there).
 pub fn routes(mode: Mode) -> Router<AppState> {
     let mut router = Router::new()
-        .route("/", get(|h: HeaderMap| async move { page("index.html", &h) }))
-        .route("/studio", get(|h: HeaderMap| async move { page("studio.html", &h) }))
-        .route("/ops", get(|h: HeaderMap| async move { page("ops.html", &h) }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { page("index.html", &h) }),
+        )
+        .route(
+            "/studio",
+            get(|h: HeaderMap| async move { page("studio.html", &h) }),
+        )
+        .route(
+            "/ops",
+            get(|h: HeaderMap| async move { page("ops.html", &h) }),
+        )
         .route(
             "/watch/{stream}",
             get(|_: Path<String>, h: HeaderMap| async move { page("watch.html", &h) }),
@@ -211,7 +220,15 @@ mod tests {
     fn an_asset_path_that_climbs_out_of_the_folder_is_refused() {
         assert!(safe_path("style.css"));
         assert!(safe_path("img/logo.svg"));
-        for bad in ["", "../Cargo.toml", "a/../../x", "./x", "a//b", "a\\b", "/etc/passwd"] {
+        for bad in [
+            "",
+            "../Cargo.toml",
+            "a/../../x",
+            "./x",
+            "a//b",
+            "a\\b",
+            "/etc/passwd",
+        ] {
             assert!(!safe_path(bad), "{bad:?} should be refused");
         }
     }
@@ -231,7 +248,10 @@ mod tests {
     fn if_none_match_matches_weak_strong_lists_and_star() {
         let tag = "\"abc\"";
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
         assert!(none_match(&h, tag));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(none_match(&h, tag));
@@ -259,13 +279,19 @@ mod tests {
         for path in Web::iter().filter(|p| p.ends_with(".html")) {
             let file = Web::get(&path).expect("listed file exists");
             let text = String::from_utf8_lossy(&file.data);
-            assert!(!text.contains("http://") && !text.contains("https://"), "{path} names another origin");
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "{path} names another origin"
+            );
             assert!(!text.contains(" style=\""), "{path} has an inline style");
             for script in text.split("<script").skip(1) {
                 let head = script.split('>').next().unwrap_or_default();
                 assert!(head.contains("src=\""), "{path} has an inline script");
             }
-            assert!(!has_event_handler(&text), "{path} has an inline event handler");
+            assert!(
+                !has_event_handler(&text),
+                "{path} has an inline event handler"
+            );
         }
     }
 }

@@ -35,8 +35,14 @@ async fn every_page_is_html_with_a_strict_policy_an_etag_and_revalidation() {
     for path in PAGES {
         let response = app.get(path, None).await;
         assert_eq!(response.status(), 200, "{path}");
-        assert_eq!(header(&response, "content-type"), Some("text/html; charset=utf-8"), "{path}");
-        let csp = header(&response, "content-security-policy").expect("a policy").to_owned();
+        assert_eq!(
+            header(&response, "content-type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+        let csp = header(&response, "content-security-policy")
+            .expect("a policy")
+            .to_owned();
         assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
         assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
@@ -45,9 +51,20 @@ async fn every_page_is_html_with_a_strict_policy_an_etag_and_revalidation() {
             "{path}: {csp}"
         );
         assert!(!csp.contains("unsafe"), "{path}: {csp}");
-        assert_eq!(header(&response, "cache-control"), Some("no-cache"), "{path}");
-        assert!(header(&response, "etag").is_some_and(|t| t.starts_with('"')), "{path}");
-        assert_eq!(header(&response, "x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            header(&response, "cache-control"),
+            Some("no-cache"),
+            "{path}"
+        );
+        assert!(
+            header(&response, "etag").is_some_and(|t| t.starts_with('"')),
+            "{path}"
+        );
+        assert_eq!(
+            header(&response, "x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
     }
     app.stop().await;
 }
@@ -55,7 +72,15 @@ async fn every_page_is_html_with_a_strict_policy_an_etag_and_revalidation() {
 #[tokio::test]
 async fn a_matching_if_none_match_is_answered_304_without_a_body() {
     let app = TestApp::default(Backend::Sqlite).await;
-    for path in ["/", "/watch/str_x", "/studio", "/ops", "/assets/style.css", "/sdk/liveshop.js", "/favicon.ico"] {
+    for path in [
+        "/",
+        "/watch/str_x",
+        "/studio",
+        "/ops",
+        "/assets/style.css",
+        "/sdk/liveshop.js",
+        "/favicon.ico",
+    ] {
         let first = app.get(path, None).await;
         assert_eq!(first.status(), 200, "{path}");
         let etag = header(&first, "etag").expect("an etag").to_owned();
@@ -87,7 +112,10 @@ async fn everything_a_page_references_is_served_from_this_origin() {
     let mut checked = 0;
     for page in PAGES {
         let html = app.get(page, None).await.text().await.unwrap();
-        assert!(!html.contains("https://") && !html.contains("http://"), "{page} names another origin");
+        assert!(
+            !html.contains("https://") && !html.contains("http://"),
+            "{page} names another origin"
+        );
         for path in referenced_paths(&html) {
             if path == "/" || path == "/studio" || path == "/ops" {
                 continue;
@@ -114,10 +142,16 @@ async fn the_sdk_is_served_as_a_javascript_module() {
     let app = TestApp::default(Backend::Sqlite).await;
     let response = app.get("/sdk/liveshop.js", None).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(header(&response, "content-type"), Some("text/javascript; charset=utf-8"));
+    assert_eq!(
+        header(&response, "content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
     assert!(header(&response, "etag").is_some());
     let text = response.text().await.unwrap();
-    assert!(text.contains("export") && text.contains("connect"), "the SDK exports connect");
+    assert!(
+        text.contains("export") && text.contains("connect"),
+        "the SDK exports connect"
+    );
     app.stop().await;
 }
 
@@ -126,21 +160,60 @@ async fn the_viewer_and_studio_pages_carry_every_test_id_of_the_contract() {
     let app = TestApp::default(Backend::Sqlite).await;
     let watch = app.get("/watch/str_x", None).await.text().await.unwrap();
     for id in [
-        "connection-state", "viewer-count", "chat-list", "chat-input", "chat-send", "react-heart",
-        "pinned-product", "drop-card", "drop-remaining", "claim-button", "claim-status",
-        "auction-card", "auction-high-bid", "bid-amount", "bid-button", "error-banner",
+        "connection-state",
+        "viewer-count",
+        "chat-list",
+        "chat-input",
+        "chat-send",
+        "react-heart",
+        "pinned-product",
+        "drop-card",
+        "drop-remaining",
+        "claim-button",
+        "claim-status",
+        "auction-card",
+        "auction-high-bid",
+        "bid-amount",
+        "bid-button",
+        "error-banner",
     ] {
-        assert!(watch.contains(&format!("data-testid=\"{id}\"")), "viewer lacks {id}");
+        assert!(
+            watch.contains(&format!("data-testid=\"{id}\"")),
+            "viewer lacks {id}"
+        );
     }
-    assert!(watch.contains(">connecting<"), "the viewer starts as connecting");
+    assert!(
+        watch.contains(">connecting<"),
+        "the viewer starts as connecting"
+    );
     let studio = app.get("/studio", None).await.text().await.unwrap();
     for id in [
-        "product-sku", "product-title", "product-price", "product-currency", "product-create",
-        "stream-title", "stream-create", "stream-go-live", "stream-end", "pin-product", "pin-button",
-        "drop-product", "drop-quantity", "drop-open", "auction-start-bid", "auction-duration",
-        "auction-start", "stat-viewers", "stat-remaining", "moderation-list", "mute-seconds",
+        "product-sku",
+        "product-title",
+        "product-price",
+        "product-currency",
+        "product-create",
+        "stream-title",
+        "stream-create",
+        "stream-go-live",
+        "stream-end",
+        "pin-product",
+        "pin-button",
+        "drop-product",
+        "drop-quantity",
+        "drop-open",
+        "auction-start-bid",
+        "auction-duration",
+        "auction-start",
+        "stat-viewers",
+        "stat-remaining",
+        "moderation-list",
+        "mute-seconds",
     ] {
-        assert!(studio.contains(&format!("data-testid=\"{id}\"")), "studio lacks {id}");
+        assert!(
+            studio.contains(&format!("data-testid=\"{id}\"")),
+            "studio lacks {id}"
+        );
     }
     app.stop().await;
 }
@@ -178,7 +251,12 @@ async fn a_dev_token_mints_working_tokens_for_an_operator_and_a_seller() {
     let op = minted["token"].as_str().expect("a token").to_owned();
     assert_eq!(minted["sub"], "demo-operator");
     let tenant = expect_json(
-        app.post("/v1/tenants", &op, &json!({ "slug": "demo-shop", "name": "Demo" })).await,
+        app.post(
+            "/v1/tenants",
+            &op,
+            &json!({ "slug": "demo-shop", "name": "Demo" }),
+        )
+        .await,
         201,
     )
     .await;
@@ -207,13 +285,19 @@ async fn a_dev_token_mints_working_tokens_for_an_operator_and_a_seller() {
 #[tokio::test]
 async fn a_dev_token_refuses_an_unknown_role_a_missing_tenant_and_a_tenant_that_does_not_exist() {
     let app = TestApp::default(Backend::Sqlite).await;
-    let mint = |body: serde_json::Value| {
-        app.http.post(app.url("/dev/token")).json(&body).send()
-    };
+    let mint = |body: serde_json::Value| app.http.post(app.url("/dev/token")).json(&body).send();
     let bad_role = mint(json!({ "role": "king" })).await.unwrap();
-    assert!(expect_error(bad_role, 400, "bad_request").await.contains("role"));
+    assert!(
+        expect_error(bad_role, 400, "bad_request")
+            .await
+            .contains("role")
+    );
     let no_tenant = mint(json!({ "role": "viewer" })).await.unwrap();
-    assert!(expect_error(no_tenant, 400, "bad_request").await.contains("tenant"));
+    assert!(
+        expect_error(no_tenant, 400, "bad_request")
+            .await
+            .contains("tenant")
+    );
     let ghost = mint(json!({ "role": "viewer", "tenant": "ten_00000000000000000000000000" }))
         .await
         .unwrap();

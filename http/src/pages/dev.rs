@@ -66,7 +66,8 @@ pub async fn token(
             .tenant
             .as_deref()
             .ok_or_else(|| ApiError::field("tenant", "is required for a tenant role"))?;
-        let id = TenantId::parse(tid).map_err(|_| ApiError::field("tenant", "is not a tenant id"))?;
+        let id =
+            TenantId::parse(tid).map_err(|_| ApiError::field("tenant", "is not a tenant id"))?;
         if state.store.tenant(&id).await?.is_none() {
             return Err(ApiError::not_found("tenant"));
         }

@@ -15,7 +15,10 @@ use crate::extract::Caller;
 use crate::state::AppState;
 
 /// This node's connections, deliveries, claim decisions, actor restarts and live actors.
-pub async fn stats(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<Value>> {
+pub async fn stats(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<Value>> {
     permit(&caller, Action::Operate)?;
     let text = state.metrics.render();
     let totals = Totals::parse(&text);
