@@ -49,9 +49,11 @@ async function runDemo() {
   const button = $("demo-button");
   button.disabled = true;
   showError("");
-  const half = Math.max(420, Math.floor(screen.availWidth / 2));
-  const studioWin = openWindow("liveshop-studio", 0, half);
-  const viewerWin = openWindow("liveshop-viewer", half, Math.min(480, screen.availWidth - half) || 420);
+  // Studio on the left, a phone-sized viewer on the right.
+  const viewerWidth = 420;
+  const studioWidth = Math.max(640, (screen.availWidth || 1280) - viewerWidth - 16);
+  const studioWin = openWindow("liveshop-studio", 0, studioWidth);
+  const viewerWin = openWindow("liveshop-viewer", studioWidth + 16, viewerWidth);
   try {
     status.textContent = "Creating a demo shop…";
     const id = rand();
