@@ -8,7 +8,8 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 import { Engine, engineBinary } from "../sdk/test/support/engine.js";
 
@@ -18,6 +19,8 @@ const skip = !engineBinary()
   : !existsSync(CHROMIUM)
     ? `no chromium at ${CHROMIUM}`
     : false;
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 let engine;
 let browser;
@@ -74,6 +77,15 @@ async function shop() {
   return { tenant, seller, product, stream, viewer, op };
 }
 
+/** The serious and critical axe-core violations of the page as it is now. */
+async function axeProblems(page) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => globalThis.axe.run());
+  return result.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.impact} ${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}
+
 const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
 
 test("every page loads with no console error and nothing from another origin", { skip }, async () => {
@@ -83,6 +95,7 @@ test("every page loads with no console error and nothing from another origin", {
     assert.equal(answer.status(), 200, path);
     await page.waitForTimeout(300);
     assert.deepEqual(problems, [], `${path}: ${problems.join("; ")}`);
+    assert.deepEqual(await axeProblems(page), [], `${path} accessibility`);
     await context.close();
   }
 });
@@ -102,6 +115,7 @@ test("signed-in studio and ops pages load with no console error", { skip }, asyn
       assert.match(await byId(page, "ops-connections").textContent(), /^\d+$/);
     }
     assert.deepEqual(problems, [], `${path}: ${problems.join("; ")}`);
+    assert.deepEqual(await axeProblems(page), [], `${path} accessibility`);
     await context.close();
   }
 });
@@ -121,6 +135,7 @@ test("a viewer joins, chats, claims the last unit; a second gets Sold out; both 
   await byId(a.page, "drop-remaining").filter({ hasText: /^1$/ }).waitFor();
   await byId(a.page, "claim-button").click();
   await byId(a.page, "claim-status").filter({ hasText: "reserved" }).waitFor();
+  assert.deepEqual(await axeProblems(a.page), [], "viewer accessibility");
 
   const b = await watchedPage();
   await b.page.goto(`${engine.origin}/watch/${s.stream.id}#token=${encodeURIComponent(s.viewer("bob"))}`);
