@@ -13,6 +13,7 @@ const view = {
   interrupted: false,
   products: new Map(),
   productsLoadedAt: 0,
+  productsLoading: null,
   drops: new Map(),
   currentDrop: null,
   claim: null,
@@ -63,16 +64,22 @@ function actionError(err) {
 
 // ---- products ----
 
-async function loadProducts(force = false) {
-  if (!force && view.productsLoadedAt) return;
-  if (force && Date.now() - view.productsLoadedAt < 2000) return;
+/**
+ * Loads the shop's products once; `force` loads them again (at most every 2 s) when an unknown
+ * product shows up. Callers share the load in flight.
+ */
+function loadProducts(force = false) {
+  const fresh = Date.now() - view.productsLoadedAt < 2000;
+  if (view.productsLoading && (!force || fresh)) return view.productsLoading;
   view.productsLoadedAt = Date.now();
-  try {
-    const answer = await api("GET", "/v1/products");
-    for (const p of (answer && answer.items) || []) view.products.set(p.id, p);
-  } catch {
-    // The product names are a nicety; ids still show.
-  }
+  view.productsLoading = api("GET", "/v1/products")
+    .then((answer) => {
+      for (const p of (answer && answer.items) || []) view.products.set(p.id, p);
+    })
+    .catch(() => {
+      // The product names are a nicety; ids still show.
+    });
+  return view.productsLoading;
 }
 
 async function productLabel(id) {
