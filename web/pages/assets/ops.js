@@ -111,11 +111,16 @@ function start() {
   ops.timer = setInterval(poll, EVERY_MS);
 }
 
-const rerender = wireSignIn(start);
-devMode().then((dev) => {
-  if (!dev) return;
+let dev = false;
+const rerender = wireSignIn(() => {
+  $("dev-operator").hidden = !dev || Boolean(token());
+  start();
+});
+devMode().then((on) => {
+  dev = on;
   const button = $("dev-operator");
-  button.hidden = Boolean(token());
+  button.hidden = !dev || Boolean(token());
+  if (!dev) return;
   button.addEventListener("click", async () => {
     try {
       setToken(await devToken({ role: "operator", sub: "dev-operator", name: "Dev operator" }));
