@@ -278,7 +278,15 @@ test("a viewer that stops reading is closed with 4008, reconnects and joins agai
 
 test("an engine restart (SIGTERM) closes with 1012; the client reconnects, re-joins and sends queued calls", T, async () => {
   const s = await engine.setup();
-  const viewer = client(engine.token({ role: "viewer", tid: s.tenant, sub: "bob" }));
+  const sentJoins = [];
+  class Recording extends WebSocket {
+    send(data, ...rest) {
+      const f = JSON.parse(data);
+      if (f.op === "join") sentJoins.push(f);
+      super.send(data, ...rest);
+    }
+  }
+  const viewer = client(engine.token({ role: "viewer", tid: s.tenant, sub: "bob" }), { WS: Recording });
   const joins = [];
   const seqs = [];
   viewer.on("joined", (j) => joins.push(j));
@@ -294,10 +302,13 @@ test("an engine restart (SIGTERM) closes with 1012; the client reconnects, re-jo
   await live(viewer);
   const ok = await queued;
   assert.equal(ok.type, "ok");
-  const rejoin = joins[joins.length - 1];
+  // The chat's ok may overtake the joined (PROTOCOL.md, order of replies).
+  await until(() => joins.length === 2, { what: "joined after the restart" });
+  assert.deepEqual(sentJoins.map((j) => [j.epoch, j.since]), [[undefined, undefined], [first.epoch, first.seq + 1]]);
+  const rejoin = joins[1];
   // The stream's actor starts again with the process: a new epoch, so a snapshot.
   assert.equal(rejoin.resumed, false);
-  assert.ok(rejoin.epoch > first.epoch, `epoch ${rejoin.epoch} after ${first.epoch}`);
+  assert.ok(rejoin.epoch > first.epoch, `epoch ${rejoin.epoch} after ${first.epoch}: ${JSON.stringify(joins.map(({ snapshot, ...j }) => j))} sent ${JSON.stringify(sentJoins)}`);
   assert.ok(rejoin.snapshot.chat.some((c) => c.text === "before the restart"), "the snapshot has the old chat");
   await until(() => viewer.position(s.stream).seq === ok.seq, { what: "queued chat's event" });
   assert.deepEqual(viewer.states, ["live", "reconnecting", "live"]);
