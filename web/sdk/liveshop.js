@@ -198,6 +198,8 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 20_000;
 /** A connection live this long resets the backoff. */
 const STABLE_MS = 60_000;
+/** Codes of ref-less error frames that say nothing about joined streams. */
+const UNTIED_CODES = new Set(["rate_limited", "bad_frame", "bad_request"]);
 /** How often a claim is sent again (same key) after `unavailable` or a timeout. */
 const CLAIM_RETRIES = 3;
 
@@ -260,7 +262,7 @@ export function tokenExpiry(token) {
     const b64 = part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "=");
     const json = typeof atob === "function"
       ? decodeURIComponent(escape(atob(b64)))
-      : globalThis.Buffer.from(b64, "base64").toString("utf8");
+      : /** @type {any} */ (globalThis).Buffer.from(b64, "base64").toString("utf8");
     const exp = JSON.parse(json).exp;
     return typeof exp === "number" ? exp : null;
   } catch {
@@ -553,6 +555,7 @@ export class LiveshopClient {
    * @returns {Promise<Bid>}
    */
   async bid(auction, amount_cents, options = {}) {
+    /** @type {{op: string, auction: string, amount_cents: number, max_cents?: number}} */
     const frame = { op: "bid", auction, amount_cents };
     if (options.max_cents !== undefined) frame.max_cents = options.max_cents;
     const ok = await this._request(frame, { resend: false });
@@ -748,6 +751,11 @@ export class LiveshopClient {
       }
     }
     this._emit("error", err);
+    if (frame.ref === undefined && !UNTIED_CODES.has(frame.code)) {
+      // The engine could not re-join a stream for us after the stream restarted (such an error
+      // has no ref and does not say which stream). Joining again is harmless for the others.
+      for (const sub of this._subs.values()) this._sendJoin(sub);
+    }
   }
 
   /** @private */

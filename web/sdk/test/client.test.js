@@ -373,3 +373,22 @@ test("attempts that fail back off further, and every frame reaches the frame lis
   assert.deepEqual(frames, ["welcome"]);
   await client.close();
 });
+
+test("an error without ref about a stream (a failed re-join) makes the client join its streams again", async () => {
+  const { server, client } = setup();
+  await tick();
+  server.last.accept();
+  const errors = [];
+  client.on("error", (e) => errors.push(e.code));
+  const joined = client.join("s1");
+  answerJoin(server.last, "s1", { epoch: 1, seq: 4 });
+  await joined;
+  server.last.push({ type: "error", code: "rate_limited", message: "rate limit reached", retry_after_ms: 10 });
+  assert.equal(server.last.sent.filter((f) => f.op === "join").length, 1, "a dropped frame is no reason to re-join");
+  server.last.push({ type: "error", code: "not_found", message: "stream not found" });
+  const again = server.last.lastOp("join");
+  assert.equal(server.last.sent.filter((f) => f.op === "join").length, 2);
+  assert.deepEqual([again.epoch, again.since], [1, 4]);
+  assert.deepEqual(errors, ["rate_limited", "not_found"]);
+  await client.close();
+});
