@@ -38,6 +38,10 @@
  * @property {boolean} [retryRateLimited=true] Whether a `chat` refused with `rate_limited` is sent
  *   once more after the server's `retry_after_ms`.
  * @property {number} [maxQueue=1000] Most calls kept while not connected; more fail with `queue_full`.
+ * @property {number} [framesPerSecond=45] Pace of frames sent, so a burst of calls (a full queue
+ *   flushed after a reconnect) stays within the engine's frame allowance (by default a burst of
+ *   100, then 50 per second) instead of losing frames to it. 0 turns pacing off.
+ * @property {number} [frameBurst=90] Frames that may go out at once before the pace applies.
  * @property {() => number} [random] Source of randomness in [0, 1) for the backoff jitter.
  */
 
@@ -388,6 +392,9 @@ export class LiveshopClient {
     /** @private */ this._heartbeatMs = options.heartbeatMs ?? 25_000;
     /** @private */ this._retryRateLimited = options.retryRateLimited ?? true;
     /** @private */ this._maxQueue = options.maxQueue ?? 1000;
+    /** @private */ this._pace = new FramePacer(options.frameBurst ?? 90, options.framesPerSecond ?? 45);
+    /** @private @type {{data: string, call: any}[]} frames waiting for the pace */ this._outbox = [];
+    /** @private */ this._drainTimer = null;
     /** @private */ this._random = options.random || Math.random;
 
     /** @type {ClientState} The current state. */
@@ -673,6 +680,7 @@ export class LiveshopClient {
     clearTimeout(this._timers.stable);
     this._timers.stable = setTimeout(() => { this._attempt = 0; }, STABLE_MS);
     this._startHeartbeat();
+    this._pace.reset();
     for (const sub of this._subs.values()) this._sendJoin(sub);
     const queue = this._queue.splice(0);
     for (const call of queue) this._submit(call);
@@ -764,12 +772,34 @@ export class LiveshopClient {
     return `${prefix}${this._refSeq}`;
   }
 
-  /** @private */
-  _send(frame) {
+  /**
+   * @private Sends a frame, or keeps it in the outbox while the pace says wait (frames keep their
+   * order). `call` is marked `sent` once its frame is written.
+   */
+  _send(frame, call = null) {
     const ws = this._ws;
     if (!ws || ws.readyState !== 1) return false;
-    ws.send(JSON.stringify(frame));
+    this._outbox.push({ data: JSON.stringify(frame), call });
+    this._drain();
     return true;
+  }
+
+  /** @private */
+  _drain() {
+    clearTimeout(this._drainTimer);
+    this._drainTimer = null;
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1) return;
+    while (this._outbox.length) {
+      const wait = this._pace.take(Date.now());
+      if (wait > 0) {
+        this._drainTimer = setTimeout(() => this._drain(), wait);
+        return;
+      }
+      const { data, call } = this._outbox.shift();
+      ws.send(data);
+      if (call) call.sent = true;
+    }
   }
 
   /**
@@ -799,7 +829,9 @@ export class LiveshopClient {
     if (call.kind !== "react") {
       call.timer = setTimeout(() => this._onTimeout(call), this._timeoutMs);
     }
-    this._send({ ...call.frame, ref });
+    call.sent = false;
+    call.fenced = false;
+    this._send({ ...call.frame, ref }, call);
     if (call.kind === "react") {
       this._reacts.add(call);
       this._scheduleFence();
@@ -880,8 +912,9 @@ export class LiveshopClient {
     this.lastClose = info;
     this._emit("close", info);
     this._setState(this.state === "connecting" ? "connecting" : "reconnecting");
-    // In-flight calls: idempotent ones (claims) go back to the queue; the others may or may not
-    // have been applied, so they fail with `disconnected` and the caller decides.
+    // In-flight calls: idempotent ones (claims) and those whose frame was still waiting for the
+    // pace go back to the queue; the others may or may not have been applied, so they fail with
+    // `disconnected` and the caller decides.
     const inflight = [...this._pending.values()].sort((a, b) => refNum(a.ref) - refNum(b.ref));
     this._pending.clear();
     const resent = [];
@@ -889,7 +922,7 @@ export class LiveshopClient {
       clearTimeout(call.timer);
       if (call.kind === "fence" || call.kind === "ping") continue;
       if (call.kind === "react") this._reacts.delete(call);
-      if (call.resend) resent.push(call);
+      if (call.resend || !call.sent) resent.push(call);
       else call.reject(new LiveshopError({ type: "error", ref: call.ref, code: "disconnected", message: `connection lost (${code}${reason ? " " + reason : ""}) before the reply` }));
     }
     for (const r of this._reacts) r.reject(new LiveshopError({ type: "error", code: "disconnected", message: "connection lost before the reply" }));
@@ -922,6 +955,9 @@ export class LiveshopClient {
 
   /** @private Forgets the current socket and its timers. */
   _detach() {
+    clearTimeout(this._drainTimer);
+    this._drainTimer = null;
+    this._outbox = [];
     clearTimeout(this._timers.stable);
     clearInterval(this._timers.heartbeat);
     this._timers.stable = null;
@@ -933,6 +969,48 @@ export class LiveshopClient {
         try { ws.close(1000, "client_closed"); } catch { /* ignore */ }
       }
     }
+  }
+}
+
+/**
+ * Token bucket that paces outgoing frames. Pure: time is passed in.
+ */
+export class FramePacer {
+  /**
+   * @param {number} burst Frames that may go at once.
+   * @param {number} perSecond Refill rate; 0 or less: no pacing.
+   */
+  constructor(burst, perSecond) {
+    this.burst = Math.max(1, burst);
+    this.perSecond = perSecond;
+    this.tokens = this.burst;
+    this.at = null;
+  }
+
+  /**
+   * Starts full again (a new connection has a new allowance).
+   * @returns {void}
+   */
+  reset() {
+    this.tokens = this.burst;
+    this.at = null;
+  }
+
+  /**
+   * Takes one frame's allowance at `now` (ms). Returns 0 when the frame may go now, else the
+   * milliseconds to wait before asking again (nothing is taken then).
+   * @param {number} now
+   * @returns {number}
+   */
+  take(now) {
+    if (!(this.perSecond > 0)) return 0;
+    if (this.at !== null) this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.perSecond) / 1000);
+    this.at = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.perSecond));
   }
 }
 

@@ -392,3 +392,25 @@ test("an error without ref about a stream (a failed re-join) makes the client jo
   assert.deepEqual(errors, ["rate_limited", "not_found"]);
   await client.close();
 });
+
+test("a full queue is flushed at the frame pace, and unsent calls survive a reconnect", async () => {
+  const { server, client } = setup({ frameBurst: 5, framesPerSecond: 100 });
+  const chats = Array.from({ length: 12 }, (_, i) => client.chat("s1", `m${i}`));
+  await tick();
+  server.last.accept();
+  assert.equal(server.last.sent.length, 5, "the burst goes at once");
+  await tick(35);
+  const sentNow = server.last.sent.length;
+  assert.ok(sentNow > 5 && sentNow < 12, `paced: ${sentNow} sent after 35 ms`);
+  for (const f of server.last.sent) server.last.push({ type: "ok", ref: f.ref, seq: 1 });
+  server.last.serverClose(1012, "restarting");
+  await tick(5);
+  server.last.accept("ses_2");
+  await tick(100);
+  const texts = server.last.sent.map((f) => f.text);
+  assert.deepEqual(texts, Array.from({ length: 12 - sentNow }, (_, i) => `m${sentNow + i}`), "only the unsent ones, in order");
+  for (const f of server.last.sent) server.last.push({ type: "ok", ref: f.ref, seq: 2 });
+  const oks = await Promise.all(chats);
+  assert.equal(oks.length, 12);
+  await client.close();
+});

@@ -247,7 +247,8 @@ test("a viewer that stops reading is closed with 4008, reconnects and joins agai
   const s = await engine.setup();
   const { Tracked, sockets } = trackedWS();
   const viewer = client(engine.token({ role: "viewer", tid: s.tenant, sub: "bob" }), { WS: Tracked });
-  const seller = client(s.seller);
+  // The engine's frame allowance is lifted for this file: no pacing for the flood.
+  const seller = client(s.seller, { framesPerSecond: 0 });
   const joins = [];
   viewer.on("joined", (j) => joins.push(j));
   let delivered = 0;
@@ -313,4 +314,34 @@ test("an engine restart (SIGTERM) closes with 1012; the client reconnects, re-jo
   await until(() => viewer.position(s.stream).seq === ok.seq, { what: "queued chat's event" });
   assert.deepEqual(viewer.states, ["live", "reconnecting", "live"]);
   await viewer.close();
+});
+
+test("calls queued beyond the engine's frame allowance all get through at the client's pace", T, async () => {
+  // An engine with the default frame allowance (a burst of 100, then 50 per second).
+  const strict = new Engine({ LIVESHOP_CHAT_BURST: "100000", LIVESHOP_CHAT_PER_SEC: "100000" });
+  await strict.start();
+  try {
+    const s = await strict.setup();
+    const token = strict.token({ role: "viewer", tid: s.tenant, sub: "bob" });
+    const send = async (options) => {
+      const c = connect({ url: strict.origin, token, WebSocket, requestTimeoutMs: 3000, ...options });
+      opened.push(c);
+      const dropped = [];
+      c.on("error", (e) => dropped.push(e.code));
+      // Queued while connecting, flushed at once after the welcome.
+      const joined = c.join(s.stream);
+      const results = await Promise.allSettled(Array.from({ length: 160 }, (_, i) => c.chat(s.stream, `m${i}`)));
+      await joined;
+      await c.close();
+      return { ok: results.filter((r) => r.status === "fulfilled").length, dropped };
+    };
+    const paced = await send({});
+    assert.deepEqual(paced, { ok: 160, dropped: [] });
+    // Without the pace the engine drops frames over its allowance, which shows the pace matters.
+    const unpaced = await send({ framesPerSecond: 0 });
+    assert.ok(unpaced.ok < 160, `unpaced: ${JSON.stringify(unpaced)}`);
+    assert.ok(unpaced.dropped.includes("rate_limited"));
+  } finally {
+    await strict.dispose();
+  }
 });
