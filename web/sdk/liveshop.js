@@ -415,7 +415,8 @@ export class LiveshopClient {
     /** @private */ this._fenceScheduled = false;
     /** @private */ this._timers = { reconnect: null, stable: null, heartbeat: null };
     /** @private */ this._closing = null;
-    this._open();
+    // Listeners added right after connect() see everything, a refused token included.
+    queueMicrotask(() => this._open());
   }
 
   /**

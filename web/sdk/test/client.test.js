@@ -414,3 +414,14 @@ test("a full queue is flushed at the frame pace, and unsent calls survive a reco
   assert.equal(oks.length, 12);
   await client.close();
 });
+
+test("listeners added right after connect() hear a close for an expired token", async () => {
+  const server = new FakeServer();
+  const old = mintToken("s".repeat(32), { sub: "bob", role: "viewer", tid: "t", exp: 1000 });
+  const client = connect({ url: "ws://shop.test/v1/ws", token: old, WebSocket: server.WebSocket });
+  const heard = [];
+  client.on("state", (s) => heard.push(s));
+  client.on("close", (c) => heard.push(c.code));
+  await tick();
+  assert.deepEqual(heard, ["closed", 1008]);
+});
