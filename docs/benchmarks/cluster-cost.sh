@@ -3,8 +3,8 @@
 # costs"). Usage: cluster-cost.sh CONFIG RUN
 #   CONFIG: one        one node, no Redis, the tool straight at it
 #           one-redis  one node with REDIS_URL, the tool straight at it
-#           one-lb     one node, no Redis, behind the nginx TCP proxy used by `three`
-#           three      three nodes with Redis behind nginx; the proxy routes by client address:
+#           one-lb     one node, no Redis, behind the same balancer as `three`
+#           three      three nodes with Redis behind the balancer, routing by client address:
 #                      127.0.0.2 (the tool's seller connection with --source-ips 3) and a third of
 #                      the viewers to node 1 (the owner), 127.0.0.1 to node 2, 127.0.0.3 to node 3
 #           drop-owner three nodes with Redis, `liveshop-load drop` straight at the owner (node 1)
@@ -12,7 +12,7 @@
 #   RUN:    a label; results go to $OUT/RUN-CONFIG/
 # Each run gets a fresh PostgreSQL database and a fresh redis-server, started and removed here.
 # Environment: BIN (dir with liveshop and liveshop-load), OUT, VIEWERS, RATE, SIZE, DURATION,
-# BUYERS, UNITS, CLAIM_RATE.
+# BUYERS, UNITS, CLAIM_RATE, LB (nat or nginx).
 set -euo pipefail
 CONFIG=$1
 RUN=$2
@@ -40,6 +40,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -f "$DIR/nginx.pid" ] && kill -QUIT "$(cat "$DIR/nginx.pid")" 2>/dev/null || true
+  [ -n "${NAT:-}" ] && nft delete table ip liveshop_bench 2>/dev/null || true
   redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   dropdb -h 127.0.0.1 -U postgres --if-exists "$DB" || true
 }
@@ -84,14 +85,33 @@ start_node() {
 }
 for i in $(seq "$nodes"); do start_node "$i"; done
 
+# The balancer in front of `three` and `one-lb`: port 9200 routed by client address, either in
+# the kernel (LB=nat, the default: an nftables DNAT rule, no process of its own) or by an nginx
+# TCP proxy (LB=nginx: one worker process, which shares the two cores).
 NGINX_PIDS=()
 if [ $lb = 1 ]; then
   if [ "$nodes" = 3 ]; then
-    map="127.0.0.2 127.0.0.1:9201; 127.0.0.1 127.0.0.1:9202; default 127.0.0.1:9203;"
+    routes=("127.0.0.2 9201" "127.0.0.1 9202" "127.0.0.3 9203")
   else
-    map="default 127.0.0.1:9201;"
+    routes=("127.0.0.1 9201" "127.0.0.2 9201" "127.0.0.3 9201")
   fi
-  cat >"$DIR/nginx.conf" <<NGINX
+  if [ "${LB:-nat}" = nat ]; then
+    {
+      echo "table ip liveshop_bench {"
+      echo "  chain out {"
+      echo "    type nat hook output priority -100; policy accept;"
+      for r in "${routes[@]}"; do
+        set -- $r; echo "    ip saddr $1 tcp dport $LB_PORT dnat to 127.0.0.1:$2"
+      done
+      echo "  }"
+      echo "}"
+    } >"$DIR/nat.nft"
+    nft -f "$DIR/nat.nft"
+    NAT=1
+  else
+    map=""
+    for r in "${routes[@]}"; do set -- $r; map="$map $1 127.0.0.1:$2;"; done
+    cat >"$DIR/nginx.conf" <<NGINX
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes 1;
 worker_rlimit_nofile 19000;
@@ -103,9 +123,10 @@ stream {
   server { listen 127.0.0.1:$LB_PORT backlog=4096; proxy_pass \$node; proxy_timeout 1h; }
 }
 NGINX
-  nginx -c "$DIR/nginx.conf" -p "$DIR" -e "$DIR/nginx-error.log"
-  for _ in $(seq 50); do [ -s "$DIR/nginx.pid" ] && break; sleep 0.1; done
-  NGINX_PIDS=($(cat "$DIR/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx.pid")"))
+    nginx -c "$DIR/nginx.conf" -p "$DIR" -e "$DIR/nginx-error.log"
+    for _ in $(seq 50); do [ -s "$DIR/nginx.pid" ] && break; sleep 0.1; done
+    NGINX_PIDS=($(cat "$DIR/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx.pid")"))
+  fi
 fi
 
 read -r TENANT STREAM < <(python3 "$HERE/cluster_setup.py" http://127.0.0.1:9201)
