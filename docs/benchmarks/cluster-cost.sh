@@ -162,16 +162,24 @@ case $CONFIG in
       --size "$SIZE" --duration "$DURATION" --source-ips 3) ;;
 esac
 echo "${cmd[*]}" >"$DIR/command.txt"
+# Busy CPU seconds of the whole machine (all cores, /proc/stat), to see what else ran meanwhile.
+machine_busy() { awk -v t="$(getconf CLK_TCK)" 'NR==1 {printf "%.2f", ($2+$3+$4+$7+$8+$9)/t}' /proc/stat; }
+busy_before=$(machine_busy)
 start=$(date +%s.%N)
 set +e
-"${cmd[@]}" >"$DIR/report.json" 2>"$DIR/summary.txt"
+TIMEFORMAT='%U %S'
+{ time "${cmd[@]}" >"$DIR/report.json" 2>"$DIR/summary.txt"; } 2>"$DIR/tool-time.txt"
 echo $? >"$DIR/exit.txt"
 set -e
 end=$(date +%s.%N)
 snap >"$DIR/cpu-after.txt"
+busy_after=$(machine_busy)
 echo "$start $end" >"$DIR/wall.txt"
 for i in $(seq "$nodes"); do curl -s "http://127.0.0.1:920$i/metrics" >"$DIR/metrics-node-$i.txt" || true; done
 if [ $use_redis = 1 ]; then redis-cli -p "$REDIS_PORT" INFO commandstats >"$DIR/redis-commandstats.txt"; fi
 paste -d' ' "$DIR/cpu-before.txt" "$DIR/cpu-after.txt" | awk '{printf "%s %.2f\n", $1, $4-$2}' >"$DIR/cpu.txt"
-cat "$DIR/target.txt" "$DIR/cpu.txt"
+awk '{printf "tool %.2f\n", $1+$2}' "$DIR/tool-time.txt" >>"$DIR/cpu.txt"
+ours=$(awk '{t+=$2} END {printf "%.2f", t}' "$DIR/cpu.txt")
+echo "machine-busy $(echo "$busy_after - $busy_before" | bc) ours $ours" >"$DIR/machine.txt"
+cat "$DIR/target.txt" "$DIR/cpu.txt" "$DIR/machine.txt"
 echo "exit $(cat "$DIR/exit.txt")"

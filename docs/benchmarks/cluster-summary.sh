@@ -5,7 +5,7 @@ OUT=${1:-/tmp/bench_cluster}
 for d in "$OUT"/*/; do
   r=$d/report.json
   [ -s "$r" ] || { echo "$(basename "$d"): no report (exit $(cat "$d/exit.txt" 2>/dev/null))"; continue; }
-  cpu=$(awk '{n=$1; if (n ~ /^nginx-/) n="nginx"; a[n]+=$2; t+=$2} END {for (k in a) printf "%s=%.2f ", k, a[k]; printf "total=%.2f", t}' "$d/cpu.txt")
+  cpu=$(awk '{n=$1; if (n == "tool") {tool=$2; next}; if (n ~ /^nginx-/) n="nginx"; a[n]+=$2; t+=$2} END {for (k in a) printf "%s=%.2f ", k, a[k]; printf "total=%.2f (tool %s)", t, tool}' "$d/cpu.txt")
   case $(jq -r .scenario "$r") in
     fanout)
       jq -r --arg name "$(basename "$d")" --arg cpu "$cpu" --arg exit "$(cat "$d/exit.txt")" \
