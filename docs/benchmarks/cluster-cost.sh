@@ -12,7 +12,7 @@
 #   RUN:    a label; results go to $OUT/RUN-CONFIG/
 # Each run gets a fresh PostgreSQL database and a fresh redis-server, started and removed here.
 # Environment: BIN (dir with liveshop and liveshop-load), OUT, VIEWERS, RATE, SIZE, DURATION,
-# BUYERS, UNITS, CLAIM_RATE, LB (nat or nginx).
+# BUYERS, UNITS, CLAIM_RATE, LB (nat or nginx), NAT_IDLE (1: an idle NAT table loaded).
 set -euo pipefail
 CONFIG=$1
 RUN=$2
@@ -127,6 +127,14 @@ NGINX
     for _ in $(seq 50); do [ -s "$DIR/nginx.pid" ] && break; sleep 0.1; done
     NGINX_PIDS=($(cat "$DIR/nginx.pid") $(pgrep -P "$(cat "$DIR/nginx.pid")"))
   fi
+fi
+
+# NAT_IDLE=1: load a NAT table whose one rule matches no traffic of the run, to see what
+# connection tracking alone costs a configuration that does not go through the balancer.
+if [ "${NAT_IDLE:-0}" = 1 ] && [ $lb = 0 ]; then
+  printf 'table ip liveshop_bench {\n  chain out {\n    type nat hook output priority -100; policy accept;\n    ip saddr 127.0.0.99 tcp dport %s dnat to 127.0.0.1:9201\n  }\n}\n' "$LB_PORT" >"$DIR/nat.nft"
+  nft -f "$DIR/nat.nft"
+  NAT=1
 fi
 
 read -r TENANT STREAM < <(python3 "$HERE/cluster_setup.py" http://127.0.0.1:9201)
