@@ -195,6 +195,7 @@ impl RedisBus {
             subscription,
             ever_connected: AtomicBool::new(false),
             recent: DashMap::new(),
+            subscribing: DashMap::new(),
             enqueued: AtomicU64::new(0),
             settled: AtomicU64::new(0),
             options,
@@ -293,9 +294,26 @@ impl Bus for RedisBus {
         if subscribed {
             return Ok(());
         }
-        timed("bus_subscribe", sink.subscribe(keys::events(stream)))
-            .await
-            .map_err(|e| BusError::Unavailable(Box::new(e)))?;
+        // A burst of joins to a stream not yet subscribed sends one SUBSCRIBE; the others wait
+        // for its confirmation instead of sending their own.
+        let gate = self
+            .shared
+            .subscribing
+            .entry(stream.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = gate.lock().await;
+        if self
+            .shared
+            .watched
+            .get(stream)
+            .is_some_and(|watched| watched.subscribed)
+        {
+            return Ok(());
+        }
+        let subscribed = timed("bus_subscribe", sink.subscribe(keys::events(stream))).await;
+        self.shared.subscribing.remove(stream);
+        subscribed.map_err(|e| BusError::Unavailable(Box::new(e)))?;
         if let Some(mut watched) = self.shared.watched.get_mut(stream) {
             watched.subscribed = true;
         }
@@ -372,6 +390,8 @@ enum Offer {
 }
 
 struct Shared {
+    /// Streams whose SUBSCRIBE is on its way, so concurrent watches send one.
+    subscribing: DashMap<StreamId, Arc<tokio::sync::Mutex<()>>>,
     /// Messages handed to `publish` so far.
     enqueued: AtomicU64,
     /// Messages Redis has taken so far (they are in order, so all up to this count).

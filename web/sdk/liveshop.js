@@ -38,6 +38,10 @@
  * @property {boolean} [retryRateLimited=true] Whether a `chat` refused with `rate_limited` is sent
  *   once more after the server's `retry_after_ms`.
  * @property {number} [maxQueue=1000] Most calls kept while not connected; more fail with `queue_full`.
+ * @property {number} [framesPerSecond=45] Pace of frames sent, so a burst of calls (a full queue
+ *   flushed after a reconnect) stays within the engine's frame allowance (by default a burst of
+ *   100, then 50 per second) instead of losing frames to it. 0 turns pacing off.
+ * @property {number} [frameBurst=90] Frames that may go out at once before the pace applies.
  * @property {() => number} [random] Source of randomness in [0, 1) for the backoff jitter.
  */
 
@@ -198,6 +202,8 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 20_000;
 /** A connection live this long resets the backoff. */
 const STABLE_MS = 60_000;
+/** Codes of ref-less error frames that say nothing about joined streams. */
+const UNTIED_CODES = new Set(["rate_limited", "bad_frame", "bad_request"]);
 /** How often a claim is sent again (same key) after `unavailable` or a timeout. */
 const CLAIM_RETRIES = 3;
 
@@ -260,7 +266,7 @@ export function tokenExpiry(token) {
     const b64 = part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "=");
     const json = typeof atob === "function"
       ? decodeURIComponent(escape(atob(b64)))
-      : globalThis.Buffer.from(b64, "base64").toString("utf8");
+      : /** @type {any} */ (globalThis).Buffer.from(b64, "base64").toString("utf8");
     const exp = JSON.parse(json).exp;
     return typeof exp === "number" ? exp : null;
   } catch {
@@ -386,6 +392,9 @@ export class LiveshopClient {
     /** @private */ this._heartbeatMs = options.heartbeatMs ?? 25_000;
     /** @private */ this._retryRateLimited = options.retryRateLimited ?? true;
     /** @private */ this._maxQueue = options.maxQueue ?? 1000;
+    /** @private */ this._pace = new FramePacer(options.frameBurst ?? 90, options.framesPerSecond ?? 45);
+    /** @private @type {{data: string, call: any}[]} frames waiting for the pace */ this._outbox = [];
+    /** @private */ this._drainTimer = null;
     /** @private */ this._random = options.random || Math.random;
 
     /** @type {ClientState} The current state. */
@@ -406,7 +415,8 @@ export class LiveshopClient {
     /** @private */ this._fenceScheduled = false;
     /** @private */ this._timers = { reconnect: null, stable: null, heartbeat: null };
     /** @private */ this._closing = null;
-    this._open();
+    // Listeners added right after connect() see everything, a refused token included.
+    queueMicrotask(() => this._open());
   }
 
   /**
@@ -553,6 +563,7 @@ export class LiveshopClient {
    * @returns {Promise<Bid>}
    */
   async bid(auction, amount_cents, options = {}) {
+    /** @type {{op: string, auction: string, amount_cents: number, max_cents?: number}} */
     const frame = { op: "bid", auction, amount_cents };
     if (options.max_cents !== undefined) frame.max_cents = options.max_cents;
     const ok = await this._request(frame, { resend: false });
@@ -670,6 +681,7 @@ export class LiveshopClient {
     clearTimeout(this._timers.stable);
     this._timers.stable = setTimeout(() => { this._attempt = 0; }, STABLE_MS);
     this._startHeartbeat();
+    this._pace.reset();
     for (const sub of this._subs.values()) this._sendJoin(sub);
     const queue = this._queue.splice(0);
     for (const call of queue) this._submit(call);
@@ -748,6 +760,11 @@ export class LiveshopClient {
       }
     }
     this._emit("error", err);
+    if (frame.ref === undefined && !UNTIED_CODES.has(frame.code)) {
+      // The engine could not re-join a stream for us after the stream restarted (such an error
+      // has no ref and does not say which stream). Joining again is harmless for the others.
+      for (const sub of this._subs.values()) this._sendJoin(sub);
+    }
   }
 
   /** @private */
@@ -756,12 +773,34 @@ export class LiveshopClient {
     return `${prefix}${this._refSeq}`;
   }
 
-  /** @private */
-  _send(frame) {
+  /**
+   * @private Sends a frame, or keeps it in the outbox while the pace says wait (frames keep their
+   * order). `call` is marked `sent` once its frame is written.
+   */
+  _send(frame, call = null) {
     const ws = this._ws;
     if (!ws || ws.readyState !== 1) return false;
-    ws.send(JSON.stringify(frame));
+    this._outbox.push({ data: JSON.stringify(frame), call });
+    this._drain();
     return true;
+  }
+
+  /** @private */
+  _drain() {
+    clearTimeout(this._drainTimer);
+    this._drainTimer = null;
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1) return;
+    while (this._outbox.length) {
+      const wait = this._pace.take(Date.now());
+      if (wait > 0) {
+        this._drainTimer = setTimeout(() => this._drain(), wait);
+        return;
+      }
+      const { data, call } = this._outbox.shift();
+      ws.send(data);
+      if (call) call.sent = true;
+    }
   }
 
   /**
@@ -791,7 +830,9 @@ export class LiveshopClient {
     if (call.kind !== "react") {
       call.timer = setTimeout(() => this._onTimeout(call), this._timeoutMs);
     }
-    this._send({ ...call.frame, ref });
+    call.sent = false;
+    call.fenced = false;
+    this._send({ ...call.frame, ref }, call);
     if (call.kind === "react") {
       this._reacts.add(call);
       this._scheduleFence();
@@ -872,8 +913,9 @@ export class LiveshopClient {
     this.lastClose = info;
     this._emit("close", info);
     this._setState(this.state === "connecting" ? "connecting" : "reconnecting");
-    // In-flight calls: idempotent ones (claims) go back to the queue; the others may or may not
-    // have been applied, so they fail with `disconnected` and the caller decides.
+    // In-flight calls: idempotent ones (claims) and those whose frame was still waiting for the
+    // pace go back to the queue; the others may or may not have been applied, so they fail with
+    // `disconnected` and the caller decides.
     const inflight = [...this._pending.values()].sort((a, b) => refNum(a.ref) - refNum(b.ref));
     this._pending.clear();
     const resent = [];
@@ -881,7 +923,7 @@ export class LiveshopClient {
       clearTimeout(call.timer);
       if (call.kind === "fence" || call.kind === "ping") continue;
       if (call.kind === "react") this._reacts.delete(call);
-      if (call.resend) resent.push(call);
+      if (call.resend || !call.sent) resent.push(call);
       else call.reject(new LiveshopError({ type: "error", ref: call.ref, code: "disconnected", message: `connection lost (${code}${reason ? " " + reason : ""}) before the reply` }));
     }
     for (const r of this._reacts) r.reject(new LiveshopError({ type: "error", code: "disconnected", message: "connection lost before the reply" }));
@@ -914,6 +956,9 @@ export class LiveshopClient {
 
   /** @private Forgets the current socket and its timers. */
   _detach() {
+    clearTimeout(this._drainTimer);
+    this._drainTimer = null;
+    this._outbox = [];
     clearTimeout(this._timers.stable);
     clearInterval(this._timers.heartbeat);
     this._timers.stable = null;
@@ -925,6 +970,48 @@ export class LiveshopClient {
         try { ws.close(1000, "client_closed"); } catch { /* ignore */ }
       }
     }
+  }
+}
+
+/**
+ * Token bucket that paces outgoing frames. Pure: time is passed in.
+ */
+export class FramePacer {
+  /**
+   * @param {number} burst Frames that may go at once.
+   * @param {number} perSecond Refill rate; 0 or less: no pacing.
+   */
+  constructor(burst, perSecond) {
+    this.burst = Math.max(1, burst);
+    this.perSecond = perSecond;
+    this.tokens = this.burst;
+    this.at = null;
+  }
+
+  /**
+   * Starts full again (a new connection has a new allowance).
+   * @returns {void}
+   */
+  reset() {
+    this.tokens = this.burst;
+    this.at = null;
+  }
+
+  /**
+   * Takes one frame's allowance at `now` (ms). Returns 0 when the frame may go now, else the
+   * milliseconds to wait before asking again (nothing is taken then).
+   * @param {number} now
+   * @returns {number}
+   */
+  take(now) {
+    if (!(this.perSecond > 0)) return 0;
+    if (this.at !== null) this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.perSecond) / 1000);
+    this.at = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.perSecond));
   }
 }
 

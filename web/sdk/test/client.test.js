@@ -373,3 +373,55 @@ test("attempts that fail back off further, and every frame reaches the frame lis
   assert.deepEqual(frames, ["welcome"]);
   await client.close();
 });
+
+test("an error without ref about a stream (a failed re-join) makes the client join its streams again", async () => {
+  const { server, client } = setup();
+  await tick();
+  server.last.accept();
+  const errors = [];
+  client.on("error", (e) => errors.push(e.code));
+  const joined = client.join("s1");
+  answerJoin(server.last, "s1", { epoch: 1, seq: 4 });
+  await joined;
+  server.last.push({ type: "error", code: "rate_limited", message: "rate limit reached", retry_after_ms: 10 });
+  assert.equal(server.last.sent.filter((f) => f.op === "join").length, 1, "a dropped frame is no reason to re-join");
+  server.last.push({ type: "error", code: "not_found", message: "stream not found" });
+  const again = server.last.lastOp("join");
+  assert.equal(server.last.sent.filter((f) => f.op === "join").length, 2);
+  assert.deepEqual([again.epoch, again.since], [1, 4]);
+  assert.deepEqual(errors, ["rate_limited", "not_found"]);
+  await client.close();
+});
+
+test("a full queue is flushed at the frame pace, and unsent calls survive a reconnect", async () => {
+  const { server, client } = setup({ frameBurst: 5, framesPerSecond: 100 });
+  const chats = Array.from({ length: 12 }, (_, i) => client.chat("s1", `m${i}`));
+  await tick();
+  server.last.accept();
+  assert.equal(server.last.sent.length, 5, "the burst goes at once");
+  await tick(35);
+  const sentNow = server.last.sent.length;
+  assert.ok(sentNow > 5 && sentNow < 12, `paced: ${sentNow} sent after 35 ms`);
+  for (const f of server.last.sent) server.last.push({ type: "ok", ref: f.ref, seq: 1 });
+  server.last.serverClose(1012, "restarting");
+  await tick(5);
+  server.last.accept("ses_2");
+  await tick(100);
+  const texts = server.last.sent.map((f) => f.text);
+  assert.deepEqual(texts, Array.from({ length: 12 - sentNow }, (_, i) => `m${sentNow + i}`), "only the unsent ones, in order");
+  for (const f of server.last.sent) server.last.push({ type: "ok", ref: f.ref, seq: 2 });
+  const oks = await Promise.all(chats);
+  assert.equal(oks.length, 12);
+  await client.close();
+});
+
+test("listeners added right after connect() hear a close for an expired token", async () => {
+  const server = new FakeServer();
+  const old = mintToken("s".repeat(32), { sub: "bob", role: "viewer", tid: "t", exp: 1000 });
+  const client = connect({ url: "ws://shop.test/v1/ws", token: old, WebSocket: server.WebSocket });
+  const heard = [];
+  client.on("state", (s) => heard.push(s));
+  client.on("close", (c) => heard.push(c.code));
+  await tick();
+  assert.deepEqual(heard, ["closed", 1008]);
+});

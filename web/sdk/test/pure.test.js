@@ -104,3 +104,16 @@ test("a snapshot in a new epoch (restart or lost resume) replaces the position",
   c.onJoined({ type: "joined", stream: "s", epoch: 3, seq: 2000, resumed: false });
   assert.equal(c.onEvent({ seq: 2001 }), "deliver");
 });
+
+test("the frame pacer lets a burst through, then one frame per 1/rate seconds", async () => {
+  const { FramePacer } = await import("../liveshop.js");
+  const p = new FramePacer(3, 10);
+  assert.deepEqual([p.take(0), p.take(0), p.take(0)], [0, 0, 0]);
+  assert.equal(p.take(0), 100, "the fourth waits 100 ms at 10/s");
+  assert.equal(p.take(50), 50);
+  assert.equal(p.take(100), 0);
+  assert.ok(p.take(100) > 0);
+  p.reset();
+  assert.equal(p.take(100), 0, "a reset gives the burst back");
+  assert.equal(new FramePacer(1, 0).take(0), 0, "rate 0 never waits");
+});
