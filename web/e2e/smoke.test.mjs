@@ -1,7 +1,9 @@
 // Headless-browser smoke tests of the engine's pages: each page loads with no console error and
 // no request to another origin; a viewer joins a live show, chats and sees its message, claims
 // the last unit and sees `reserved`, a second viewer gets "Sold out", and both pages come back
-// by themselves after the engine restarts; the landing page's demo opens studio and viewer.
+// by themselves after the engine restarts; a seller runs a whole show from the studio's forms
+// while a viewer chats, reacts and claims and the ops page counts the connections; the landing
+// page's demo opens studio and viewer.
 //
 // Needs a built engine (target/debug/liveshop or LIVESHOP_BIN) and Debian's chromium
 // (CHROMIUM, default /usr/bin/chromium). Run: `cd web/e2e && npm ci && npm test`.
@@ -159,6 +161,75 @@ test("a viewer joins, chats, claims the last unit; a second gets Sold out; both 
   assert.deepEqual(b.problems.filter((p) => !ignorable(p)), []);
   await a.context.close();
   await b.context.close();
+});
+
+test("a seller runs a show from the studio alone; a viewer claims; ops sees the connections", { skip }, async () => {
+  const op = engine.token({ role: "operator", sub: "ops" });
+  const slug = `e2e-${Math.random().toString(36).slice(2, 8)}`;
+  const tenant = await engine.api("POST", "/v1/tenants", op, { slug, name: "E2E studio shop" });
+  const sellerToken = engine.token({ role: "seller", tid: tenant.id, sub: "seller-1", name: "Seller" });
+
+  const studio = await watchedPage();
+  const s = studio.page;
+  await s.goto(`${engine.origin}/studio`);
+  await s.locator("#signin-token").fill(sellerToken);
+  await s.locator("#signin-form button[type=submit]").click();
+  await s.locator("#studio-connection").filter({ hasText: /^live$/ }).waitFor();
+
+  await byId(s, "product-sku").fill(`SKU-${slug}`);
+  await byId(s, "product-title").fill("Red scarf");
+  await byId(s, "product-price").fill("19.90");
+  await byId(s, "product-currency").fill("EUR");
+  await byId(s, "product-create").click();
+  await s.locator("#product-rows tr").filter({ hasText: "Red scarf" }).waitFor();
+
+  await byId(s, "stream-title").fill("Studio show");
+  await byId(s, "stream-create").click();
+  await s.locator("#stream-status").filter({ hasText: /^scheduled$/ }).waitFor();
+  const streamId = decodeURIComponent((await s.locator("#stream-watch").getAttribute("href")).split("/").pop());
+  await byId(s, "stream-go-live").click();
+  await s.locator("#stream-status").filter({ hasText: /^live$/ }).waitFor();
+
+  const label = `Red scarf (SKU-${slug})`;
+  await byId(s, "pin-product").selectOption({ label });
+  await byId(s, "pin-button").click();
+  await s.locator("#pinned-now").filter({ hasText: "Red scarf" }).waitFor();
+  await byId(s, "drop-product").selectOption({ label });
+  await byId(s, "drop-quantity").fill("1");
+  await byId(s, "drop-open").click();
+  await s.locator("#drop-now").filter({ hasText: "1 of 1 left" }).waitFor();
+
+  const viewer = await watchedPage();
+  const v = viewer.page;
+  const viewerToken = engine.token({ role: "viewer", tid: tenant.id, sub: "carol", name: "carol" });
+  await v.goto(`${engine.origin}/watch/${streamId}#token=${encodeURIComponent(viewerToken)}`);
+  await byId(v, "connection-state").filter({ hasText: /^live$/ }).waitFor();
+  await byId(v, "pinned-product").filter({ hasText: "Red scarf" }).waitFor();
+  await byId(v, "drop-card").filter({ hasText: "Red scarf" }).waitFor();
+  await byId(v, "drop-remaining").filter({ hasText: /^1$/ }).waitFor();
+
+  await byId(v, "chat-input").fill("hi from the studio test");
+  await byId(v, "chat-send").click();
+  await byId(v, "chat-message").filter({ hasText: "hi from the studio test" }).waitFor();
+  await byId(v, "react-heart").click();
+  await v.locator("#reaction-total").filter({ hasText: /♥ [1-9]/ }).waitFor();
+  await byId(v, "claim-button").click();
+  await byId(v, "claim-status").filter({ hasText: "reserved" }).waitFor();
+
+  await byId(s, "stat-viewers").filter({ hasText: /^[1-9]\d*$/ }).waitFor();
+  await byId(s, "stat-remaining").filter({ hasText: /^0$/ }).waitFor();
+  await s.locator("#studio-chat li").filter({ hasText: "hi from the studio test" }).waitFor();
+
+  const ops = await watchedPage();
+  await ops.page.goto(`${engine.origin}/ops#token=${encodeURIComponent(op)}`);
+  // The studio and the viewer hold one connection each.
+  await byId(ops.page, "ops-connections").filter({ hasText: /^([2-9]|\d{2,})$/ }).waitFor();
+
+  assert.deepEqual(await axeProblems(s), [], "studio accessibility with a live show");
+  for (const [name, w] of [["studio", studio], ["viewer", viewer], ["ops", ops]]) {
+    assert.deepEqual(w.problems, [], `${name}: ${w.problems.join("; ")}`);
+    await w.context.close();
+  }
 });
 
 test("the demo button opens a live studio and a viewer", { skip }, async () => {
