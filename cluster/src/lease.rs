@@ -209,21 +209,16 @@ impl Leases {
             .unwrap_or_else(|p| p.into_inner())
             .is_some_and(|at| at.elapsed() < self.lease);
         let draining = self.draining.load(std::sync::atomic::Ordering::Relaxed) || recovering;
+        if draining {
+            return match self.lease_owner(&key).await? {
+                Some(owner) if owner != self.node => Ok(Placed::Elsewhere(owner)),
+                _ => Err(Rejection::new(
+                    ErrorCode::Unavailable,
+                    "the stream's owner is not known yet; retry",
+                )),
+            };
+        }
         for _ in 0..2 {
-            if draining {
-                let owner: Option<String> = self
-                    .link
-                    .query("lease_owner", redis::cmd("GET").arg(&key))
-                    .await
-                    .map_err(|e| self.unreachable(&e))?;
-                return match owner {
-                    Some(owner) if owner != self.node => Ok(Placed::Elsewhere(owner)),
-                    _ => Err(Rejection::new(
-                        ErrorCode::Unavailable,
-                        "the stream's owner is not known yet; retry",
-                    )),
-                };
-            }
             let mut set = redis::cmd("SET");
             set.arg(&key)
                 .arg(&self.node)
@@ -238,12 +233,7 @@ impl Leases {
             if taken.is_some() {
                 return self.took(stream).await;
             }
-            let owner: Option<String> = self
-                .link
-                .query("lease_owner", redis::cmd("GET").arg(&key))
-                .await
-                .map_err(|e| self.unreachable(&e))?;
-            match owner {
+            match self.lease_owner(&key).await? {
                 // A lease of this node's id that this process does not hold: an earlier process
                 // with the same id. Take it over with a new token.
                 Some(owner) if owner == self.node => return self.took(stream).await,
@@ -321,12 +311,16 @@ impl Leases {
         }
     }
 
+    /// The node holding the lease at `key`, if any.
+    async fn lease_owner(&self, key: &str) -> Result<Option<String>, Rejection> {
+        self.link
+            .query("lease_owner", redis::cmd("GET").arg(key))
+            .await
+            .map_err(|e| self.unreachable(&e))
+    }
+
     async fn release_in_redis(&self, stream: &StreamId) {
-        let mut call = self.release.key(keys::lease(stream));
-        call.arg(&self.node);
-        if let Err(err) = self.link.script::<i64>("lease_release", &call).await {
-            tracing::warn!(stream_id = %stream, error = %err, "could not release a lease; it lapses by itself");
-        }
+        release(&self.link, &self.node, &self.release, stream).await;
     }
 }
 
@@ -342,6 +336,15 @@ impl Leases {
     fn unreachable(&self, err: &crate::link::LinkError) -> Rejection {
         self.redis_failed();
         unreachable_coordination(err)
+    }
+}
+
+/// Deletes `stream`'s lease if `node` holds it; a failure only logs (the lease lapses by itself).
+async fn release(link: &Link, node: &str, script: &Script, stream: &StreamId) {
+    let mut call = script.key(keys::lease(stream));
+    call.arg(node);
+    if let Err(err) = link.script::<i64>("lease_release", &call).await {
+        tracing::warn!(stream_id = %stream, error = %err, "could not release a lease; it lapses by itself");
     }
 }
 
@@ -371,15 +374,9 @@ impl Placement for Leases {
         if self.held.remove(stream).is_none() {
             return;
         }
-        let (link, node, release) = (self.link.clone(), self.node.clone(), self.release.clone());
+        let (link, node, script) = (self.link.clone(), self.node.clone(), self.release.clone());
         let stream = stream.clone();
-        tokio::spawn(async move {
-            let mut call = release.key(keys::lease(&stream));
-            call.arg(&node);
-            if let Err(err) = link.script::<i64>("lease_release", &call).await {
-                tracing::warn!(stream_id = %stream, error = %err, "could not release a lease; it lapses by itself");
-            }
-        });
+        tokio::spawn(async move { release(&link, &node, &script, &stream).await });
     }
 
     fn take_continuation(&self, stream: &StreamId) -> Option<(u64, u64)> {
