@@ -396,6 +396,12 @@ pub enum EventBody {
         /// `time`, `seller`, `stream_ended`.
         reason: String,
     },
+    /// Ordered: a moderator deleted a chat message; clients remove it, and later snapshots and
+    /// replays leave it out.
+    ChatDeleted {
+        /// The deleted message's id.
+        id: String,
+    },
     /// Ordered: a drop sold out.
     SoldOut {
         /// The drop.
@@ -438,6 +444,7 @@ impl EventBody {
             Self::DropOpened(_) => "drop_opened",
             Self::DropClosed { .. } => "drop_closed",
             Self::SoldOut { .. } => "sold_out",
+            Self::ChatDeleted { .. } => "chat_deleted",
             Self::Viewers { .. } => "viewers",
             Self::Reactions { .. } => "reactions",
             Self::Inventory { .. } => "inventory",

@@ -11,6 +11,7 @@ pub mod frames;
 pub mod group_commit;
 pub mod ids;
 pub mod limits;
+pub mod moderation;
 pub mod pacing;
 pub mod records;
 pub mod rejection;

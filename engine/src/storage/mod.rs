@@ -15,7 +15,8 @@ pub use error::{StorageError, StorageResult};
 pub use fence::Fence;
 pub use isolate::{BatchOutcome, RowOutcome, write_isolating};
 pub use stores::{
-    CatalogStore, ChatStore, DropStore, Health, NewClaim, Storage, StreamStore, TenantStore,
+    CatalogStore, ChatStore, DropStore, Health, ModerationStore, NewClaim, Storage,
+    StreamModeration, StreamStore, TenantStore,
 };
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ mod tests {
         let _: Arc<dyn StreamStore> = storage.clone();
         let _: Arc<dyn ChatStore> = storage.clone();
         let _: Arc<dyn DropStore> = storage.clone();
+        let _: Arc<dyn ModerationStore> = storage.clone();
     }
 
     #[test]

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 
 use super::error::StorageResult;
 use super::fence::Fence;
-use crate::ids::{ClaimId, DropId, ProductId, StreamId, TenantId, UserId};
+use crate::ids::{ChatId, ClaimId, DropId, ProductId, StreamId, TenantId, UserId};
+use crate::moderation::{Ban, ChatSettings, ModerationEntry, Mute};
 use crate::records::{
     ChatMessage, Claim, Drop, DropStatus, Product, Stream, StreamStatus, Tenant, UserSeen,
 };
@@ -108,8 +109,85 @@ pub trait StreamStore: Send + Sync + 'static {
 pub trait ChatStore: Send + Sync + 'static {
     /// Appends chat messages in one transaction (batched off the hot path).
     async fn insert_chat(&self, messages: &[ChatMessage], fence: &Fence) -> StorageResult<()>;
-    /// The `limit` most recent chat messages of a stream, oldest first.
+    /// The `limit` most recent chat messages of a stream that were not deleted, oldest first.
     async fn recent_chat(&self, stream: &StreamId, limit: u32) -> StorageResult<Vec<ChatMessage>>;
+}
+
+/// A stream's moderation as stored: its chat settings and the mutes that hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamModeration {
+    /// Slow mode and blocked words (the defaults when never set).
+    pub settings: ChatSettings,
+    /// Mutes of the stream that hold at the time asked about.
+    pub mutes: Vec<Mute>,
+}
+
+/// Moderation: deleted messages, mutes, chat settings, tenant bans and the audit log. Every action
+/// is written together with its log entry, in one transaction.
+#[async_trait]
+pub trait ModerationStore: Send + Sync + 'static {
+    /// Marks a chat message of `stream` deleted and logs `entry`. The message need not be stored
+    /// yet (chat is written behind): [`ChatStore::recent_chat`] leaves it out whenever it lands.
+    /// Deleting a message twice is no error and changes nothing.
+    async fn delete_chat(
+        &self,
+        stream: &StreamId,
+        message: &ChatId,
+        entry: &ModerationEntry,
+        fence: &Fence,
+    ) -> StorageResult<()>;
+    /// A stored chat message of `stream`, and whether it was deleted.
+    async fn chat_message(
+        &self,
+        stream: &StreamId,
+        message: &ChatId,
+    ) -> StorageResult<Option<(ChatMessage, bool)>>;
+    /// Mutes a user in a stream until `mute.until` (replacing an earlier mute of theirs there)
+    /// and logs `entry`.
+    async fn mute(&self, mute: &Mute, entry: &ModerationEntry, fence: &Fence) -> StorageResult<()>;
+    /// Writes a stream's chat settings and logs `entry`.
+    async fn set_chat_settings(
+        &self,
+        stream: &StreamId,
+        settings: &ChatSettings,
+        entry: &ModerationEntry,
+        fence: &Fence,
+    ) -> StorageResult<()>;
+    /// A stream's settings (the defaults when never set) and the mutes that hold at `now`.
+    async fn stream_moderation(
+        &self,
+        stream: &StreamId,
+        now: Timestamp,
+    ) -> StorageResult<StreamModeration>;
+    /// Bans a user from a tenant (replacing an earlier ban of theirs there) and writes `entries`
+    /// (one per stream of the tenant live at the time). Not fenced: bans belong to the tenant,
+    /// not to a stream's owner.
+    async fn ban(&self, ban: &Ban, entries: &[ModerationEntry]) -> StorageResult<()>;
+    /// Lifts a user's ban from a tenant and writes `entries`; false when no ban was stored.
+    async fn unban(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        entries: &[ModerationEntry],
+    ) -> StorageResult<bool>;
+    /// Every ban of every tenant that holds at `now`: what a node loads at start and refreshes.
+    async fn active_bans(&self, now: Timestamp) -> StorageResult<Vec<Ban>>;
+    /// The bans of one tenant that hold at `now`, newest first.
+    async fn bans_of_tenant(&self, tenant: &TenantId, now: Timestamp) -> StorageResult<Vec<Ban>>;
+    /// A stream's moderation log, newest first, at most `limit` entries.
+    async fn moderation_log(
+        &self,
+        stream: &StreamId,
+        limit: u32,
+    ) -> StorageResult<Vec<ModerationEntry>>;
+    /// Whether `user` wrote chat in a stream of `seller` in `tenant`: a seller may ban only the
+    /// viewers of its own streams.
+    async fn chatted_with_seller(
+        &self,
+        tenant: &TenantId,
+        seller: &UserId,
+        user: &UserId,
+    ) -> StorageResult<bool>;
 }
 
 /// Drops and their claims: the aggregate whose counts guard the no-oversell and per-user limits.
@@ -175,11 +253,17 @@ pub trait DropStore: Send + Sync + 'static {
 /// Any type implementing every narrow store is a `Storage`, and an `Arc<dyn Storage>` converts
 /// to any one of them (`let drops: Arc<dyn DropStore> = storage.clone();`).
 pub trait Storage:
-    Health + TenantStore + CatalogStore + StreamStore + ChatStore + DropStore
+    Health + TenantStore + CatalogStore + StreamStore + ChatStore + DropStore + ModerationStore
 {
 }
 
 impl<T> Storage for T where
-    T: Health + TenantStore + CatalogStore + StreamStore + ChatStore + DropStore
+    T: Health
+        + TenantStore
+        + CatalogStore
+        + StreamStore
+        + ChatStore
+        + DropStore
+        + ModerationStore
 {
 }
