@@ -11,6 +11,7 @@ use liveshop_actors::persister::PersisterPort;
 use liveshop_actors::stream::{StreamActor, StreamArgs, StreamCaps, StreamMsg, StreamStores};
 use liveshop_actors::testing::{MemoryStore, RecordingConnection, advance_ms, settle};
 use liveshop_actors::tree::ActorTree;
+use liveshop_engine::auth::Role;
 use liveshop_engine::limits::Limits;
 use liveshop_engine::records::ChatAuthor;
 use liveshop_engine::stream_book::ChatAccess;
@@ -81,7 +82,7 @@ async fn chat(actor: &ActorRef<StreamMsg>, user: &str, text: &str) -> Result<u64
             |reply| StreamMsg::Chat {
                 author,
                 text,
-                access: ChatAccess::Joined,
+                access: ChatAccess::Joined(Role::Viewer),
                 reply,
             },
             None,
