@@ -264,8 +264,7 @@ pub(crate) fn moderation_entry(row: &AnyRow) -> Result<ModerationEntry, sqlx::Er
         stream: StreamId::from_trusted(text(row, "stream_id")?),
         at: ts(row, "at")?,
         actor: UserId::from_trusted(text(row, "actor_id")?),
-        action: ModerationAction::parse(&action)
-            .ok_or_else(|| bad("moderation action", action))?,
+        action: ModerationAction::parse(&action).ok_or_else(|| bad("moderation action", action))?,
         target: text(row, "target")?,
         reason: row.try_get("reason")?,
     })
