@@ -26,7 +26,8 @@ async fn live_stream(limits: Limits) -> ActorRef<StreamMsg> {
             store: StreamStores {
                 streams: store.clone(),
                 chat: store.clone(),
-                drops: store,
+                drops: store.clone(),
+                moderation: store,
             },
             fanout: Fanout::in_process(limits.resume_buffer),
             persister: PersisterPort::new(),

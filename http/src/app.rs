@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use dashmap::DashMap;
 use liveshop_actors::fanout::Fanout;
 use liveshop_actors::{Engine, EngineConfig};
@@ -20,7 +20,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::Keys;
 use crate::config::{Config, Mode};
-use crate::routes::{admin, drops, ops, products, streams, tenants};
+use crate::routes::{admin, drops, moderation, ops, products, streams, tenants};
 use crate::state::{AppState, Inner};
 use crate::{middleware, telemetry, ws};
 
@@ -246,6 +246,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams/{id}/end", post(streams::end))
         .route("/v1/streams/{id}/pin", post(streams::pin))
         .route("/v1/streams/{id}/drops", post(drops::open))
+        .route(
+            "/v1/streams/{id}/chat/{message}",
+            delete(moderation::delete_message),
+        )
+        .route("/v1/streams/{id}/mutes", post(moderation::mute))
+        .route(
+            "/v1/streams/{id}/chat-settings",
+            get(moderation::get_settings).patch(moderation::patch_settings),
+        )
+        .route("/v1/streams/{id}/moderation-log", get(moderation::log))
+        .route(
+            "/v1/tenants/{id}/bans",
+            post(moderation::ban).get(moderation::list_bans),
+        )
+        .route("/v1/tenants/{id}/bans/{user}", delete(moderation::unban))
         .route("/v1/drops/{id}", get(drops::get))
         .route("/v1/drops/{id}/close", post(drops::close))
         .route("/v1/drops/{id}/claims", post(drops::claim))
