@@ -18,7 +18,6 @@ use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::Keys;
 use crate::config::{Config, Mode};
 use crate::routes::{admin, drops, moderation, ops, products, streams, tenants};
 use crate::state::{AppState, Inner};
@@ -47,11 +46,19 @@ impl Application {
             );
         }
         let _checked_cors = middleware::cors(&config).map_err(anyhow::Error::msg)?;
-        let secret = config.resolve_secret()?;
-        if secret.generated {
+        let resolved = config.resolve_keys()?;
+        if resolved.generated {
             tracing::warn!(
                 file = crate::config::DEV_SECRET_FILE,
                 "LIVESHOP_JWT_SECRET is unset: using a generated development secret (never do this in production)"
+            );
+        }
+        if let Some(signing) = resolved.keys.signing_kid() {
+            // Key ids only: a secret never reaches a log line.
+            tracing::info!(
+                signing_kid = signing,
+                kids = resolved.keys.kids().collect::<Vec<_>>().join(","),
+                "token keys from LIVESHOP_JWT_SECRETS"
             );
         }
         let store = SqlStore::connect(&config.database_url).await?;
@@ -104,7 +111,7 @@ impl Application {
             .as_ref()
             .map_or_else(|| config.node_id(), |c| c.node_id.clone());
         let state = AppState(Arc::new(Inner {
-            keys: Keys::new(&secret.bytes),
+            keys: resolved.keys,
             config,
             store,
             engine,
