@@ -22,6 +22,8 @@ pub trait Connection: Send + Sync + 'static {
     /// A joined stream restarted (or its feed cannot be continued without a gap): its session
     /// must join again for a fresh snapshot.
     fn rejoin(&self, stream: &StreamId);
+    /// Its user was banned from its tenant: close it at once with 1008.
+    fn close_banned(&self);
 }
 
 /// A subscriber handle: a connection shared by its session, the hub and the notifier.

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use liveshop_engine::drops::CloseReason;
-use liveshop_engine::ids::ClaimId;
+use liveshop_engine::ids::{ChatId, ClaimId};
 use liveshop_engine::limits::Limits;
+use liveshop_engine::moderation::{Ban, ChatSettings, ModerationEntry, Mute, SettingsPatch};
 use liveshop_engine::records::{ChatAuthor, Claim, Drop, Stream, UserSeen};
 use liveshop_engine::storage::Storage;
 use liveshop_engine::stream::Lifecycle;
@@ -20,6 +21,7 @@ use liveshop_engine::{DropId, ProductId, Rejection, SessionId, StreamId, TenantI
 use ractor::Actor;
 use tokio::task::JoinHandle;
 
+use crate::bans::{self, BanList};
 use crate::clock::TimeAndIds;
 use crate::connection::Subscriber;
 use crate::directory::{Capabilities, Directory, Located, ensure};
@@ -154,6 +156,10 @@ struct EngineInner {
     /// it up.
     persister_child: Arc<dyn crate::supervise::Child>,
     recovery: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The tenant bans this node enforces, and the task that keeps them fresh.
+    bans: Arc<BanList>,
+    bans_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Engine {
@@ -204,6 +210,7 @@ impl Engine {
         )
         .await?;
         let persister = PersisterPort::new();
+        let clock = time.clock.clone();
         let caps = Capabilities {
             store: store.clone(),
             fanout: fanout.clone(),
@@ -239,8 +246,12 @@ impl Engine {
                 config,
                 persister_child,
                 recovery: std::sync::Mutex::new(None),
+                bans: Arc::new(BanList::new()),
+                bans_task: std::sync::Mutex::new(None),
+                clock,
             }),
         };
+        engine.start_bans().await;
         let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel();
         cluster.placement.on_lost(lost_tx);
         let weak = Arc::downgrade(&engine.inner);
@@ -270,6 +281,67 @@ impl Engine {
         });
         *engine.lock_recovery() = Some(task);
         Ok(engine)
+    }
+
+    /// Loads the bans that hold (so a ban holds across restarts from the first request on), then
+    /// keeps them fresh in a task of their own.
+    async fn start_bans(&self) {
+        let inner = &self.inner;
+        let store: Arc<dyn liveshop_engine::storage::ModerationStore> = inner.store.clone();
+        let notifier = inner.fanout.notifier().clone();
+        match bans::refresh(&*store, &inner.bans, &*notifier, &*inner.clock).await {
+            Ok(count) => tracing::info!(bans = count, "tenant bans loaded"),
+            Err(error) => {
+                tracing::error!(%error, "tenant bans could not be loaded; retrying in the background")
+            }
+        }
+        let task = tokio::spawn(bans::keep_fresh(
+            store,
+            inner.bans.clone(),
+            notifier,
+            inner.clock.clone(),
+        ));
+        *lock(&inner.bans_task) = Some(task);
+    }
+
+    /// The tenant bans this node enforces: REST calls and upgrades of a banned user are refused.
+    pub fn bans(&self) -> &BanList {
+        &self.inner.bans
+    }
+
+    /// Bans a user from a tenant (the caller checked who may): stored with `entries` (one per
+    /// live stream of the tenant), enforced here at once, and the user's connections to the
+    /// tenant closed with 1008 on every node.
+    pub async fn ban(&self, ban: Ban, entries: &[ModerationEntry]) -> Result<Ban, Rejection> {
+        self.inner
+            .store
+            .ban(&ban, entries)
+            .await
+            .map_err(|e| storage_unavailable("ban", e))?;
+        self.inner.bans.insert(&ban);
+        self.inner
+            .fanout
+            .notifier()
+            .disconnect(&ban.tenant, &ban.user);
+        Ok(ban)
+    }
+
+    /// Lifts a user's ban from a tenant; false when there was none. Other nodes stop enforcing
+    /// it at their next refresh.
+    pub async fn unban(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        entries: &[ModerationEntry],
+    ) -> Result<bool, Rejection> {
+        let lifted = self
+            .inner
+            .store
+            .unban(tenant, user, entries)
+            .await
+            .map_err(|e| storage_unavailable("unban", e))?;
+        self.inner.bans.remove(tenant, user);
+        Ok(lifted)
     }
 
     /// One recovery pass: drops that must run (and, in a cluster, live streams nobody runs).
@@ -435,6 +507,70 @@ impl Engine {
         }
     }
 
+    /// Deletes a chat message of a stream (the caller checked who may): stored with its log
+    /// entry, then announced by `chat_deleted`; done also when it was deleted already.
+    pub async fn delete_chat(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        message: ChatId,
+        actor: UserId,
+    ) -> Result<(), Rejection> {
+        let call = Call::DeleteChat {
+            tenant: tenant.clone(),
+            stream: stream.clone(),
+            message,
+            actor,
+        };
+        match self.run(call, Hop::First).await? {
+            Answer::Done => Ok(()),
+            _ => Err(Answer::mismatch("delete_chat")),
+        }
+    }
+
+    /// Mutes a user in a stream's chat (the caller checked who may and the duration).
+    pub async fn mute(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        user: UserId,
+        duration_seconds: i64,
+        actor: UserId,
+        reason: Option<String>,
+    ) -> Result<Mute, Rejection> {
+        let call = Call::Mute {
+            tenant: tenant.clone(),
+            stream: stream.clone(),
+            user,
+            duration_seconds,
+            actor,
+            reason,
+        };
+        match self.run(call, Hop::First).await? {
+            Answer::Mute(mute) => Ok(mute),
+            _ => Err(Answer::mismatch("mute")),
+        }
+    }
+
+    /// Reads (`change: None`) or changes a stream's chat settings (the caller checked who may);
+    /// answers the settings after the change.
+    pub async fn chat_settings(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        change: Option<(SettingsPatch, UserId)>,
+    ) -> Result<ChatSettings, Rejection> {
+        let call = Call::ChatSettings {
+            tenant: tenant.clone(),
+            stream: stream.clone(),
+            change,
+        };
+        match self.run(call, Hop::First).await? {
+            Answer::ChatSettings(settings) => Ok(settings),
+            _ => Err(Answer::mismatch("chat_settings")),
+        }
+    }
+
     /// Counts a reaction (already validated) toward the stream's next coalesced tally.
     pub async fn react(
         &self,
@@ -570,6 +706,36 @@ impl Engine {
                 Ok(Answer::Done)
             }
             Call::Snapshot { .. } => actor.ask(StreamMsg::Snapshot).await?.map(Answer::Snapshot),
+            Call::DeleteChat {
+                message, actor: by, ..
+            } => actor
+                .ask(|reply| StreamMsg::DeleteChat {
+                    id: message,
+                    actor: by,
+                    reply,
+                })
+                .await?
+                .map(|()| Answer::Done),
+            Call::Mute {
+                user,
+                duration_seconds,
+                actor: by,
+                reason,
+                ..
+            } => actor
+                .ask(|reply| StreamMsg::Mute {
+                    user,
+                    duration_seconds,
+                    actor: by,
+                    reason,
+                    reply,
+                })
+                .await?
+                .map(Answer::Mute),
+            Call::ChatSettings { change, .. } => actor
+                .ask(|reply| StreamMsg::ChatSettings { change, reply })
+                .await?
+                .map(Answer::ChatSettings),
             Call::CloseDrop { .. } | Call::Claim { .. } | Call::Pay { .. } => {
                 Err(Answer::mismatch(call.name()))
             }
@@ -822,6 +988,9 @@ impl Engine {
         if let Some(task) = self.lock_recovery().take() {
             task.abort();
         }
+        if let Some(task) = lock(&self.inner.bans_task).take() {
+            task.abort();
+        }
         self.flush().await;
         // Stopped on its own first, so it runs its last writes (and says what it could not
         // write); stopping the root would kill it without them.
@@ -833,4 +1002,20 @@ impl Engine {
         }
         self.inner.directory.root().stop(Some("shutdown".into()));
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A storage failure of a facade write: logged with its cause, answered `unavailable`.
+fn storage_unavailable(
+    what: &'static str,
+    error: liveshop_engine::storage::StorageError,
+) -> Rejection {
+    tracing::error!(%error, source = ?std::error::Error::source(&error), what, "storage write failed");
+    Rejection::new(
+        liveshop_engine::ErrorCode::Unavailable,
+        "storage unavailable; retry",
+    )
 }

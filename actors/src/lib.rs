@@ -12,6 +12,7 @@
 //! publishes the bytes on the [`fanout::bus::Bus`]; the [`fanout::hub::Hub`] of each node writes
 //! them to every joined connection's socket.
 
+pub mod bans;
 pub mod clock;
 pub mod connection;
 pub mod directory;

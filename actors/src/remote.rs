@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 use liveshop_engine::drops::CloseReason;
-use liveshop_engine::ids::ClaimId;
+use liveshop_engine::ids::{ChatId, ClaimId};
+use liveshop_engine::moderation::{ChatSettings, Mute, SettingsPatch};
 use liveshop_engine::records::{ChatAuthor, Claim, ClaimStatus, Drop, DropStatus, Stream};
 use liveshop_engine::stream::Lifecycle;
 use liveshop_engine::stream_book::ChatAccess;
@@ -109,6 +110,41 @@ pub enum Call {
         /// The stream.
         stream: StreamId,
     },
+    /// Delete a chat message.
+    DeleteChat {
+        /// Its tenant.
+        tenant: TenantId,
+        /// The stream.
+        stream: StreamId,
+        /// The message.
+        message: ChatId,
+        /// The moderator.
+        actor: UserId,
+    },
+    /// Mute a user in the stream.
+    Mute {
+        /// Its tenant.
+        tenant: TenantId,
+        /// The stream.
+        stream: StreamId,
+        /// Who.
+        user: UserId,
+        /// For how long, checked.
+        duration_seconds: i64,
+        /// The moderator.
+        actor: UserId,
+        /// Why, checked.
+        reason: Option<String>,
+    },
+    /// Read (`change: None`) or change the stream's chat settings.
+    ChatSettings {
+        /// Its tenant.
+        tenant: TenantId,
+        /// The stream.
+        stream: StreamId,
+        /// What changes, and who changes it.
+        change: Option<(SettingsPatch, UserId)>,
+    },
 }
 
 /// The stream a call is about, when it names one (drop calls name their drop).
@@ -128,7 +164,10 @@ impl Call {
             | Self::Pin { tenant, stream, .. }
             | Self::Chat { tenant, stream, .. }
             | Self::React { tenant, stream, .. }
-            | Self::Snapshot { tenant, stream } => Subject::Stream(tenant, stream),
+            | Self::Snapshot { tenant, stream }
+            | Self::DeleteChat { tenant, stream, .. }
+            | Self::Mute { tenant, stream, .. }
+            | Self::ChatSettings { tenant, stream, .. } => Subject::Stream(tenant, stream),
             Self::OpenDrop(drop) => Subject::Stream(&drop.tenant, &drop.stream),
             Self::CloseDrop { tenant, drop, .. }
             | Self::Claim { tenant, drop, .. }
@@ -148,6 +187,9 @@ impl Call {
             Self::Chat { .. } => "chat",
             Self::React { .. } => "react",
             Self::Snapshot { .. } => "snapshot",
+            Self::DeleteChat { .. } => "delete_chat",
+            Self::Mute { .. } => "mute",
+            Self::ChatSettings { .. } => "chat_settings",
         }
     }
 }
@@ -176,6 +218,10 @@ pub enum Answer {
     Done,
     /// The stream's state for a joiner.
     Snapshot(RemoteSnapshot),
+    /// A stored mute.
+    Mute(Mute),
+    /// A stream's chat settings.
+    ChatSettings(ChatSettings),
 }
 
 /// A stream's snapshot taken by its owner at `(epoch, seq)`.

@@ -217,7 +217,7 @@ impl Session {
                 let joined = self.joined.contains(&stream);
                 let tenant = self.permitted(Action::Chat { joined })?;
                 let access = if joined {
-                    ChatAccess::Joined
+                    ChatAccess::Joined(self.identity.role)
                 } else {
                     ChatAccess::NotJoined(self.identity.role)
                 };

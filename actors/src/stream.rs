@@ -15,13 +15,16 @@ use std::time::{Duration, Instant};
 use liveshop_engine::frames::{EventBody, encode_event};
 use liveshop_engine::ids::ChatId;
 use liveshop_engine::limits::Limits;
+use liveshop_engine::moderation::{ChatSettings, Mute, SettingsPatch};
 use liveshop_engine::records::{ChatAuthor, Drop, Stream, StreamStatus};
-use liveshop_engine::storage::{ChatStore, DropStore, Fence, Storage, StorageError, StreamStore};
+use liveshop_engine::storage::{
+    ChatStore, DropStore, Fence, ModerationStore, Storage, StorageError, StreamStore,
+};
 use liveshop_engine::stream::{EventLog, Lifecycle};
 use liveshop_engine::stream_book::{
-    ChatAccess, ChatCommand, Command, DurableCommand, Effect, Effects, StreamBook, Write,
+    ChatAccess, ChatCommand, Command, DurableCommand, Effect, Effects, Known, StreamBook, Write,
 };
-use liveshop_engine::{DropId, ErrorCode, ProductId, Rejection, StreamId, TenantId};
+use liveshop_engine::{DropId, ErrorCode, ProductId, Rejection, StreamId, TenantId, UserId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::value::RawValue;
 
@@ -49,6 +52,8 @@ pub struct StreamStores {
     pub chat: Arc<dyn ChatStore>,
     /// The stream's drops: read at start, created when opened.
     pub drops: Arc<dyn DropStore>,
+    /// Its chat settings and mutes, read at start; deletes, mutes and settings written.
+    pub moderation: Arc<dyn ModerationStore>,
 }
 
 impl StreamStores {
@@ -58,6 +63,7 @@ impl StreamStores {
             streams: store.clone(),
             chat: store.clone(),
             drops: store.clone(),
+            moderation: store.clone(),
         }
     }
 }
@@ -167,6 +173,35 @@ pub enum StreamMsg {
     },
     /// A drop's counts or status changed: refresh it in the snapshot (closed drops leave it).
     DropChanged(Box<Drop>),
+    /// A moderator deletes a chat message: stored, then announced by `chat_deleted`.
+    DeleteChat {
+        /// The message.
+        id: ChatId,
+        /// The moderator.
+        actor: UserId,
+        /// Done (also when it was deleted already).
+        reply: RpcReplyPort<Result<(), Rejection>>,
+    },
+    /// A moderator mutes a user in this stream.
+    Mute {
+        /// Who.
+        user: UserId,
+        /// For how long, checked.
+        duration_seconds: i64,
+        /// The moderator.
+        actor: UserId,
+        /// Why, checked.
+        reason: Option<String>,
+        /// The stored mute.
+        reply: RpcReplyPort<Result<Mute, Rejection>>,
+    },
+    /// A moderator changes the chat settings (`None`: only read them).
+    ChatSettings {
+        /// What changes, and who changes it.
+        change: Option<(SettingsPatch, UserId)>,
+        /// The settings after the change.
+        reply: RpcReplyPort<Result<ChatSettings, Rejection>>,
+    },
     /// The stream's state for a joiner on another node (cluster mode), without joining.
     Snapshot(RpcReplyPort<Result<crate::remote::RemoteSnapshot, Rejection>>),
     /// Publishes an ordered event on behalf of a child (drop actors).
@@ -338,7 +373,88 @@ impl StreamState {
                     .await
             }
             Write::NewDrop(drop) => store.drops.create_drop(drop, &self.fence).await,
+            Write::DeleteChat {
+                stream,
+                message,
+                entry,
+            } => {
+                store
+                    .moderation
+                    .delete_chat(stream, message, entry, &self.fence)
+                    .await
+            }
+            Write::Mute { mute, entry } => store.moderation.mute(mute, entry, &self.fence).await,
+            Write::ChatSettings {
+                stream,
+                settings,
+                entry,
+            } => {
+                store
+                    .moderation
+                    .set_chat_settings(stream, settings, entry, &self.fence)
+                    .await
+            }
         }
+    }
+
+    /// Deletes a message the book knows, or one storage has; a message deleted already is
+    /// done, one nobody has is `not_found`.
+    async fn delete_chat(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        id: ChatId,
+        actor: UserId,
+    ) -> Result<(), Rejection> {
+        let stored = match self.book.known_message(&id) {
+            Known::Deleted => return Ok(()),
+            Known::Live => false,
+            Known::Unknown => match self
+                .caps
+                .store
+                .moderation
+                .chat_message(self.id(), &id)
+                .await
+                .map_err(unavailable)?
+            {
+                None => return Err(Rejection::not_found("message")),
+                Some((_, true)) => return Ok(()),
+                Some((_, false)) => true,
+            },
+        };
+        self.apply_durable(myself, DurableCommand::DeleteChat { id, actor, stored })
+            .await?;
+        Ok(())
+    }
+
+    async fn mute(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        command: DurableCommand,
+    ) -> Result<Mute, Rejection> {
+        let change = self.book.plan(command, self.caps.time.clock.now())?;
+        let Write::Mute { mute, .. } = change.write() else {
+            return Err(Rejection::new(
+                ErrorCode::Internal,
+                "mute planned another write",
+            ));
+        };
+        let mute = mute.clone();
+        self.write(change.write()).await.map_err(unavailable)?;
+        let effects = self.book.commit(change);
+        self.perform(myself, effects);
+        Ok(mute)
+    }
+
+    async fn chat_settings(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        change: Option<(SettingsPatch, UserId)>,
+    ) -> Result<ChatSettings, Rejection> {
+        if let Some((patch, actor)) = change {
+            self.apply_durable(myself, DurableCommand::ChatSettings { patch, actor })
+                .await?;
+        }
+        Ok(self.book.chat_settings().clone())
     }
 
     /// Joins a connection. Doing it inside the actor, in the same step as the snapshot, queues the
@@ -491,6 +607,10 @@ impl Actor for StreamActor {
             .recent_chat(&args.stream, limits.snapshot_chat as u32)
             .await?;
         let drops = store.drops.drops_of_stream(&args.stream).await?;
+        let moderation = store
+            .moderation
+            .stream_moderation(&args.stream, args.caps.time.clock.now())
+            .await?;
         myself.send_interval(TICK, || StreamMsg::Tick);
         args.caps.tree.register(
             kind::STREAM,
@@ -501,7 +621,7 @@ impl Actor for StreamActor {
         Ok(StreamState {
             depth: args.depth,
             log: EventLog::continuing(args.stream.clone(), epoch, seq),
-            book: StreamBook::restore(record, drops, recent_chat, limits),
+            book: StreamBook::restore(record, drops, recent_chat, limits).moderated(moderation),
             caps: args.caps,
             fence: args.fence,
             restarted: args.restarted,
@@ -563,6 +683,27 @@ impl Actor for StreamActor {
             }
             StreamMsg::DropChanged(drop) => {
                 state.apply_unanswered(&myself, Command::DropChanged(drop));
+            }
+            StreamMsg::DeleteChat { id, actor, reply } => {
+                let _ = reply.send(state.delete_chat(&myself, id, actor).await);
+            }
+            StreamMsg::Mute {
+                user,
+                duration_seconds,
+                actor,
+                reason,
+                reply,
+            } => {
+                let command = DurableCommand::Mute {
+                    user,
+                    duration_seconds,
+                    actor,
+                    reason,
+                };
+                let _ = reply.send(state.mute(&myself, command).await);
+            }
+            StreamMsg::ChatSettings { change, reply } => {
+                let _ = reply.send(state.chat_settings(&myself, change).await);
             }
             StreamMsg::Snapshot(reply) => {
                 let _ = reply.send(state.remote_snapshot());

@@ -18,14 +18,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use liveshop_engine::ids::{ClaimId, DropId, ProductId, StreamId, TenantId, UserId};
+use liveshop_engine::ids::{ChatId, ClaimId, DropId, ProductId, StreamId, TenantId, UserId};
+use liveshop_engine::moderation::{Ban, ChatSettings, ModerationEntry, Mute};
 use liveshop_engine::records::{
     ChatMessage, Claim, ClaimStatus, Drop, DropStatus, Product, Stream, StreamStatus, Tenant,
     UserSeen,
 };
 use liveshop_engine::storage::{
-    CatalogStore, ChatStore, DropStore, Fence, Health, NewClaim, StorageError, StorageResult,
-    StreamStore, TenantStore,
+    CatalogStore, ChatStore, DropStore, Fence, Health, ModerationStore, NewClaim, StorageError,
+    StorageResult, StreamModeration, StreamStore, TenantStore,
 };
 use liveshop_engine::timestamp::Timestamp;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -70,6 +71,13 @@ struct Tables {
     holdings: HashMap<(DropId, UserId), i64>,
     /// The highest fencing token that has written, per scope.
     fences: HashMap<String, u64>,
+    /// Deleted chat messages, per stream.
+    deleted_chat: std::collections::HashSet<(StreamId, ChatId)>,
+    mutes: HashMap<(StreamId, UserId), Mute>,
+    chat_settings: HashMap<StreamId, ChatSettings>,
+    bans: HashMap<(TenantId, UserId), Ban>,
+    /// The moderation log in the order written.
+    moderation_log: Vec<ModerationEntry>,
 }
 
 impl Tables {
@@ -449,9 +457,170 @@ impl ChatStore for MemoryStore {
     async fn recent_chat(&self, stream: &StreamId, limit: u32) -> StorageResult<Vec<ChatMessage>> {
         self.count("recent_chat")?;
         let t = self.tables();
-        let of_stream: Vec<_> = t.chat.iter().filter(|m| &m.stream == stream).collect();
+        let of_stream: Vec<_> = t
+            .chat
+            .iter()
+            .filter(|m| &m.stream == stream)
+            .filter(|m| !t.deleted_chat.contains(&(stream.clone(), m.id.clone())))
+            .collect();
         let skip = of_stream.len().saturating_sub(limit as usize);
         Ok(of_stream.into_iter().skip(skip).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl ModerationStore for MemoryStore {
+    async fn delete_chat(
+        &self,
+        stream: &StreamId,
+        message: &ChatId,
+        entry: &ModerationEntry,
+        fence: &Fence,
+    ) -> StorageResult<()> {
+        self.write("delete_chat").await?;
+        let mut t = self.tables();
+        t.check_fence(fence)?;
+        if t.deleted_chat.insert((stream.clone(), message.clone())) {
+            t.moderation_log.push(entry.clone());
+        }
+        Ok(())
+    }
+
+    async fn chat_message(
+        &self,
+        stream: &StreamId,
+        message: &ChatId,
+    ) -> StorageResult<Option<(ChatMessage, bool)>> {
+        self.count("chat_message")?;
+        let t = self.tables();
+        let deleted = t.deleted_chat.contains(&(stream.clone(), message.clone()));
+        Ok(t.chat
+            .iter()
+            .find(|m| &m.stream == stream && &m.id == message)
+            .map(|m| (m.clone(), deleted)))
+    }
+
+    async fn mute(&self, mute: &Mute, entry: &ModerationEntry, fence: &Fence) -> StorageResult<()> {
+        self.write("mute").await?;
+        let mut t = self.tables();
+        t.check_fence(fence)?;
+        t.mutes
+            .insert((mute.stream.clone(), mute.user.clone()), mute.clone());
+        t.moderation_log.push(entry.clone());
+        Ok(())
+    }
+
+    async fn set_chat_settings(
+        &self,
+        stream: &StreamId,
+        settings: &ChatSettings,
+        entry: &ModerationEntry,
+        fence: &Fence,
+    ) -> StorageResult<()> {
+        self.write("set_chat_settings").await?;
+        let mut t = self.tables();
+        t.check_fence(fence)?;
+        t.chat_settings.insert(stream.clone(), settings.clone());
+        t.moderation_log.push(entry.clone());
+        Ok(())
+    }
+
+    async fn stream_moderation(
+        &self,
+        stream: &StreamId,
+        now: Timestamp,
+    ) -> StorageResult<StreamModeration> {
+        self.count("stream_moderation")?;
+        let t = self.tables();
+        Ok(StreamModeration {
+            settings: t.chat_settings.get(stream).cloned().unwrap_or_default(),
+            mutes: t
+                .mutes
+                .values()
+                .filter(|m| &m.stream == stream && now < m.until)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn ban(&self, ban: &Ban, entries: &[ModerationEntry]) -> StorageResult<()> {
+        self.write("ban").await?;
+        let mut t = self.tables();
+        t.bans
+            .insert((ban.tenant.clone(), ban.user.clone()), ban.clone());
+        t.moderation_log.extend(entries.iter().cloned());
+        Ok(())
+    }
+
+    async fn unban(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        entries: &[ModerationEntry],
+    ) -> StorageResult<bool> {
+        self.write("unban").await?;
+        let mut t = self.tables();
+        let lifted = t.bans.remove(&(tenant.clone(), user.clone())).is_some();
+        if lifted {
+            t.moderation_log.extend(entries.iter().cloned());
+        }
+        Ok(lifted)
+    }
+
+    async fn active_bans(&self, now: Timestamp) -> StorageResult<Vec<Ban>> {
+        self.count("active_bans")?;
+        let t = self.tables();
+        Ok(t.bans
+            .values()
+            .filter(|b| b.holds_at(now))
+            .cloned()
+            .collect())
+    }
+
+    async fn bans_of_tenant(&self, tenant: &TenantId, now: Timestamp) -> StorageResult<Vec<Ban>> {
+        self.count("bans_of_tenant")?;
+        let t = self.tables();
+        let mut bans: Vec<Ban> = t
+            .bans
+            .values()
+            .filter(|b| &b.tenant == tenant && b.holds_at(now))
+            .cloned()
+            .collect();
+        bans.sort_by_key(|b| std::cmp::Reverse(b.at));
+        Ok(bans)
+    }
+
+    async fn moderation_log(
+        &self,
+        stream: &StreamId,
+        limit: u32,
+    ) -> StorageResult<Vec<ModerationEntry>> {
+        self.count("moderation_log")?;
+        let t = self.tables();
+        Ok(t.moderation_log
+            .iter()
+            .rev()
+            .filter(|e| &e.stream == stream)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn chatted_with_seller(
+        &self,
+        tenant: &TenantId,
+        seller: &UserId,
+        user: &UserId,
+    ) -> StorageResult<bool> {
+        self.count("chatted_with_seller")?;
+        let t = self.tables();
+        Ok(t.chat.iter().any(|m| {
+            &m.tenant == tenant
+                && &m.user.id == user
+                && t.streams
+                    .iter()
+                    .any(|(s, _)| s.id == m.stream && &s.seller == seller)
+        }))
     }
 }
 
@@ -795,6 +964,7 @@ pub struct RecordingConnection {
     frames: Mutex<Vec<Value>>,
     rejoins: Mutex<Vec<StreamId>>,
     closed: AtomicBool,
+    banned: AtomicBool,
 }
 
 impl RecordingConnection {
@@ -834,6 +1004,11 @@ impl RecordingConnection {
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
     }
+
+    /// Whether it was closed for a ban.
+    pub fn was_banned(&self) -> bool {
+        self.banned.load(Ordering::SeqCst)
+    }
 }
 
 impl Connection for RecordingConnection {
@@ -852,12 +1027,18 @@ impl Connection for RecordingConnection {
     fn rejoin(&self, stream: &StreamId) {
         lock(&self.rejoins).push(stream.clone());
     }
+
+    fn close_banned(&self) {
+        self.banned.store(true, Ordering::SeqCst);
+        self.close();
+    }
 }
 
 /// A notifier that records every private frame, decoded as JSON, with whom it was for.
 #[derive(Debug, Default)]
 pub struct RecordingNotifier {
     sent: Mutex<Vec<(TenantId, UserId, Value)>>,
+    disconnected: Mutex<Vec<(TenantId, UserId)>>,
 }
 
 impl RecordingNotifier {
@@ -874,6 +1055,11 @@ impl RecordingNotifier {
             .map(|(_, _, f)| f.clone())
             .collect()
     }
+
+    /// Every user whose connections it was asked to close for a ban, in order.
+    pub fn disconnected(&self) -> Vec<(TenantId, UserId)> {
+        lock(&self.disconnected).clone()
+    }
 }
 
 impl Notifier for RecordingNotifier {
@@ -884,6 +1070,10 @@ impl Notifier for RecordingNotifier {
     fn notify(&self, tenant: &TenantId, user: &UserId, frame: Bytes) {
         let value = serde_json::from_slice(&frame).unwrap_or(Value::Null);
         lock(&self.sent).push((tenant.clone(), user.clone(), value));
+    }
+
+    fn disconnect(&self, tenant: &TenantId, user: &UserId) {
+        lock(&self.disconnected).push((tenant.clone(), user.clone()));
     }
 }
 

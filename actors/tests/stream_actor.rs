@@ -11,6 +11,7 @@ use liveshop_actors::persister::PersisterPort;
 use liveshop_actors::stream::{StreamActor, StreamArgs, StreamCaps, StreamMsg, StreamStores};
 use liveshop_actors::testing::{MemoryStore, RecordingConnection, advance_ms, settle};
 use liveshop_actors::tree::ActorTree;
+use liveshop_engine::auth::Role;
 use liveshop_engine::limits::Limits;
 use liveshop_engine::records::ChatAuthor;
 use liveshop_engine::stream_book::ChatAccess;
@@ -25,7 +26,8 @@ async fn live_stream(limits: Limits) -> ActorRef<StreamMsg> {
             store: StreamStores {
                 streams: store.clone(),
                 chat: store.clone(),
-                drops: store,
+                drops: store.clone(),
+                moderation: store,
             },
             fanout: Fanout::in_process(limits.resume_buffer),
             persister: PersisterPort::new(),
@@ -81,7 +83,7 @@ async fn chat(actor: &ActorRef<StreamMsg>, user: &str, text: &str) -> Result<u64
             |reply| StreamMsg::Chat {
                 author,
                 text,
-                access: ChatAccess::Joined,
+                access: ChatAccess::Joined(Role::Viewer),
                 reply,
             },
             None,

@@ -40,6 +40,7 @@ impl Connection for Counting {
         true
     }
     fn rejoin(&self, _: &StreamId) {}
+    fn close_banned(&self) {}
 }
 
 /// A new epoch's log and the resume ring a hub keeps for it.

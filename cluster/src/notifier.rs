@@ -4,6 +4,9 @@
 //! [`LocalNotifier`]) and publishes it on [`keys::NOTIFY`] with its origin; every other node
 //! delivers it to its own connections of that tenant and user, and ignores its own echo.
 //!
+//! A ban travels the same way as a notification with an empty frame (no private frame is empty):
+//! each node closes its own connections of that tenant and user with 1008.
+//!
 //! Guarantees: [`Notifier::notify`] never waits (a publisher task batches the frames). Frames are
 //! not kept: one published while Redis is unreachable, or while a node's subscription is down,
 //! reaches only the connections of the node that sent it (the buyer re-reads the claim's state
@@ -96,6 +99,12 @@ impl Notifier for RedisNotifier {
         self.local.notify(tenant, user, frame);
         let _ = self.outgoing.send(payload);
     }
+
+    fn disconnect(&self, tenant: &TenantId, user: &UserId) {
+        let payload = wire::encode_notification(&self.node_id, tenant.as_str(), user.as_str(), &[]);
+        self.local.disconnect(tenant, user);
+        let _ = self.outgoing.send(payload);
+    }
 }
 
 /// Publishes the frames queued, in batches; a batch Redis does not take is dropped.
@@ -159,11 +168,15 @@ async fn subscribe(
 
 fn deliver(local: &LocalNotifier, node_id: &str, payload: &[u8]) {
     match wire::decode_notification(payload) {
-        Ok(note) if note.origin != node_id => local.notify(
-            &TenantId::from_trusted(note.tenant),
-            &UserId::from_trusted(note.user),
-            note.frame,
-        ),
+        Ok(note) if note.origin != node_id => {
+            let tenant = TenantId::from_trusted(note.tenant);
+            let user = UserId::from_trusted(note.user);
+            if note.frame.is_empty() {
+                local.disconnect(&tenant, &user);
+            } else {
+                local.notify(&tenant, &user, note.frame);
+            }
+        }
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "private frame dropped"),
     }
@@ -184,6 +197,7 @@ mod tests {
     struct Inbox {
         id: u64,
         got: Mutex<Vec<Vec<u8>>>,
+        banned: std::sync::atomic::AtomicBool,
     }
 
     impl Connection for Inbox {
@@ -198,11 +212,17 @@ mod tests {
             true
         }
         fn rejoin(&self, _stream: &StreamId) {}
+        fn close_banned(&self) {
+            self.banned.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     impl Inbox {
         fn got(&self) -> Vec<Vec<u8>> {
             self.got.lock().unwrap().clone()
+        }
+        fn banned(&self) -> bool {
+            self.banned.load(std::sync::atomic::Ordering::SeqCst)
         }
     }
 
@@ -242,6 +262,44 @@ mod tests {
         assert_eq!(on_a.got(), [b"{\"n\":1}".to_vec()]);
         assert_eq!(on_b.got(), [b"{\"n\":1}".to_vec()]);
         assert!(other_on_b.got().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_ban_closes_the_users_connections_on_every_node_and_no_one_elses() {
+        let server = RedisServer::start();
+        let link = Link::open(&server.url()).unwrap();
+        let (a, b) = (
+            RedisNotifier::start(link.clone(), "a"),
+            RedisNotifier::start(link, "b"),
+        );
+        assert!(a.subscribed().await && b.subscribed().await);
+        let tenant = TenantId::from_trusted("ten_1");
+        let other_tenant = TenantId::from_trusted("ten_2");
+        let (user, other) = (UserId::from_trusted("usr_1"), UserId::from_trusted("usr_2"));
+        let inbox = |id| {
+            Arc::new(Inbox {
+                id,
+                ..Inbox::default()
+            })
+        };
+        let (on_a, on_b, other_on_b, elsewhere_on_b) = (inbox(1), inbox(2), inbox(3), inbox(4));
+        a.register(&tenant, &user, on_a.clone());
+        b.register(&tenant, &user, on_b.clone());
+        b.register(&tenant, &other, other_on_b.clone());
+        b.register(&other_tenant, &user, elsewhere_on_b.clone());
+        a.disconnect(&tenant, &user);
+        assert!(on_a.banned(), "the banning node closes its own at once");
+        let started = tokio::time::Instant::now();
+        while !on_b.banned() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "b kept the connection"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!other_on_b.banned() && !elsewhere_on_b.banned());
+        assert!(on_b.got().is_empty(), "a ban is no frame");
     }
 
     #[tokio::test]

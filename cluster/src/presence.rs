@@ -246,6 +246,7 @@ mod tests {
             false
         }
         fn rejoin(&self, _stream: &StreamId) {}
+        fn close_banned(&self) {}
     }
 
     #[tokio::test]

@@ -39,6 +39,12 @@ pub enum ErrorCode {
     NotJoined,
     /// The path exists but not for this HTTP method.
     MethodNotAllowed,
+    /// The caller is muted in this stream's chat (with `retry_after_ms`).
+    Muted,
+    /// The chat message holds a word the stream's moderators blocked; it was not sent.
+    Blocked,
+    /// The caller is banned from the tenant.
+    Banned,
 }
 
 impl ErrorCode {
@@ -61,15 +67,18 @@ impl ErrorCode {
             Self::BadFrame => "bad_frame",
             Self::NotJoined => "not_joined",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Muted => "muted",
+            Self::Blocked => "blocked",
+            Self::Banned => "banned",
         }
     }
 
     /// The HTTP status the contract assigns to this code.
     pub const fn http_status(self) -> u16 {
         match self {
-            Self::BadRequest | Self::BadFrame => 400,
+            Self::BadRequest | Self::BadFrame | Self::Blocked => 400,
             Self::Unauthorized => 401,
-            Self::Forbidden => 403,
+            Self::Forbidden | Self::Muted | Self::Banned => 403,
             Self::NotFound => 404,
             Self::Conflict
             | Self::InvalidState

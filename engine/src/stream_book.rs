@@ -22,30 +22,45 @@ use serde_json::Value;
 use crate::auth::{Action, Identity, Role, StreamRef, permit};
 use crate::chat::validate_chat_text;
 use crate::frames::{EventBody, pinned_body};
-use crate::ids::{ChatId, DropId, ProductId, StreamId};
+use crate::ids::{ChatId, DropId, ProductId, StreamId, UserId};
 use crate::limits::Limits;
+use crate::moderation::{ChatSettings, ModerationAction, ModerationEntry, Mute, SettingsPatch};
 use crate::records::{ChatAuthor, ChatMessage, Drop, DropStatus, Stream, StreamStatus};
 use crate::rejection::{ErrorCode, Rejection};
+use crate::storage::StreamModeration;
 use crate::stream::{Lifecycle, accepts_interaction, transition};
 use crate::timestamp::Timestamp;
 
 mod allowance;
+mod chat_rules;
 mod snapshot;
 
 pub use allowance::{BUCKET_IDLE_MS, ChatAllowances, idle_after_ms};
+use chat_rules::ChatRules;
+pub use chat_rules::{KNOWN_MESSAGES, Known, is_staff, muted};
 pub use snapshot::StreamSnapshot;
 
 /// Viewer counts are sent at most this often (milliseconds).
 pub const VIEWERS_EVERY_MS: i64 = 1_000;
 
-/// How the author of a chat message reaches the stream.
+/// How the author of a chat message reaches the stream, and their role (staff are never slowed
+/// by slow mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChatAccess {
     /// Their connection joined the stream.
-    Joined,
+    Joined(Role),
     /// Their connection did not join; with this role they may still publish when they are the
     /// stream's broadcaster (its seller, or an admin), see [`Action::ChatWithoutJoin`].
     NotJoined(Role),
+}
+
+impl ChatAccess {
+    /// The author's role.
+    pub fn role(self) -> Role {
+        match self {
+            Self::Joined(role) | Self::NotJoined(role) => role,
+        }
+    }
 }
 
 /// A chat message as the author sent it, with the id it gets if accepted.
@@ -89,6 +104,35 @@ pub enum DurableCommand {
     Pin(ProductId),
     /// Open a drop (status open) in this stream; only while live.
     OpenDrop(Box<Drop>),
+    /// Delete a chat message of this stream (in any status): announced by `chat_deleted`, left
+    /// out of later snapshots. The actor asks storage first when the book does not know the
+    /// message ([`StreamBook::known_message`]) and says whether storage has it.
+    DeleteChat {
+        /// The message.
+        id: ChatId,
+        /// The moderator.
+        actor: UserId,
+        /// Storage holds the message, not deleted.
+        stored: bool,
+    },
+    /// Mute a user in this stream's chat for a while.
+    Mute {
+        /// Who is muted.
+        user: UserId,
+        /// For how long, already checked (see [`crate::moderation::validate_duration`]).
+        duration_seconds: i64,
+        /// The moderator.
+        actor: UserId,
+        /// Why, already checked.
+        reason: Option<String>,
+    },
+    /// Change slow mode or the blocked words.
+    ChatSettings {
+        /// What changes.
+        patch: SettingsPatch,
+        /// The moderator.
+        actor: UserId,
+    },
 }
 
 /// The storage write a [`Change`] waits for.
@@ -114,6 +158,31 @@ pub enum Write {
     },
     /// A new drop.
     NewDrop(Box<Drop>),
+    /// A deleted chat message, with its log entry.
+    DeleteChat {
+        /// The stream.
+        stream: StreamId,
+        /// The message.
+        message: ChatId,
+        /// The audit log row.
+        entry: ModerationEntry,
+    },
+    /// A mute, with its log entry.
+    Mute {
+        /// The mute.
+        mute: Mute,
+        /// The audit log row.
+        entry: ModerationEntry,
+    },
+    /// The stream's new chat settings, with their log entry.
+    ChatSettings {
+        /// The stream.
+        stream: StreamId,
+        /// All the settings after the change.
+        settings: ChatSettings,
+        /// The audit log row.
+        entry: ModerationEntry,
+    },
 }
 
 /// A checked change waiting for its write: perform [`Change::write`], then
@@ -121,8 +190,9 @@ pub enum Write {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     write: Write,
-    /// The ordered event announcing the change, built at planning so committing cannot fail.
-    announce: EventBody,
+    /// The ordered event announcing the change, if viewers see it, built at planning so
+    /// committing cannot fail.
+    announce: Option<EventBody>,
 }
 
 impl Change {
@@ -201,6 +271,8 @@ pub struct StreamBook {
     viewers_sent: Option<(u64, Timestamp)>,
     /// Grows with every change a snapshot shows, so the actor knows when its cached one is stale.
     revision: u64,
+    /// Mutes, slow mode, blocked words and the messages there are to delete.
+    rules: ChatRules,
 }
 
 impl StreamBook {
@@ -224,11 +296,38 @@ impl StreamBook {
             reactions: BTreeMap::new(),
             viewers_sent: None,
             revision: 0,
+            rules: ChatRules::default(),
         };
         for message in recent_chat {
+            book.rules.remember(message.id.clone());
             book.remember_chat(message);
         }
         book
+    }
+
+    /// The book with the stream's stored moderation: its chat settings and the mutes that hold.
+    pub fn moderated(mut self, moderation: StreamModeration) -> Self {
+        let StreamModeration { settings, mutes } = moderation;
+        self.rules = ChatRules::new(settings, mutes);
+        for message in &self.chat {
+            self.rules.remember(message.id.clone());
+        }
+        self
+    }
+
+    /// The stream's slow mode and blocked words.
+    pub fn chat_settings(&self) -> &ChatSettings {
+        self.rules.settings()
+    }
+
+    /// Users muted now (lapsed mutes are forgotten on the tick).
+    pub fn muted_users(&self) -> usize {
+        self.rules.muted_count()
+    }
+
+    /// Whether the book knows a message a moderator wants deleted.
+    pub fn known_message(&self, id: &ChatId) -> Known {
+        self.rules.known(id)
     }
 
     /// The stream record (its `viewers` as stored; presence has the live count).
@@ -297,9 +396,9 @@ impl StreamBook {
                     _ => (self.record.started_at, Some(now)),
                 };
                 Ok(Change {
-                    announce: EventBody::Status {
+                    announce: Some(EventBody::Status {
                         status: status.as_str().to_owned(),
-                    },
+                    }),
                     write: Write::StreamStatus {
                         stream,
                         status,
@@ -313,17 +412,107 @@ impl StreamBook {
                     return Err(Rejection::new(ErrorCode::InvalidState, "stream has ended"));
                 }
                 Ok(Change {
-                    announce: pinned_body(Some(&product)),
+                    announce: Some(pinned_body(Some(&product))),
                     write: Write::Pinned { stream, product },
                 })
             }
             DurableCommand::OpenDrop(drop) => {
                 accepts_interaction(self.record.status)?;
                 Ok(Change {
-                    announce: EventBody::DropOpened(event_data(&*drop)?),
+                    announce: Some(EventBody::DropOpened(event_data(&*drop)?)),
                     write: Write::NewDrop(drop),
                 })
             }
+            DurableCommand::DeleteChat { id, actor, stored } => {
+                if !stored && self.rules.known(&id) != Known::Live {
+                    return Err(Rejection::not_found("message"));
+                }
+                Ok(Change {
+                    announce: Some(EventBody::ChatDeleted {
+                        id: id.as_str().to_owned(),
+                    }),
+                    write: Write::DeleteChat {
+                        entry: self.entry(
+                            now,
+                            actor,
+                            ModerationAction::DeleteMessage,
+                            id.as_str(),
+                            None,
+                        ),
+                        stream,
+                        message: id,
+                    },
+                })
+            }
+            DurableCommand::Mute {
+                user,
+                duration_seconds,
+                actor,
+                reason,
+            } => {
+                if user == self.record.seller {
+                    return Err(Rejection::field(
+                        "user",
+                        "the stream's seller cannot be muted",
+                    ));
+                }
+                if user == actor {
+                    return Err(Rejection::field("user", "you cannot mute yourself"));
+                }
+                let entry = self.entry(now, actor, ModerationAction::Mute, user.as_str(), reason);
+                Ok(Change {
+                    announce: None,
+                    write: Write::Mute {
+                        mute: Mute {
+                            stream,
+                            user,
+                            until: now.plus_millis(duration_seconds.saturating_mul(1_000)),
+                        },
+                        entry,
+                    },
+                })
+            }
+            DurableCommand::ChatSettings { patch, actor } => {
+                let settings = patch.apply_to(self.rules.settings())?;
+                let what = format!(
+                    "slow_mode_seconds={}, blocked_words={}",
+                    settings.slow_mode_seconds,
+                    settings.blocked_words.len()
+                );
+                let entry = self.entry(
+                    now,
+                    actor,
+                    ModerationAction::ChatSettings,
+                    stream.as_str(),
+                    Some(what),
+                );
+                Ok(Change {
+                    announce: None,
+                    write: Write::ChatSettings {
+                        stream,
+                        settings,
+                        entry,
+                    },
+                })
+            }
+        }
+    }
+
+    fn entry(
+        &self,
+        at: Timestamp,
+        actor: UserId,
+        action: ModerationAction,
+        target: &str,
+        reason: Option<String>,
+    ) -> ModerationEntry {
+        ModerationEntry {
+            stream: self.record.id.clone(),
+            at,
+            actor,
+            action,
+            target: target.to_owned(),
+            reason,
         }
     }
 
@@ -346,8 +535,16 @@ impl StreamBook {
             }
             Write::Pinned { product, .. } => self.record.pinned = Some(product),
             Write::NewDrop(drop) => self.drops.push(*drop),
+            Write::DeleteChat { message, .. } => {
+                self.chat.retain(|m| m.id != message);
+                self.rules.deleted(&message);
+            }
+            Write::Mute { mute, .. } => self.rules.mute(mute.user, mute.until),
+            Write::ChatSettings { settings, .. } => self.rules.set_settings(settings),
         }
-        effects.push(Effect::PublishOrdered(change.announce));
+        if let Some(announce) = change.announce {
+            effects.push(Effect::PublishOrdered(announce));
+        }
         if ended && !self.drops.is_empty() {
             effects.push(Effect::CloseDrops(
                 self.drops.iter().map(|d| d.id.clone()).collect(),
@@ -378,7 +575,9 @@ impl StreamBook {
         }
         accepts_interaction(self.record.status)?;
         let text = validate_chat_text(&text)?;
+        self.rules.check(&author.id, access.role(), &text, now)?;
         self.allowances.take(&author.id, now, &self.limits)?;
+        self.rules.accepted(&author.id, &id, now);
         let message = ChatMessage {
             id,
             stream: self.record.id.clone(),
@@ -435,6 +634,7 @@ impl StreamBook {
             }));
         }
         self.allowances.forget_idle(now, &self.limits);
+        self.rules.forget_lapsed(now);
         if self.record.status == StreamStatus::Ended && viewers == 0 {
             effects.push(Effect::Stop);
         }
@@ -451,3 +651,6 @@ fn event_data<T: Serialize>(record: &T) -> Result<Value, Rejection> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod moderation_tests;

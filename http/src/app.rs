@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use dashmap::DashMap;
 use liveshop_actors::fanout::Fanout;
 use liveshop_actors::{Engine, EngineConfig};
@@ -18,9 +18,8 @@ use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::Keys;
 use crate::config::{Config, Mode};
-use crate::routes::{admin, drops, ops, products, streams, tenants};
+use crate::routes::{admin, drops, moderation, ops, products, streams, tenants};
 use crate::state::{AppState, Inner};
 use crate::{middleware, telemetry, ws};
 
@@ -47,11 +46,19 @@ impl Application {
             );
         }
         let _checked_cors = middleware::cors(&config).map_err(anyhow::Error::msg)?;
-        let secret = config.resolve_secret()?;
-        if secret.generated {
+        let resolved = config.resolve_keys()?;
+        if resolved.generated {
             tracing::warn!(
                 file = crate::config::DEV_SECRET_FILE,
                 "LIVESHOP_JWT_SECRET is unset: using a generated development secret (never do this in production)"
+            );
+        }
+        if let Some(signing) = resolved.keys.signing_kid() {
+            // Key ids only: a secret never reaches a log line.
+            tracing::info!(
+                signing_kid = signing,
+                kids = resolved.keys.kids().collect::<Vec<_>>().join(","),
+                "token keys from LIVESHOP_JWT_SECRETS"
             );
         }
         let store = SqlStore::connect(&config.database_url).await?;
@@ -104,7 +111,7 @@ impl Application {
             .as_ref()
             .map_or_else(|| config.node_id(), |c| c.node_id.clone());
         let state = AppState(Arc::new(Inner {
-            keys: Keys::new(&secret.bytes),
+            keys: resolved.keys,
             config,
             store,
             engine,
@@ -246,6 +253,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams/{id}/end", post(streams::end))
         .route("/v1/streams/{id}/pin", post(streams::pin))
         .route("/v1/streams/{id}/drops", post(drops::open))
+        .route(
+            "/v1/streams/{id}/chat/{message}",
+            delete(moderation::delete_message),
+        )
+        .route("/v1/streams/{id}/mutes", post(moderation::mute))
+        .route(
+            "/v1/streams/{id}/chat-settings",
+            get(moderation::get_settings).patch(moderation::patch_settings),
+        )
+        .route("/v1/streams/{id}/moderation-log", get(moderation::log))
+        .route(
+            "/v1/tenants/{id}/bans",
+            post(moderation::ban).get(moderation::list_bans),
+        )
+        .route("/v1/tenants/{id}/bans/{user}", delete(moderation::unban))
         .route("/v1/drops/{id}", get(drops::get))
         .route("/v1/drops/{id}/close", post(drops::close))
         .route("/v1/drops/{id}/claims", post(drops::claim))

@@ -4,6 +4,10 @@
 //! requires `exp` and `sub`, and honours `nbf`, with no leeway: a token is valid while
 //! `nbf <= now < exp` (seconds), so it is refused from the second equal to `exp` on. It resolves the tenant once per request or connection, never per
 //! frame. Tokens never reach a log line.
+//!
+//! Several named keys may be valid at once, for rotation (`LIVESHOP_JWT_SECRETS`): the first
+//! signs, a token's `kid` header selects the one key it is checked against, and a token without
+//! `kid` is checked against each.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,52 +45,152 @@ pub struct Verified {
     pub exp: u64,
 }
 
-/// Signing and verification keys derived from the secret.
-pub struct Keys {
+/// Why a key set cannot be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeysError {
+    /// A key set needs at least one key: the first signs.
+    #[error("no key is given")]
+    Empty,
+    /// A `kid` must name one key only, or a token's `kid` would be ambiguous.
+    #[error("kid {0:?} is given more than once")]
+    DuplicateKid(String),
+}
+
+/// Why a token could not be signed with a named key.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// No key has this `kid` (or the keys have no kids at all: `LIVESHOP_JWT_SECRET`).
+    #[error("no key has kid {0:?}")]
+    UnknownKid(String),
+    /// The signing itself failed.
+    #[error(transparent)]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+/// One HS256 key, and the `kid` that names it (none for the single `LIVESHOP_JWT_SECRET`).
+struct Key {
+    kid: Option<String>,
     encoding: EncodingKey,
     decoding: DecodingKey,
+}
+
+impl Key {
+    fn new(kid: Option<String>, secret: &[u8]) -> Self {
+        Self {
+            kid,
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+}
+
+/// Signing and verification keys derived from the secret, or from several named secrets during a
+/// key rotation (contract v1, section 10): the first key signs; a token with a `kid` header is
+/// checked against that key only; a token without one against each key in order.
+pub struct Keys {
+    /// Never empty; the first signs.
+    keys: Vec<Key>,
+    /// Whether the keys have kids (`LIVESHOP_JWT_SECRETS`). A single unnamed key
+    /// (`LIVESHOP_JWT_SECRET`) checks every token, whatever its `kid` says, as it always did.
+    named: bool,
     validation: Validation,
 }
 
 impl Keys {
-    /// Keys for an HS256 secret.
+    /// Keys for one HS256 secret without a `kid` (`LIVESHOP_JWT_SECRET`).
     pub fn new(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 0;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            keys: vec![Key::new(None, secret)],
+            named: false,
+            validation: validation(),
         }
     }
 
-    /// Signs claims into a token.
+    /// Keys for several named HS256 secrets (`LIVESHOP_JWT_SECRETS`), in order: the first signs
+    /// and puts its `kid` in the header. Each `kid` may appear once.
+    pub fn named<'a>(
+        secrets: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<Self, KeysError> {
+        let mut keys: Vec<Key> = Vec::new();
+        for (kid, secret) in secrets {
+            if keys.iter().any(|k| k.kid.as_deref() == Some(kid)) {
+                return Err(KeysError::DuplicateKid(kid.to_owned()));
+            }
+            keys.push(Key::new(Some(kid.to_owned()), secret));
+        }
+        if keys.is_empty() {
+            return Err(KeysError::Empty);
+        }
+        Ok(Self {
+            keys,
+            named: true,
+            validation: validation(),
+        })
+    }
+
+    /// The `kid` new tokens are signed with; none for a single `LIVESHOP_JWT_SECRET`.
+    pub fn signing_kid(&self) -> Option<&str> {
+        self.keys[0].kid.as_deref()
+    }
+
+    /// Every `kid` that verifies tokens, the signing one first (none for `LIVESHOP_JWT_SECRET`).
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().filter_map(|k| k.kid.as_deref())
+    }
+
+    /// Signs claims into a token with the signing (first) key, its `kid` in the header.
     pub fn mint(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        sign(&self.keys[0], claims)
+    }
+
+    /// Signs claims into a token with the key named `kid` (`liveshop token --kid`).
+    pub fn mint_with(&self, kid: &str, claims: &Claims) -> Result<String, MintError> {
+        let key = self
+            .find(kid)
+            .ok_or_else(|| MintError::UnknownKid(kid.to_owned()))?;
+        Ok(sign(key, claims)?)
+    }
+
+    fn find(&self, kid: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// Checks the signature and the time claims, with the key the token's `kid` names, or with
+    /// each key in turn when it names none. Costs one HMAC per tried key: one, except for a
+    /// token without `kid` under several keys.
+    fn decode(&self, token: &str) -> Result<Claims, Rejection> {
+        let decode = |key: &Key| {
+            jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
+                .map(|data| data.claims)
+        };
+        if !self.named {
+            return decode(&self.keys[0]).map_err(refusal);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(refusal)?;
+        if let Some(kid) = header.kid {
+            let key = self
+                .find(&kid)
+                .ok_or_else(|| unauthorized("token kid is unknown"))?;
+            return decode(key).map_err(refusal);
+        }
+        let mut last = None;
+        for key in &self.keys {
+            match decode(key) {
+                Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
+                    last = Some(e);
+                }
+                // The signature matched (or the token is refused before any key is tried): this
+                // key's verdict is the token's.
+                other => return other.map_err(refusal),
+            }
+        }
+        Err(last.map_or_else(|| unauthorized("token signature is invalid"), refusal))
     }
 
     /// Verifies a token and parses its claims into an identity. Any failure is `unauthorized`
     /// with a message that says what was wrong but never echoes the token.
     pub fn verify(&self, token: &str) -> Result<Verified, Rejection> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                let why = match e.kind() {
-                    ErrorKind::ExpiredSignature => "token expired",
-                    ErrorKind::ImmatureSignature => "token is not valid yet (nbf)",
-                    ErrorKind::InvalidSignature => "token signature is invalid",
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        "token algorithm must be HS256"
-                    }
-                    ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
-                    _ => "token is malformed",
-                };
-                unauthorized(why)
-            })?;
-        let claims = data.claims;
+        let claims = self.decode(token)?;
         // The library refuses only `exp < now`; the token's last valid second is `exp - 1`.
         if claims.exp <= unix_now() {
             return Err(unauthorized("token expired"));
@@ -115,6 +219,37 @@ impl Keys {
             exp: claims.exp,
         })
     }
+}
+
+fn validation() -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.leeway = 0;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation
+}
+
+fn sign(key: &Key, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid.clone_from(&key.kid);
+    jsonwebtoken::encode(&header, claims, &key.encoding)
+}
+
+/// The `unauthorized` refusal for a token the library refused: what was wrong, in plain words.
+fn refusal(e: jsonwebtoken::errors::Error) -> Rejection {
+    use jsonwebtoken::errors::ErrorKind;
+    let why = match e.kind() {
+        ErrorKind::ExpiredSignature => "token expired",
+        ErrorKind::ImmatureSignature => "token is not valid yet (nbf)",
+        ErrorKind::InvalidSignature => "token signature is invalid",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "token algorithm must be HS256"
+        }
+        ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
+        _ => "token is malformed",
+    };
+    unauthorized(why)
 }
 
 /// An `unauthorized` refusal.
@@ -256,5 +391,96 @@ mod tests {
             .mint(&claims_for(Role::Operator, None, "op", None, 60))
             .unwrap();
         assert!(k.verify(&t).unwrap().identity.tenant.is_none());
+    }
+
+    const OLD: &[u8] = b"old-secret-0123456789-abcdefghijklmn";
+    const NEW: &[u8] = b"new-secret-9876543210-zyxwvutsrqpon";
+
+    fn rotating() -> Keys {
+        Keys::named([("new", NEW), ("old", OLD)]).unwrap()
+    }
+
+    fn kid_of(token: &str) -> Option<String> {
+        jsonwebtoken::decode_header(token).unwrap().kid
+    }
+
+    fn viewer() -> Claims {
+        claims_for(Role::Viewer, Some("t"), "u", None, 60)
+    }
+
+    #[test]
+    fn the_first_named_key_signs_with_its_kid_and_a_named_one_on_request() {
+        let k = rotating();
+        assert_eq!(k.signing_kid(), Some("new"));
+        assert_eq!(k.kids().collect::<Vec<_>>(), ["new", "old"]);
+        let t = k.mint(&viewer()).unwrap();
+        assert_eq!(kid_of(&t).as_deref(), Some("new"));
+        assert!(k.verify(&t).is_ok());
+        let t = k.mint_with("old", &viewer()).unwrap();
+        assert_eq!(kid_of(&t).as_deref(), Some("old"));
+        assert!(k.verify(&t).is_ok());
+        assert!(matches!(
+            k.mint_with("older", &viewer()),
+            Err(MintError::UnknownKid(kid)) if kid == "older"
+        ));
+        // A single secret has no kids: it signs without one, and names none.
+        let single = keys();
+        assert_eq!(kid_of(&single.mint(&viewer()).unwrap()), None);
+        assert!(single.mint_with("any", &viewer()).is_err());
+    }
+
+    #[test]
+    fn a_token_without_kid_is_checked_against_each_key() {
+        let k = rotating();
+        for secret in [NEW, OLD] {
+            let t = Keys::new(secret).mint(&viewer()).unwrap();
+            assert_eq!(kid_of(&t), None);
+            assert!(k.verify(&t).is_ok());
+        }
+        let foreign = Keys::new(b"foreign-secret-0123456789-abcdefgh");
+        let err = k.verify(&foreign.mint(&viewer()).unwrap()).unwrap_err();
+        assert_eq!(err.message, "token signature is invalid");
+    }
+
+    #[test]
+    fn a_kid_selects_its_key_only_and_an_unknown_kid_is_refused() {
+        let k = rotating();
+        // Signed with the old secret but naming the new key: not tried against the old one.
+        let liar = Keys::named([("new", OLD)]).unwrap();
+        let err = k.verify(&liar.mint(&viewer()).unwrap()).unwrap_err();
+        assert_eq!(err.message, "token signature is invalid");
+        let stranger = Keys::named([("gone", OLD)]).unwrap();
+        let err = k.verify(&stranger.mint(&viewer()).unwrap()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unauthorized);
+        assert_eq!(err.message, "token kid is unknown");
+    }
+
+    #[test]
+    fn the_key_whose_signature_matches_gives_the_verdict() {
+        // An expired token of the second key says so, not "signature is invalid" from the first.
+        let mut c = viewer();
+        c.exp = unix_now() - 10;
+        let t = Keys::new(OLD).mint(&c).unwrap();
+        assert_eq!(rotating().verify(&t).unwrap_err().message, "token expired");
+    }
+
+    #[test]
+    fn a_single_secret_ignores_the_kid_header_as_before() {
+        let named = Keys::named([("k1", b"0123456789abcdef0123456789abcdef".as_slice())]).unwrap();
+        let t = named.mint(&viewer()).unwrap();
+        assert_eq!(kid_of(&t).as_deref(), Some("k1"));
+        assert!(keys().verify(&t).is_ok());
+    }
+
+    #[test]
+    fn a_named_set_refuses_no_keys_and_a_duplicate_kid() {
+        assert_eq!(
+            Keys::named(std::iter::empty()).err(),
+            Some(KeysError::Empty)
+        );
+        assert_eq!(
+            Keys::named([("a", OLD), ("b", NEW), ("a", NEW)]).err(),
+            Some(KeysError::DuplicateKid("a".into()))
+        );
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use liveshop_engine::limits::Limits;
 
+use crate::auth::{Keys, KeysError};
+
 /// Shortest secret accepted in production, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -27,6 +29,41 @@ pub fn strong_secret(secret: &[u8]) -> bool {
     secret.len() >= MIN_SECRET_BYTES
         && !secret.iter().all(u8::is_ascii_whitespace)
         && seen.iter().filter(|s| **s).count() >= MIN_SECRET_DISTINCT_BYTES
+}
+
+/// Longest `kid` of `LIVESHOP_JWT_SECRETS`, in characters.
+pub const MAX_KID_CHARS: usize = 64;
+
+/// Secret text from the environment or a flag. Its `Debug` is redacted, so printing a [`Config`]
+/// never shows a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// The secret itself, for building keys (never for a log line).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SecretText {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+impl std::str::FromStr for SecretText {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(text.into())
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Where a development secret is kept when `LIVESHOP_JWT_SECRET` is unset, so `liveshop serve` and
@@ -81,7 +118,16 @@ pub struct Config {
         env = "LIVESHOP_JWT_SECRET",
         hide_env_values = true
     )]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretText>,
+    /// Several HS256 secrets valid at once, for key rotation: `kid=secret,kid=secret,...`; the
+    /// first signs. Not together with `LIVESHOP_JWT_SECRET`.
+    #[arg(
+        global = true,
+        long,
+        env = "LIVESHOP_JWT_SECRETS",
+        hide_env_values = true
+    )]
+    pub jwt_secrets: Option<SecretText>,
     /// `dev` or `production`.
     #[arg(
         global = true,
@@ -246,9 +292,36 @@ fn parse_flag(text: &str) -> Result<bool, String> {
 pub enum ConfigError {
     /// Production needs a real secret.
     #[error(
-        "LIVESHOP_JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes, not only whitespace, with at least {MIN_SECRET_DISTINCT_BYTES} distinct bytes (e.g. `openssl rand -hex 32`), when LIVESHOP_ENV=production"
+        "LIVESHOP_JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes, not only whitespace, with at least {MIN_SECRET_DISTINCT_BYTES} distinct bytes (e.g. `openssl rand -hex 32`), or LIVESHOP_JWT_SECRETS to kid=secret pairs of such secrets, when LIVESHOP_ENV=production"
     )]
     WeakSecret,
+    /// Two sources of token secrets: which one counts would be a guess.
+    #[error(
+        "LIVESHOP_JWT_SECRET and LIVESHOP_JWT_SECRETS are both set: set only one (during a key rotation LIVESHOP_JWT_SECRETS=kid=secret,... holds every key, the old one included)"
+    )]
+    BothSecrets,
+    /// An entry of `LIVESHOP_JWT_SECRETS` that is not `kid=secret`. It is named by its position,
+    /// never by its text, which may be (part of) a secret.
+    #[error(
+        "LIVESHOP_JWT_SECRETS: entry {position} {problem}; each comma-separated entry is kid=secret, the kid 1 to {MAX_KID_CHARS} letters, digits, '-', '_' or '.'"
+    )]
+    SecretsEntry {
+        /// 1-based position of the entry in the list.
+        position: usize,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A `kid` given twice in `LIVESHOP_JWT_SECRETS`: a token naming it would be ambiguous.
+    #[error("LIVESHOP_JWT_SECRETS: kid {0:?} is given more than once")]
+    DuplicateKid(String),
+    /// A `kid=` entry without a secret.
+    #[error("LIVESHOP_JWT_SECRETS: the secret of kid {0:?} is empty")]
+    EmptyNamedSecret(String),
+    /// A named secret production refuses, as it refuses a weak `LIVESHOP_JWT_SECRET`.
+    #[error(
+        "LIVESHOP_JWT_SECRETS: the secret of kid {0:?} must be at least {MIN_SECRET_BYTES} bytes, not only whitespace, with at least {MIN_SECRET_DISTINCT_BYTES} distinct bytes (e.g. `openssl rand -hex 32`), when LIVESHOP_ENV=production"
+    )]
+    WeakNamedSecret(String),
     /// The fault-injection endpoints let an operator token crash actors: never in production.
     #[error(
         "LIVESHOP_ENABLE_FAULT_INJECTION is on, which production refuses: unset it (or set it to 0) when LIVESHOP_ENV=production"
@@ -272,17 +345,20 @@ pub enum ConfigError {
     DevSecret(#[source] std::io::Error),
 }
 
-/// The token secret actually in use, and whether it was generated for development.
-pub struct ResolvedSecret {
-    /// Secret bytes.
-    pub bytes: Vec<u8>,
+/// The token keys actually in use, and whether their secret was generated for development.
+pub struct ResolvedKeys {
+    /// Signing and verification keys.
+    pub keys: Keys,
     /// True when no secret was configured and a development one is used.
     pub generated: bool,
 }
 
-impl std::fmt::Debug for ResolvedSecret {
+impl std::fmt::Debug for ResolvedKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResolvedSecret(<redacted>)")
+        f.debug_struct("ResolvedKeys")
+            .field("kids", &self.keys.kids().collect::<Vec<_>>())
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
     }
 }
 
@@ -360,27 +436,90 @@ impl Config {
         Duration::from_millis(self.owner_lease_ms)
     }
 
-    /// The secret to sign and verify tokens with. Production refuses a missing or weak secret
-    /// ([`strong_secret`]);
-    /// development without a secret uses (and creates once) a random one kept in
-    /// [`DEV_SECRET_FILE`] in the working directory.
-    pub fn resolve_secret(&self) -> Result<ResolvedSecret, ConfigError> {
-        match (&self.jwt_secret, self.mode) {
-            (Some(s), Mode::Production) if strong_secret(s.as_bytes()) => Ok(ResolvedSecret {
-                bytes: s.as_bytes().to_vec(),
+    /// The keys to sign and verify tokens with: the named secrets of `LIVESHOP_JWT_SECRETS`
+    /// ([`parse_named_secrets`]), or the one `LIVESHOP_JWT_SECRET`; setting both is refused. An
+    /// empty variable counts as unset. Production refuses a missing or weak secret
+    /// ([`strong_secret`]); development without a secret uses (and creates once) a random one kept
+    /// in [`DEV_SECRET_FILE`] in the working directory. No error message contains a secret.
+    pub fn resolve_keys(&self) -> Result<ResolvedKeys, ConfigError> {
+        let single = self.jwt_secret.as_ref().map(SecretText::expose);
+        let named = self
+            .jwt_secrets
+            .as_ref()
+            .map(SecretText::expose)
+            .filter(|text| !text.trim().is_empty());
+        if let Some(text) = named {
+            if single.is_some_and(|s| !s.is_empty()) {
+                return Err(ConfigError::BothSecrets);
+            }
+            let secrets = parse_named_secrets(text, self.mode)?;
+            let keys =
+                Keys::named(secrets.iter().map(|(kid, s)| (*kid, s.as_bytes()))).map_err(|e| {
+                    match e {
+                        KeysError::DuplicateKid(kid) => ConfigError::DuplicateKid(kid),
+                        KeysError::Empty => ConfigError::SecretsEntry {
+                            position: 1,
+                            problem: "is empty",
+                        },
+                    }
+                })?;
+            return Ok(ResolvedKeys {
+                keys,
                 generated: false,
-            }),
-            (_, Mode::Production) => Err(ConfigError::WeakSecret),
-            (Some(s), Mode::Dev) if !s.is_empty() => Ok(ResolvedSecret {
-                bytes: s.as_bytes().to_vec(),
-                generated: false,
-            }),
-            (_, Mode::Dev) => dev_secret(Path::new(DEV_SECRET_FILE)).map(|bytes| ResolvedSecret {
-                bytes,
-                generated: true,
-            }),
+            });
         }
+        let (bytes, generated) = match (single, self.mode) {
+            (Some(s), Mode::Production) if strong_secret(s.as_bytes()) => {
+                (s.as_bytes().to_vec(), false)
+            }
+            (_, Mode::Production) => return Err(ConfigError::WeakSecret),
+            (Some(s), Mode::Dev) if !s.is_empty() => (s.as_bytes().to_vec(), false),
+            (_, Mode::Dev) => (dev_secret(Path::new(DEV_SECRET_FILE))?, true),
+        };
+        Ok(ResolvedKeys {
+            keys: Keys::new(&bytes),
+            generated,
+        })
     }
+}
+
+/// Splits `LIVESHOP_JWT_SECRETS` into `(kid, secret)` pairs, in order: comma-separated
+/// `kid=secret` entries, split at the first `=` (a secret may contain `=`, not `,`), whitespace
+/// around each kid and secret ignored. A kid is 1 to [`MAX_KID_CHARS`] letters, digits, `-`, `_`
+/// or `.`; a secret is not empty, and in production [`strong_secret`]. Errors name the entry by its
+/// position or its kid, never by its text.
+pub fn parse_named_secrets(text: &str, mode: Mode) -> Result<Vec<(&str, &str)>, ConfigError> {
+    let mut secrets = Vec::new();
+    for (index, entry) in text.split(',').enumerate() {
+        let wrong = |problem| ConfigError::SecretsEntry {
+            position: index + 1,
+            problem,
+        };
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return Err(wrong("is empty"));
+        }
+        let (kid, secret) = entry.split_once('=').ok_or_else(|| wrong("has no '='"))?;
+        let (kid, secret) = (kid.trim(), secret.trim());
+        if kid.is_empty() {
+            return Err(wrong("has an empty kid"));
+        }
+        if kid.chars().count() > MAX_KID_CHARS
+            || !kid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(wrong("has a kid that is too long or has other characters"));
+        }
+        if secret.is_empty() {
+            return Err(ConfigError::EmptyNamedSecret(kid.to_owned()));
+        }
+        if mode == Mode::Production && !strong_secret(secret.as_bytes()) {
+            return Err(ConfigError::WeakNamedSecret(kid.to_owned()));
+        }
+        secrets.push((kid, secret));
+    }
+    Ok(secrets)
 }
 
 fn dev_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -428,14 +567,14 @@ mod tests {
     #[test]
     fn production_refuses_a_short_secret() {
         let c = parse(&["--env", "production", "--jwt-secret", "short"]);
-        let err = c.resolve_secret().unwrap_err();
+        let err = c.resolve_keys().unwrap_err();
         assert!(err.to_string().contains("LIVESHOP_JWT_SECRET"));
     }
 
     #[test]
     fn production_refuses_a_missing_secret() {
         let c = parse(&["--env", "production"]);
-        assert!(matches!(c.resolve_secret(), Err(ConfigError::WeakSecret)));
+        assert!(matches!(c.resolve_keys(), Err(ConfigError::WeakSecret)));
     }
 
     #[test]
@@ -446,7 +585,7 @@ mod tests {
             "--jwt-secret",
             "3f9a1c07e2b84d5a9c6e0f1b2a3d4c5e",
         ]);
-        assert!(!c.resolve_secret().unwrap().generated);
+        assert!(!c.resolve_keys().unwrap().generated);
     }
 
     #[test]
@@ -459,13 +598,13 @@ mod tests {
         ] {
             let c = parse(&["--env", "production", "--jwt-secret", &weak]);
             assert!(
-                matches!(c.resolve_secret(), Err(ConfigError::WeakSecret)),
+                matches!(c.resolve_keys(), Err(ConfigError::WeakSecret)),
                 "{weak:?} was accepted"
             );
         }
         // Development takes what it is given.
         let c = parse(&["--env", "dev", "--jwt-secret", &"x".repeat(32)]);
-        assert!(c.resolve_secret().is_ok());
+        assert!(c.resolve_keys().is_ok());
     }
 
     #[test]
@@ -497,5 +636,92 @@ mod tests {
         assert!(parse_flag("1").unwrap());
         assert!(!parse_flag("0").unwrap());
         assert!(parse_flag("maybe").is_err());
+    }
+
+    const NEW: &str = "3f9a1c07e2b84d5a9c6e0f1b2a3d4c5e";
+    const OLD: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
+
+    #[test]
+    fn named_secrets_give_keys_in_order_the_first_signing() {
+        let list = format!(" new = {NEW} ,old={OLD}");
+        for mode in ["dev", "production"] {
+            let c = parse(&["--env", mode, "--jwt-secrets", &list]);
+            let resolved = c.resolve_keys().unwrap();
+            assert!(!resolved.generated);
+            assert_eq!(resolved.keys.signing_kid(), Some("new"));
+            assert_eq!(resolved.keys.kids().collect::<Vec<_>>(), ["new", "old"]);
+        }
+        // A secret may contain '=' (base64 padding): the entry splits at the first one.
+        let pairs = parse_named_secrets("k1=abc==,k2=x", Mode::Dev).unwrap();
+        assert_eq!(pairs, [("k1", "abc=="), ("k2", "x")]);
+        // An empty list is no list: the single secret (or the generated one) is used.
+        let c = parse(&["--jwt-secret", NEW, "--jwt-secrets", " "]);
+        assert_eq!(c.resolve_keys().unwrap().keys.signing_kid(), None);
+    }
+
+    #[test]
+    fn both_secret_variables_are_refused() {
+        let c = parse(&["--jwt-secret", NEW, "--jwt-secrets", &format!("a={OLD}")]);
+        let err = c.resolve_keys().unwrap_err();
+        assert!(matches!(err, ConfigError::BothSecrets));
+        let text = err.to_string();
+        assert!(
+            text.contains("LIVESHOP_JWT_SECRET and LIVESHOP_JWT_SECRETS"),
+            "{text}"
+        );
+    }
+
+    /// The error for `list`, checked to name the variable and to show no secret.
+    fn refusal(mode: &str, list: &str) -> String {
+        let c = parse(&["--env", mode, "--jwt-secrets", list]);
+        let text = c.resolve_keys().unwrap_err().to_string();
+        assert!(text.contains("LIVESHOP_JWT_SECRETS"), "{text}");
+        for secret in [NEW, OLD, "short-one", "spilled"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        text
+    }
+
+    #[test]
+    fn bad_named_secrets_are_refused_naming_the_entry_or_kid_but_no_secret() {
+        let cases = [
+            (format!("a={NEW},"), "entry 2 is empty"),
+            (format!("a={NEW},spilled"), "entry 2 has no '='"),
+            (format!("={NEW}"), "entry 1 has an empty kid"),
+            (format!("a b={NEW}"), "entry 1 has a kid that is too long"),
+            (format!("{}={NEW}", "k".repeat(65)), "entry 1 has a kid"),
+            (format!("a={NEW},b= "), "the secret of kid \"b\" is empty"),
+            (
+                format!("a={NEW},b={OLD},a={OLD}"),
+                "kid \"a\" is given more than once",
+            ),
+        ];
+        for (list, expected) in cases {
+            let text = refusal("dev", &list);
+            assert!(text.contains(expected), "{list}: {text}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_a_weak_named_secret_naming_its_kid() {
+        for weak in ["short-one", &"x".repeat(40)] {
+            let text = refusal("production", &format!("new={NEW},old={weak}"));
+            assert!(text.contains("the secret of kid \"old\""), "{text}");
+            assert!(text.contains("at least 32 bytes"), "{text}");
+        }
+        // Development takes what it is given.
+        let c = parse(&["--env", "dev", "--jwt-secrets", "a=short-one"]);
+        assert_eq!(c.resolve_keys().unwrap().keys.signing_kid(), Some("a"));
+    }
+
+    #[test]
+    fn a_printed_config_shows_no_secret() {
+        let c = parse(&["--jwt-secret", NEW, "--jwt-secrets", &format!("a={OLD}")]);
+        let printed = format!("{c:?}");
+        assert!(
+            !printed.contains(NEW) && !printed.contains(OLD),
+            "{printed}"
+        );
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 }

@@ -35,6 +35,13 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Verified, Rej
                 }
             }
         }
+        if let Some(until) = state.engine.bans().holds(
+            tenant,
+            &verified.identity.user,
+            liveshop_actors::clock::now(),
+        ) {
+            return Err(banned(until));
+        }
         if state.user_seen_due(tenant, &verified.identity.user) {
             state.engine.persist_user_seen(UserSeen {
                 tenant: tenant.clone(),
@@ -46,6 +53,18 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Verified, Rej
         }
     }
     Ok(verified)
+}
+
+/// The refusal of a banned user, saying until when.
+fn banned(until: Option<liveshop_engine::Timestamp>) -> Rejection {
+    let message = match until {
+        Some(until) => format!(
+            "you are banned from this tenant until {}",
+            until.to_rfc3339()
+        ),
+        None => "you are banned from this tenant".to_owned(),
+    };
+    Rejection::new(ErrorCode::Banned, message)
 }
 
 /// The bearer token of the `Authorization` header, if any. More than one `Authorization`

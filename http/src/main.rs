@@ -9,7 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 use liveshop_engine::auth::Role;
-use liveshop_http::auth::{Keys, MAX_TTL_SECS, claims_for};
+use liveshop_http::auth::{MAX_TTL_SECS, MintError, claims_for};
 use liveshop_http::{Application, Config, telemetry};
 use liveshop_storage::SqlStore;
 
@@ -46,6 +46,9 @@ enum Command {
         /// Lifetime in seconds, from 1 to 31622400 (366 days).
         #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECS))]
         ttl: u64,
+        /// Sign with the key of this kid in LIVESHOP_JWT_SECRETS (default: the first).
+        #[arg(long)]
+        kid: Option<String>,
     },
 }
 
@@ -78,7 +81,8 @@ fn main() -> ExitCode {
                 sub,
                 name,
                 ttl,
-            } => token(&cli.config, &role, tenant, sub, name, ttl),
+                kid,
+            } => token(&cli.config, &role, tenant, sub, name, ttl, kid.as_deref()),
         }
     });
     match result {
@@ -110,6 +114,7 @@ fn token(
     sub: Option<String>,
     name: Option<String>,
     ttl: u64,
+    kid: Option<&str>,
 ) -> anyhow::Result<()> {
     let role = Role::parse(role).ok_or_else(|| {
         anyhow::anyhow!("--role must be one of viewer, seller, moderator, admin, operator")
@@ -117,10 +122,23 @@ fn token(
     if role != Role::Operator && tenant.is_none() {
         anyhow::bail!("--tenant is required for the {} role", role.as_str());
     }
-    let secret = config.resolve_secret()?;
+    let keys = config.resolve_keys()?.keys;
     let sub = sub.unwrap_or_else(|| role.as_str().to_owned());
     let claims = claims_for(role, tenant.as_deref(), &sub, name.as_deref(), ttl);
-    println!("{}", Keys::new(&secret.bytes).mint(&claims)?);
+    let token = match kid {
+        None => keys.mint(&claims)?,
+        Some(kid) => keys.mint_with(kid, &claims).map_err(|e| match e {
+            MintError::UnknownKid(_) if keys.signing_kid().is_none() => anyhow::anyhow!(
+                "--kid {kid:?} needs LIVESHOP_JWT_SECRETS (kid=secret,...): the single LIVESHOP_JWT_SECRET has no kid"
+            ),
+            MintError::UnknownKid(_) => anyhow::anyhow!(
+                "--kid {kid:?} is not a kid of LIVESHOP_JWT_SECRETS (its kids: {})",
+                keys.kids().collect::<Vec<_>>().join(", ")
+            ),
+            MintError::Sign(e) => e.into(),
+        })?,
+    };
+    println!("{token}");
     Ok(())
 }
 

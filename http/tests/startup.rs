@@ -1,4 +1,5 @@
 //! What the real binary refuses before serving: fault injection and weak secrets in production,
+//! both token secret variables at once or a malformed `LIVESHOP_JWT_SECRETS`,
 //! a cluster on SQLite or with a bad lease or node id, and token lifetimes that would wrap.
 
 mod common;
@@ -114,4 +115,63 @@ fn token_refuses_a_ttl_that_would_wrap_or_is_zero() {
         &["token", "--role", "operator", "--ttl", "31622400"],
     );
     assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn both_secret_variables_are_refused_at_start() {
+    let db = fresh(common::Backend::Sqlite).await;
+    let dir = TempDir::new("both-secrets");
+    let named = format!("new={STRONG}");
+    for mode in ["dev", "production"] {
+        let env = [
+            ("LIVESHOP_ENV", Some(mode)),
+            ("LIVESHOP_JWT_SECRET", Some(STRONG)),
+            ("LIVESHOP_JWT_SECRETS", Some(named.as_str())),
+            ("LIVESHOP_LISTEN", Some("127.0.0.1:0")),
+        ];
+        let output = run_liveshop(dir.path(), Some(db.url()), &env, &["serve"]);
+        assert!(!output.status.success(), "{mode} started with both");
+        let text = stderr(&output);
+        assert!(
+            text.contains("LIVESHOP_JWT_SECRET and LIVESHOP_JWT_SECRETS are both set"),
+            "{text}"
+        );
+        assert!(!text.contains(STRONG), "no secret: {text}");
+    }
+}
+
+#[tokio::test]
+async fn bad_jwt_secrets_are_refused_at_start_naming_the_kid_or_entry_never_the_secret() {
+    let db = fresh(common::Backend::Sqlite).await;
+    let dir = TempDir::new("bad-secrets");
+    let weak = "weak-secret";
+    let cases = [
+        (
+            format!("new={STRONG},old={weak}"),
+            "the secret of kid \"old\"",
+        ),
+        (
+            format!("new={STRONG},new={STRONG}"),
+            "kid \"new\" is given more than once",
+        ),
+        (format!("new={STRONG},{weak}"), "entry 2 has no '='"),
+        (format!("={STRONG}"), "entry 1 has an empty kid"),
+    ];
+    for (list, expected) in cases {
+        let env = [
+            ("LIVESHOP_ENV", Some("production")),
+            ("LIVESHOP_JWT_SECRET", None),
+            ("LIVESHOP_JWT_SECRETS", Some(list.as_str())),
+            ("LIVESHOP_LISTEN", Some("127.0.0.1:0")),
+        ];
+        let output = run_liveshop(dir.path(), Some(db.url()), &env, &["serve"]);
+        assert!(!output.status.success(), "{expected}: the engine started");
+        let text = stderr(&output);
+        assert!(text.contains("LIVESHOP_JWT_SECRETS"), "{text}");
+        assert!(text.contains(expected), "{text}");
+        assert!(
+            !text.contains(STRONG) && !text.contains(weak),
+            "no secret: {text}"
+        );
+    }
 }

@@ -1,14 +1,15 @@
 //! Tokens and request errors at the edge, over real HTTP: the expiry second, `nbf`, ambiguous
-//! `Authorization` headers (REST and the WebSocket upgrade), and JSON body errors that name the
-//! field in plain words without the engine's Rust internals.
+//! `Authorization` headers (REST and the WebSocket upgrade), several keys at once
+//! (`LIVESHOP_JWT_SECRETS`: a `kid` selects its key, a token without one is tried against each),
+//! and JSON body errors that name the field in plain words without the engine's Rust internals.
 
 mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Backend, TestApp, expect_error, mint, operator};
+use common::{Backend, TestApp, expect_error, expect_json, mint, operator};
 use liveshop_engine::auth::Role;
-use liveshop_http::auth::{claims_for, unix_now};
+use liveshop_http::auth::{Keys, claims_for, unix_now};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -115,6 +116,96 @@ async fn two_authorization_headers_are_a_bad_request_on_the_websocket_upgrade() 
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("bad_request"), "{answer}");
+}
+
+const NEW: &str = "new-secret-0123456789-abcdefghijklmnop";
+const OLD: &str = "old-secret-9876543210-zyxwvutsrqponmlk";
+
+/// A server verifying with two named keys, `new` (which signs) and `old`.
+async fn two_key_server() -> TestApp {
+    TestApp::spawn(Backend::Sqlite, |c| {
+        c.jwt_secret = None;
+        c.jwt_secrets = Some(format!("new={NEW},old={OLD}").as_str().into());
+    })
+    .await
+}
+
+/// An operator token signed with `secret`, naming `kid` in its header when given.
+fn operator_signed(secret: &str, kid: Option<&str>) -> String {
+    let claims = claims_for(Role::Operator, None, "ops", None, 600);
+    match kid {
+        Some(kid) => Keys::named([(kid, secret.as_bytes())])
+            .unwrap()
+            .mint(&claims)
+            .unwrap(),
+        None => Keys::new(secret.as_bytes()).mint(&claims).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_server_with_two_keys_accepts_tokens_of_both_with_and_without_kid() {
+    let app = two_key_server().await;
+    for (secret, kid) in [
+        (NEW, Some("new")),
+        (OLD, Some("old")),
+        (NEW, None),
+        (OLD, None),
+    ] {
+        let token = operator_signed(secret, kid);
+        // Past authentication: the tenant is looked up, and does not exist.
+        expect_error(
+            app.get("/v1/tenants/none", Some(&token)).await,
+            404,
+            "not_found",
+        )
+        .await;
+    }
+    // The WebSocket upgrade verifies the same way.
+    let body = json!({ "slug": "two-keys", "name": "Two keys" });
+    let operator = operator_signed(NEW, Some("new"));
+    let tenant = expect_json(app.post("/v1/tenants", &operator, &body).await, 201).await;
+    let tenant = tenant["id"].as_str().expect("tenant id");
+    let viewer = claims_for(Role::Viewer, Some(tenant), "v-old", None, 600);
+    let old = Keys::named([("old", OLD.as_bytes())]).unwrap();
+    let mut client = app.ws(&old.mint(&viewer).unwrap()).await;
+    client.ping("after-upgrade").await;
+}
+
+#[tokio::test]
+async fn a_server_with_two_keys_refuses_an_unknown_kid_and_a_kid_whose_key_does_not_match() {
+    let app = two_key_server().await;
+    let cases = [
+        // A kid no key has, though signed with a key the server knows.
+        (
+            operator_signed(OLD, Some("retired")),
+            "token kid is unknown",
+        ),
+        // Signed with the old secret, naming the new key: only the new key is tried.
+        (
+            operator_signed(OLD, Some("new")),
+            "token signature is invalid",
+        ),
+        (
+            operator_signed(NEW, Some("old")),
+            "token signature is invalid",
+        ),
+        // Without kid, signed with neither key.
+        (
+            operator_signed("some-other-secret-0123456789-abcdef", None),
+            "token signature is invalid",
+        ),
+    ];
+    for (token, expected) in cases {
+        let message = expect_error(
+            app.get("/v1/tenants/none", Some(&token)).await,
+            401,
+            "unauthorized",
+        )
+        .await;
+        assert_eq!(message, expected);
+        let refused = app.ws_raw(&token, None).await.err();
+        assert_eq!(refused.map(|s| s.as_u16()), Some(401), "{expected}");
+    }
 }
 
 /// Words that betray Rust internals in a message meant for API clients.

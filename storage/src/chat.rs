@@ -1,4 +1,5 @@
-//! Chat history: batched appends and the recent tail replayed to joining viewers.
+//! Chat history: batched appends and the recent tail replayed to joining viewers, without the
+//! messages deleted by moderators (`moderation.rs` records those).
 
 use liveshop_engine::ids::StreamId;
 use liveshop_engine::records::ChatMessage;
@@ -56,6 +57,9 @@ impl SqlStore {
         tx.commit().await.map_err(unavailable)
     }
 
+    /// The stream's newest messages read backwards through `chat_messages_stream_at`, each one
+    /// looked up in `chat_deletions` by its primary key (stream, message) and left out when
+    /// deleted, until `limit` remain.
     pub(crate) async fn select_recent_chat(
         &self,
         stream: &StreamId,
@@ -64,7 +68,9 @@ impl SqlStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             chat_columns!(),
-            " FROM chat_messages WHERE stream_id = $1 ORDER BY at DESC, seq DESC LIMIT $2"
+            " FROM chat_messages WHERE stream_id = $1 AND NOT EXISTS (SELECT 1 FROM chat_deletions d \
+             WHERE d.stream_id = chat_messages.stream_id AND d.message_id = chat_messages.id) \
+             ORDER BY at DESC, seq DESC LIMIT $2"
         ))
         .bind(stream.as_str())
         .bind(i64::from(limit))

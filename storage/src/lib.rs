@@ -14,6 +14,7 @@ mod error;
 mod fence;
 mod measure;
 mod migrate;
+mod moderation;
 mod rows;
 mod sql;
 mod store;

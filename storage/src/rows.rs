@@ -1,6 +1,7 @@
 //! Column lists and row decoding, shared by the query modules.
 
 use liveshop_engine::ids::{ChatId, ClaimId, DropId, ProductId, Slug, StreamId, TenantId, UserId};
+use liveshop_engine::moderation::{Ban, ChatSettings, ModerationAction, ModerationEntry, Mute};
 use liveshop_engine::records::{
     ChatAuthor, ChatMessage, Claim, ClaimStatus, Drop, DropStatus, Product, Stream, StreamStatus,
     Tenant, UserSeen,
@@ -191,5 +192,80 @@ pub(crate) fn claim(row: &AnyRow) -> Result<Claim, sqlx::Error> {
         idempotency_key: text(row, "idempotency_key")?,
         created_at: ts(row, "created_at")?,
         expires_at: ts(row, "expires_at")?,
+    })
+}
+
+/// Column list matching the decoder below, for `concat!` into static SQL.
+macro_rules! mute_columns {
+    () => {
+        "stream_id, user_id, until"
+    };
+}
+pub(crate) use mute_columns;
+
+pub(crate) fn mute(row: &AnyRow) -> Result<Mute, sqlx::Error> {
+    Ok(Mute {
+        stream: StreamId::from_trusted(text(row, "stream_id")?),
+        user: UserId::from_trusted(text(row, "user_id")?),
+        until: ts(row, "until")?,
+    })
+}
+
+/// Column list matching the decoder below, for `concat!` into static SQL.
+macro_rules! chat_settings_columns {
+    () => {
+        "slow_mode_seconds, blocked_words"
+    };
+}
+pub(crate) use chat_settings_columns;
+
+/// A settings row; `blocked_words` is a JSON array of strings.
+pub(crate) fn chat_settings(row: &AnyRow) -> Result<ChatSettings, sqlx::Error> {
+    let slow: i64 = row.try_get("slow_mode_seconds")?;
+    let words = text(row, "blocked_words")?;
+    Ok(ChatSettings {
+        slow_mode_seconds: u32::try_from(slow)
+            .map_err(|_| bad("slow mode seconds", slow.to_string()))?,
+        blocked_words: serde_json::from_str(&words)
+            .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+    })
+}
+
+/// Column list matching the decoder below, for `concat!` into static SQL.
+macro_rules! ban_columns {
+    () => {
+        "tenant_id, user_id, until, reason, banned_by, banned_at"
+    };
+}
+pub(crate) use ban_columns;
+
+pub(crate) fn ban(row: &AnyRow) -> Result<Ban, sqlx::Error> {
+    Ok(Ban {
+        tenant: TenantId::from_trusted(text(row, "tenant_id")?),
+        user: UserId::from_trusted(text(row, "user_id")?),
+        until: opt_ts(row, "until")?,
+        reason: row.try_get("reason")?,
+        by: UserId::from_trusted(text(row, "banned_by")?),
+        at: ts(row, "banned_at")?,
+    })
+}
+
+/// Column list matching the decoder below, for `concat!` into static SQL.
+macro_rules! moderation_entry_columns {
+    () => {
+        "stream_id, at, actor_id, action, target, reason"
+    };
+}
+pub(crate) use moderation_entry_columns;
+
+pub(crate) fn moderation_entry(row: &AnyRow) -> Result<ModerationEntry, sqlx::Error> {
+    let action = text(row, "action")?;
+    Ok(ModerationEntry {
+        stream: StreamId::from_trusted(text(row, "stream_id")?),
+        at: ts(row, "at")?,
+        actor: UserId::from_trusted(text(row, "actor_id")?),
+        action: ModerationAction::parse(&action).ok_or_else(|| bad("moderation action", action))?,
+        target: text(row, "target")?,
+        reason: row.try_get("reason")?,
     })
 }

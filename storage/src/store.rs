@@ -1,13 +1,14 @@
 //! The engine's storage traits, one per aggregate, delegating to the query modules.
 
 use async_trait::async_trait;
-use liveshop_engine::ids::{ClaimId, DropId, ProductId, StreamId, TenantId, UserId};
+use liveshop_engine::ids::{ChatId, ClaimId, DropId, ProductId, StreamId, TenantId, UserId};
+use liveshop_engine::moderation::{Ban, ChatSettings, ModerationEntry, Mute};
 use liveshop_engine::records::{
     ChatMessage, Claim, Drop, DropStatus, Product, Stream, StreamStatus, Tenant, UserSeen,
 };
 use liveshop_engine::storage::{
-    CatalogStore, ChatStore, DropStore, Fence, Health, NewClaim, StorageResult, StreamStore,
-    TenantStore,
+    CatalogStore, ChatStore, DropStore, Fence, Health, ModerationStore, NewClaim, StorageResult,
+    StreamModeration, StreamStore, TenantStore,
 };
 use liveshop_engine::timestamp::Timestamp;
 
@@ -196,5 +197,88 @@ impl DropStore for SqlStore {
 
     async fn drops_to_recover(&self) -> StorageResult<Vec<Drop>> {
         self.select_drops_to_recover().await
+    }
+}
+
+#[async_trait]
+impl ModerationStore for SqlStore {
+    async fn delete_chat(
+        &self,
+        stream: &StreamId,
+        message: &ChatId,
+        entry: &ModerationEntry,
+        fence: &Fence,
+    ) -> StorageResult<()> {
+        self.write_chat_deletion(stream, message, entry, fence)
+            .await
+    }
+
+    async fn chat_message(
+        &self,
+        stream: &StreamId,
+        message: &ChatId,
+    ) -> StorageResult<Option<(ChatMessage, bool)>> {
+        self.select_chat_message(stream, message).await
+    }
+
+    async fn mute(&self, mute: &Mute, entry: &ModerationEntry, fence: &Fence) -> StorageResult<()> {
+        self.write_mute(mute, entry, fence).await
+    }
+
+    async fn set_chat_settings(
+        &self,
+        stream: &StreamId,
+        settings: &ChatSettings,
+        entry: &ModerationEntry,
+        fence: &Fence,
+    ) -> StorageResult<()> {
+        self.write_chat_settings(stream, settings, entry, fence)
+            .await
+    }
+
+    async fn stream_moderation(
+        &self,
+        stream: &StreamId,
+        now: Timestamp,
+    ) -> StorageResult<StreamModeration> {
+        self.select_stream_moderation(stream, now).await
+    }
+
+    async fn ban(&self, ban: &Ban, entries: &[ModerationEntry]) -> StorageResult<()> {
+        self.write_ban(ban, entries).await
+    }
+
+    async fn unban(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        entries: &[ModerationEntry],
+    ) -> StorageResult<bool> {
+        self.delete_ban(tenant, user, entries).await
+    }
+
+    async fn active_bans(&self, now: Timestamp) -> StorageResult<Vec<Ban>> {
+        self.select_active_bans(now).await
+    }
+
+    async fn bans_of_tenant(&self, tenant: &TenantId, now: Timestamp) -> StorageResult<Vec<Ban>> {
+        self.select_bans_of_tenant(tenant, now).await
+    }
+
+    async fn moderation_log(
+        &self,
+        stream: &StreamId,
+        limit: u32,
+    ) -> StorageResult<Vec<ModerationEntry>> {
+        self.select_moderation_log(stream, limit).await
+    }
+
+    async fn chatted_with_seller(
+        &self,
+        tenant: &TenantId,
+        seller: &UserId,
+        user: &UserId,
+    ) -> StorageResult<bool> {
+        self.select_chatted_with_seller(tenant, seller, user).await
     }
 }

@@ -2,6 +2,7 @@
 //! `async fn case_x(store: &SqlStore)` and `both!` generates `x::on_sqlite` and `x::on_postgres`.
 
 use liveshop_engine::ids::{ChatId, ClaimId, DropId, ProductId, Slug, StreamId, TenantId, UserId};
+use liveshop_engine::moderation::{Ban, ChatSettings, ModerationAction, ModerationEntry, Mute};
 use liveshop_engine::records::{
     ChatAuthor, ChatMessage, Claim, ClaimStatus, Drop, DropStatus, Product, Stream, StreamStatus,
     Tenant, UserSeen,
@@ -9,8 +10,8 @@ use liveshop_engine::records::{
 use std::sync::Arc;
 
 use liveshop_engine::storage::{
-    CatalogStore, ChatStore, DropStore, Fence, Health, NewClaim, Storage, StorageError,
-    StreamStore, TenantStore,
+    CatalogStore, ChatStore, DropStore, Fence, Health, ModerationStore, NewClaim, Storage,
+    StorageError, StreamModeration, StreamStore, TenantStore,
 };
 use liveshop_engine::timestamp::Timestamp;
 use liveshop_storage::testing::fresh_store;
@@ -74,6 +75,15 @@ both! {
     every_owner_write_is_fenced => case_every_owner_write_is_fenced,
     storage_narrows_to_one_aggregate => case_storage_narrows_to_one_aggregate,
     concurrent_batches_never_oversell => case_concurrent_batches_never_oversell,
+    chat_deleted_before_and_after_it_is_written => case_chat_deleted_before_and_after_it_is_written,
+    chat_deleted_twice => case_chat_deleted_twice,
+    mutes_replace_and_lapse => case_mutes_replace_and_lapse,
+    chat_settings_round_trip => case_chat_settings_round_trip,
+    bans_hold_until_they_lapse => case_bans_hold_until_they_lapse,
+    rebans_replace_and_unbans => case_rebans_replace_and_unbans,
+    moderation_log_newest_first => case_moderation_log_newest_first,
+    chatted_with_seller => case_chatted_with_seller,
+    stale_owner_moderates_nothing => case_stale_owner_moderates_nothing,
 }
 
 // ---- fixtures -------------------------------------------------------------------------------
@@ -1583,4 +1593,639 @@ async fn case_storage_narrows_to_one_aggregate(store: &SqlStore) {
             .unwrap()
             .is_some()
     );
+}
+
+// ---- moderation -----------------------------------------------------------------------------
+
+fn entry(
+    stream: &str,
+    at: i64,
+    action: ModerationAction,
+    target: &str,
+    reason: Option<&str>,
+) -> ModerationEntry {
+    ModerationEntry {
+        stream: StreamId::from_trusted(stream),
+        at: Timestamp(at),
+        actor: UserId::from_trusted("mod-1"),
+        action,
+        target: target.to_owned(),
+        reason: reason.map(str::to_owned),
+    }
+}
+
+fn deletion(stream: &str, message: &str, at: i64) -> ModerationEntry {
+    entry(stream, at, ModerationAction::DeleteMessage, message, None)
+}
+
+fn mute_of(stream: &str, user: &str, until: i64) -> Mute {
+    Mute {
+        stream: StreamId::from_trusted(stream),
+        user: UserId::from_trusted(user),
+        until: Timestamp(until),
+    }
+}
+
+fn ban_of(tenant: &str, user: &str, until: Option<i64>, reason: Option<&str>, at: i64) -> Ban {
+    Ban {
+        tenant: TenantId::from_trusted(tenant),
+        user: UserId::from_trusted(user),
+        until: until.map(Timestamp),
+        reason: reason.map(str::to_owned),
+        by: UserId::from_trusted("mod-1"),
+        at: Timestamp(at),
+    }
+}
+
+fn chat_by(id: &str, stream: &str, user: &str, at: i64) -> ChatMessage {
+    let mut message = chat(id, stream, "hi", at);
+    message.user.id = UserId::from_trusted(user);
+    message
+}
+
+fn chat_ids(messages: &[ChatMessage]) -> Vec<&str> {
+    messages.iter().map(|m| m.id.as_str()).collect()
+}
+
+fn users(bans: &[Ban]) -> Vec<(&str, &str)> {
+    bans.iter()
+        .map(|b| (b.tenant.as_str(), b.user.as_str()))
+        .collect()
+}
+
+async fn delete(store: &SqlStore, stream: &str, message: &str, at: i64) {
+    store
+        .delete_chat(
+            &StreamId::from_trusted(stream),
+            &ChatId::from_trusted(message),
+            &deletion(stream, message, at),
+            &Fence::Unfenced,
+        )
+        .await
+        .unwrap();
+}
+
+async fn log_of(store: &SqlStore, stream: &str) -> Vec<ModerationEntry> {
+    store
+        .moderation_log(&StreamId::from_trusted(stream), 100)
+        .await
+        .unwrap()
+}
+
+async fn case_chat_deleted_before_and_after_it_is_written(store: &SqlStore) {
+    seed(store).await;
+    store
+        .create_stream(&stream("ten_a", "str_2"))
+        .await
+        .unwrap();
+    let s1 = StreamId::from_trusted("str_1");
+    // Deleted while the message is still in the write-behind queue: no row yet.
+    delete(store, "str_1", "msg_2", T0 + 10).await;
+    // The same message id in another stream is another message.
+    delete(store, "str_2", "msg_0", T0 + 10).await;
+    let batch: Vec<_> = (0..5)
+        .map(|i| chat(&format!("msg_{i}"), "str_1", &format!("hello {i}"), T0 + i))
+        .collect();
+    store.insert_chat(&batch, &Fence::Unfenced).await.unwrap();
+    assert_eq!(
+        chat_ids(&store.recent_chat(&s1, 10).await.unwrap()),
+        ["msg_0", "msg_1", "msg_3", "msg_4"],
+        "deleted before its row landed"
+    );
+    // Deleted after its row was written.
+    delete(store, "str_1", "msg_3", T0 + 20).await;
+    assert_eq!(
+        chat_ids(&store.recent_chat(&s1, 10).await.unwrap()),
+        ["msg_0", "msg_1", "msg_4"]
+    );
+    assert_eq!(
+        chat_ids(&store.recent_chat(&s1, 2).await.unwrap()),
+        ["msg_1", "msg_4"],
+        "the limit counts the messages kept, not the deleted ones"
+    );
+
+    let message = |id: &str| ChatId::from_trusted(id);
+    assert_eq!(
+        store.chat_message(&s1, &message("msg_2")).await.unwrap(),
+        Some((batch[2].clone(), true))
+    );
+    assert_eq!(
+        store.chat_message(&s1, &message("msg_3")).await.unwrap(),
+        Some((batch[3].clone(), true))
+    );
+    assert_eq!(
+        store.chat_message(&s1, &message("msg_0")).await.unwrap(),
+        Some((batch[0].clone(), false)),
+        "deleted only in str_2"
+    );
+    assert_eq!(
+        store
+            .chat_message(&StreamId::from_trusted("str_2"), &message("msg_1"))
+            .await
+            .unwrap(),
+        None,
+        "a message of another stream"
+    );
+    assert_eq!(
+        store.chat_message(&s1, &message("msg_9")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        log_of(store, "str_1").await,
+        [
+            deletion("str_1", "msg_3", T0 + 20),
+            deletion("str_1", "msg_2", T0 + 10)
+        ]
+    );
+}
+
+async fn case_chat_deleted_twice(store: &SqlStore) {
+    seed(store).await;
+    let s1 = StreamId::from_trusted("str_1");
+    store
+        .insert_chat(
+            &[
+                chat("msg_1", "str_1", "a", T0),
+                chat("msg_2", "str_1", "b", T0 + 1),
+            ],
+            &Fence::Unfenced,
+        )
+        .await
+        .unwrap();
+    delete(store, "str_1", "msg_1", T0 + 10).await;
+    delete(store, "str_1", "msg_1", T0 + 20).await;
+    assert_eq!(
+        chat_ids(&store.recent_chat(&s1, 10).await.unwrap()),
+        ["msg_2"]
+    );
+    assert_eq!(
+        log_of(store, "str_1").await,
+        [deletion("str_1", "msg_1", T0 + 10)],
+        "the second delete changes nothing, not even the log"
+    );
+}
+
+async fn case_mutes_replace_and_lapse(store: &SqlStore) {
+    seed(store).await;
+    store
+        .create_stream(&stream("ten_a", "str_2"))
+        .await
+        .unwrap();
+    let s1 = StreamId::from_trusted("str_1");
+    let mute = |m: &Mute, at: i64| {
+        let entry = entry(
+            m.stream.as_str(),
+            at,
+            ModerationAction::Mute,
+            m.user.as_str(),
+            Some("spam"),
+        );
+        let m = m.clone();
+        async move { store.mute(&m, &entry, &Fence::Unfenced).await.unwrap() }
+    };
+    assert_eq!(
+        store.stream_moderation(&s1, Timestamp(T0)).await.unwrap(),
+        StreamModeration::default(),
+        "never moderated"
+    );
+    mute(&mute_of("str_1", "bob", T0 + 60_000), T0).await;
+    mute(&mute_of("str_1", "alice", T0 + 30_000), T0).await;
+    mute(&mute_of("str_2", "carol", T0 + 60_000), T0).await;
+    let s1 = &s1;
+    let mutes = |now: i64| async move {
+        store
+            .stream_moderation(s1, Timestamp(now))
+            .await
+            .unwrap()
+            .mutes
+    };
+    assert_eq!(
+        mutes(T0).await,
+        [
+            mute_of("str_1", "alice", T0 + 30_000),
+            mute_of("str_1", "bob", T0 + 60_000)
+        ],
+        "this stream's mutes only"
+    );
+    assert_eq!(
+        mutes(T0 + 29_999).await.len(),
+        2,
+        "a mute holds until its end"
+    );
+    assert_eq!(
+        mutes(T0 + 30_000).await,
+        [mute_of("str_1", "bob", T0 + 60_000)],
+        "and lapses at it"
+    );
+    assert!(mutes(T0 + 60_000).await.is_empty());
+
+    // A new mute replaces the earlier one, longer or shorter.
+    mute(&mute_of("str_1", "bob", T0 + 120_000), T0 + 1).await;
+    assert_eq!(
+        mutes(T0 + 90_000).await,
+        [mute_of("str_1", "bob", T0 + 120_000)]
+    );
+    mute(&mute_of("str_1", "bob", T0 + 5_000), T0 + 2).await;
+    assert_eq!(mutes(T0).await[1], mute_of("str_1", "bob", T0 + 5_000));
+    assert!(mutes(T0 + 90_000).await.is_empty());
+    // A lapsed mute can be given again.
+    mute(&mute_of("str_1", "alice", T0 + 200_000), T0 + 3).await;
+    assert_eq!(
+        mutes(T0 + 90_000).await,
+        [mute_of("str_1", "alice", T0 + 200_000)]
+    );
+    assert_eq!(log_of(store, "str_1").await.len(), 5, "each mute logged");
+    assert_eq!(log_of(store, "str_2").await.len(), 1);
+}
+
+async fn case_chat_settings_round_trip(store: &SqlStore) {
+    seed(store).await;
+    store
+        .create_stream(&stream("ten_a", "str_2"))
+        .await
+        .unwrap();
+    let s1 = StreamId::from_trusted("str_1");
+    let settings = ChatSettings {
+        slow_mode_seconds: 30,
+        blocked_words: [
+            "free money",
+            "Straße",
+            "мошенник",
+            "詐欺",
+            "احتيال",
+            "ΑΠΆΤΗ",
+            "धोखा",
+            "say \"hi\" \\ now",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    };
+    let changed = entry(
+        "str_1",
+        T0,
+        ModerationAction::ChatSettings,
+        "str_1",
+        Some("slow_mode_seconds, blocked_words"),
+    );
+    store
+        .set_chat_settings(&s1, &settings, &changed, &Fence::Unfenced)
+        .await
+        .unwrap();
+    let read = store.stream_moderation(&s1, Timestamp(T0)).await.unwrap();
+    assert_eq!(read.settings, settings, "words as written, in their order");
+    assert!(read.mutes.is_empty());
+    assert_eq!(
+        store
+            .stream_moderation(&StreamId::from_trusted("str_2"), Timestamp(T0))
+            .await
+            .unwrap()
+            .settings,
+        ChatSettings::default(),
+        "another stream keeps the defaults"
+    );
+
+    // Replaced whole, down to the defaults.
+    let cleared = ChatSettings::default();
+    store
+        .set_chat_settings(&s1, &cleared, &changed, &Fence::Unfenced)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .stream_moderation(&s1, Timestamp(T0))
+            .await
+            .unwrap()
+            .settings,
+        cleared
+    );
+    let many = ChatSettings {
+        slow_mode_seconds: 3_600,
+        blocked_words: (0..2_000).map(|i| format!("wörd{i}")).collect(),
+    };
+    store
+        .set_chat_settings(&s1, &many, &changed, &Fence::Unfenced)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .stream_moderation(&s1, Timestamp(T0))
+            .await
+            .unwrap()
+            .settings,
+        many
+    );
+    assert_eq!(log_of(store, "str_1").await, vec![changed; 3]);
+}
+
+async fn case_bans_hold_until_they_lapse(store: &SqlStore) {
+    seed(store).await;
+    let (ta, tb) = (
+        TenantId::from_trusted("ten_a"),
+        TenantId::from_trusted("ten_b"),
+    );
+    let forever = ban_of("ten_a", "alice", None, Some("fraud"), T0);
+    let brief = ban_of("ten_a", "bob", Some(T0 + 1_000), None, T0 + 10);
+    let elsewhere = ban_of("ten_b", "alice", Some(T0 + 5_000), None, T0 + 20);
+    for ban in [&forever, &brief, &elsewhere] {
+        // No live stream to log in: the ban alone is written.
+        store.ban(ban, &[]).await.unwrap();
+    }
+    assert_eq!(
+        store.active_bans(Timestamp(T0 + 999)).await.unwrap(),
+        [forever.clone(), brief.clone(), elsewhere.clone()],
+        "every tenant's bans that hold"
+    );
+    assert_eq!(
+        users(&store.active_bans(Timestamp(T0 + 1_000)).await.unwrap()),
+        [("ten_a", "alice"), ("ten_b", "alice")],
+        "bob's ban lapsed at its end"
+    );
+    assert_eq!(
+        store.active_bans(Timestamp(i64::MAX)).await.unwrap(),
+        std::slice::from_ref(&forever),
+        "no end is for good"
+    );
+    assert_eq!(
+        store
+            .bans_of_tenant(&ta, Timestamp(T0 + 999))
+            .await
+            .unwrap(),
+        [brief.clone(), forever.clone()],
+        "newest first"
+    );
+    assert_eq!(
+        store
+            .bans_of_tenant(&ta, Timestamp(T0 + 1_000))
+            .await
+            .unwrap(),
+        std::slice::from_ref(&forever)
+    );
+    assert_eq!(
+        store.bans_of_tenant(&tb, Timestamp(T0)).await.unwrap(),
+        [elsewhere]
+    );
+    assert!(
+        store
+            .bans_of_tenant(&TenantId::from_trusted("ten_c"), Timestamp(T0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn case_rebans_replace_and_unbans(store: &SqlStore) {
+    seed(store).await;
+    store
+        .create_stream(&stream("ten_a", "str_2"))
+        .await
+        .unwrap();
+    let ta = TenantId::from_trusted("ten_a");
+    let alice = UserId::from_trusted("alice");
+    let in_both = |at: i64, action: ModerationAction, reason: Option<&str>| {
+        ["str_1", "str_2"].map(|s| entry(s, at, action, "alice", reason))
+    };
+    let first = ban_of("ten_a", "alice", Some(T0 + 1_000), Some("spam"), T0);
+    store
+        .ban(&first, &in_both(T0, ModerationAction::Ban, Some("spam")))
+        .await
+        .unwrap();
+    // A re-ban replaces the earlier one: end, reason, who and when.
+    let mut second = ban_of("ten_a", "alice", None, None, T0 + 50);
+    second.by = UserId::from_trusted("mod-2");
+    store
+        .ban(&second, &in_both(T0 + 50, ModerationAction::Ban, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bans_of_tenant(&ta, Timestamp(T0)).await.unwrap(),
+        [second.clone()]
+    );
+    assert_eq!(
+        store.active_bans(Timestamp(T0 + 2_000)).await.unwrap(),
+        [second],
+        "the replacing ban holds for good"
+    );
+
+    let unban = in_both(T0 + 100, ModerationAction::Unban, None);
+    assert!(store.unban(&ta, &alice, &unban).await.unwrap());
+    assert!(store.active_bans(Timestamp(T0)).await.unwrap().is_empty());
+    assert!(
+        !store.unban(&ta, &alice, &unban).await.unwrap(),
+        "no ban left to lift"
+    );
+    assert!(
+        !store
+            .unban(&ta, &UserId::from_trusted("nobody"), &unban)
+            .await
+            .unwrap()
+    );
+    for stream in ["str_1", "str_2"] {
+        assert_eq!(
+            log_of(store, stream)
+                .await
+                .iter()
+                .map(|e| (e.action, e.at.millis()))
+                .collect::<Vec<_>>(),
+            [
+                (ModerationAction::Unban, T0 + 100),
+                (ModerationAction::Ban, T0 + 50),
+                (ModerationAction::Ban, T0),
+            ],
+            "one entry per stream and action; the unbans that lifted nothing are not logged"
+        );
+    }
+    // A lapsed ban is still stored: lifting it answers true.
+    store
+        .ban(&ban_of("ten_a", "alice", Some(T0 + 1), None, T0), &[])
+        .await
+        .unwrap();
+    assert!(store.unban(&ta, &alice, &[]).await.unwrap());
+}
+
+async fn case_moderation_log_newest_first(store: &SqlStore) {
+    seed(store).await;
+    store
+        .create_stream(&stream("ten_a", "str_2"))
+        .await
+        .unwrap();
+    let s1 = StreamId::from_trusted("str_1");
+    let muted = entry(
+        "str_1",
+        T0 + 10,
+        ModerationAction::Mute,
+        "bob",
+        Some("caps lock, all of it 📢"),
+    );
+    store
+        .mute(
+            &mute_of("str_1", "bob", T0 + 60_000),
+            &muted,
+            &Fence::Unfenced,
+        )
+        .await
+        .unwrap();
+    delete(store, "str_1", "msg_1", T0 + 20).await;
+    // Same instant as the deletion: the later write comes first.
+    let banned = entry("str_1", T0 + 20, ModerationAction::Ban, "carol", None);
+    store
+        .ban(
+            &ban_of("ten_a", "carol", None, None, T0 + 20),
+            &[
+                banned.clone(),
+                entry("str_2", T0 + 20, ModerationAction::Ban, "carol", None),
+            ],
+        )
+        .await
+        .unwrap();
+    // Written later but dated earlier (clocks of two nodes): ordered by time.
+    delete(store, "str_1", "msg_0", T0 + 5).await;
+
+    let all = store.moderation_log(&s1, 100).await.unwrap();
+    assert_eq!(
+        all,
+        [
+            banned.clone(),
+            deletion("str_1", "msg_1", T0 + 20),
+            muted.clone(),
+            deletion("str_1", "msg_0", T0 + 5),
+        ]
+    );
+    assert_eq!(all[2].reason.as_deref(), Some("caps lock, all of it 📢"));
+    assert_eq!(all[0].reason, None);
+    assert_eq!(
+        store.moderation_log(&s1, 2).await.unwrap(),
+        all[..2].to_vec(),
+        "the newest `limit`"
+    );
+    assert!(store.moderation_log(&s1, 0).await.unwrap().is_empty());
+    assert_eq!(log_of(store, "str_2").await.len(), 1);
+    assert!(log_of(store, "str_9").await.is_empty());
+}
+
+async fn case_chatted_with_seller(store: &SqlStore) {
+    seed(store).await;
+    store
+        .create_tenant(&tenant("ten_b", "shop-b"))
+        .await
+        .unwrap();
+    let mut other_seller = stream("ten_a", "str_2");
+    other_seller.seller = UserId::from_trusted("seller-2");
+    store.create_stream(&other_seller).await.unwrap();
+    // The same seller id in another tenant is someone else.
+    store
+        .create_stream(&stream("ten_b", "str_3"))
+        .await
+        .unwrap();
+    let mut in_b = chat_by("msg_4", "str_3", "dave", T0);
+    in_b.tenant = TenantId::from_trusted("ten_b");
+    store
+        .insert_chat(
+            &[
+                chat_by("msg_1", "str_1", "alice", T0),
+                chat_by("msg_2", "str_2", "bob", T0),
+                chat_by("msg_3", "str_1", "carol", T0),
+                in_b,
+            ],
+            &Fence::Unfenced,
+        )
+        .await
+        .unwrap();
+    // A deleted message still shows the user chatted there.
+    delete(store, "str_1", "msg_3", T0 + 1).await;
+
+    let asks = |tenant: &str, seller: &str, user: &str| {
+        let (tenant, seller, user) = (
+            TenantId::from_trusted(tenant),
+            UserId::from_trusted(seller),
+            UserId::from_trusted(user),
+        );
+        async move {
+            store
+                .chatted_with_seller(&tenant, &seller, &user)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(asks("ten_a", "seller-1", "alice").await);
+    assert!(asks("ten_a", "seller-1", "carol").await);
+    assert!(asks("ten_a", "seller-2", "bob").await);
+    assert!(
+        !asks("ten_a", "seller-1", "bob").await,
+        "another seller's viewer"
+    );
+    assert!(!asks("ten_a", "seller-2", "alice").await);
+    assert!(!asks("ten_a", "seller-1", "erin").await, "never chatted");
+    assert!(
+        !asks("ten_a", "seller-1", "dave").await,
+        "chatted in another tenant"
+    );
+    assert!(asks("ten_b", "seller-1", "dave").await);
+    assert!(!asks("ten_b", "seller-1", "alice").await);
+}
+
+async fn case_stale_owner_moderates_nothing(store: &SqlStore) {
+    seed(store).await;
+    let s1 = StreamId::from_trusted("str_1");
+    let message = ChatId::from_trusted("msg_1");
+    store
+        .insert_chat(&[chat("msg_1", "str_1", "hello", T0)], &Fence::Unfenced)
+        .await
+        .unwrap();
+    let old = Fence::owner("str_1", store.take_fence("str_1").await.unwrap());
+    let new = Fence::owner("str_1", store.take_fence("str_1").await.unwrap());
+    let mute = mute_of("str_1", "bob", T0 + 60_000);
+    let muted = entry("str_1", T0, ModerationAction::Mute, "bob", None);
+    let settings = ChatSettings {
+        slow_mode_seconds: 10,
+        blocked_words: vec!["scam".to_owned()],
+    };
+    let changed = entry("str_1", T0, ModerationAction::ChatSettings, "str_1", None);
+    let deleted = deletion("str_1", "msg_1", T0);
+
+    assert_fenced(store.delete_chat(&s1, &message, &deleted, &old).await, 1);
+    assert_fenced(store.mute(&mute, &muted, &old).await, 1);
+    assert_fenced(
+        store
+            .set_chat_settings(&s1, &settings, &changed, &old)
+            .await,
+        1,
+    );
+    // Nothing of it is there, not even in the log.
+    assert_eq!(
+        chat_ids(&store.recent_chat(&s1, 10).await.unwrap()),
+        ["msg_1"]
+    );
+    assert_eq!(
+        store
+            .chat_message(&s1, &message)
+            .await
+            .unwrap()
+            .map(|(_, d)| d),
+        Some(false)
+    );
+    assert_eq!(
+        store.stream_moderation(&s1, Timestamp(T0)).await.unwrap(),
+        StreamModeration::default()
+    );
+    assert!(log_of(store, "str_1").await.is_empty());
+
+    // The current owner's same writes go through.
+    store
+        .delete_chat(&s1, &message, &deleted, &new)
+        .await
+        .unwrap();
+    store.mute(&mute, &muted, &new).await.unwrap();
+    store
+        .set_chat_settings(&s1, &settings, &changed, &new)
+        .await
+        .unwrap();
+    assert!(store.recent_chat(&s1, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.stream_moderation(&s1, Timestamp(T0)).await.unwrap(),
+        StreamModeration {
+            settings,
+            mutes: vec![mute],
+        }
+    );
+    assert_eq!(log_of(store, "str_1").await.len(), 3);
 }

@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use liveshop_engine::StreamId;
 use liveshop_engine::frames::{encode_joined, ws_text_frame};
+use liveshop_engine::moderation::redact::redact;
 use liveshop_engine::stream::{Resume, resume};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -376,6 +377,7 @@ impl Feed {
                 None,
             ));
             first.extend(self.ring.since(from).cloned());
+            redact(&self.stream, &mut first[1..]);
             self.subscribers.subscribe(join.subscriber, &first);
             return;
         }
@@ -478,6 +480,7 @@ impl Feed {
                 .map(|event| event.bytes.clone()),
         );
         first.extend(self.ring.since(from_ring).cloned());
+        redact(&self.stream, &mut first[1..]);
         // The feed may have reached snapshots held back for it.
         self.admit_pending();
         Some(first)
@@ -509,6 +512,7 @@ impl Feed {
             Some(&snapshot.state),
         )];
         first.extend(self.ring.since(from).cloned());
+        redact(&self.stream, &mut first[1..]);
         self.subscribers.subscribe(join.subscriber, &first);
     }
 

@@ -19,6 +19,9 @@ pub trait Notifier: Send + Sync + 'static {
     fn unregister(&self, tenant: &TenantId, user: &UserId, conn: u64);
     /// Sends a private frame (JSON) to every connection of `user`. Never waits.
     fn notify(&self, tenant: &TenantId, user: &UserId, frame: Bytes);
+    /// Closes every connection of `user` to `tenant` with 1008 (a ban), on every node. Never
+    /// waits.
+    fn disconnect(&self, tenant: &TenantId, user: &UserId);
 }
 
 /// The connections of this node, per user.
@@ -55,6 +58,19 @@ impl Notifier for LocalNotifier {
             for conn in conns.iter() {
                 conn.send_json(&frame);
             }
+        }
+    }
+
+    fn disconnect(&self, tenant: &TenantId, user: &UserId) {
+        // Taken out of the map first: closing must not run under the map's lock, and a closed
+        // connection unregisters itself anyway.
+        let conns = self
+            .users
+            .get(&(tenant.clone(), user.clone()))
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        for conn in conns {
+            conn.close_banned();
         }
     }
 }

@@ -38,6 +38,9 @@ impl Connection for Recorder {
     fn rejoin(&self, stream: &StreamId) {
         self.rejoined.lock().unwrap().push(stream.to_string());
     }
+    fn close_banned(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Recorder {

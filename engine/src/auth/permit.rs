@@ -69,6 +69,12 @@ pub enum Action<'a> {
     OpenDrop(StreamRef<'a>),
     /// Closing a drop of the stream (the stream it was opened in is the one named).
     CloseDrop(StreamRef<'a>),
+    /// Moderating a stream's chat (delete a message, mute, chat settings, read the log): its
+    /// seller, and the tenant's admins and moderators.
+    Moderate(StreamRef<'a>),
+    /// Banning a user from this tenant: its admins and moderators, and its sellers (for the
+    /// viewers of their own streams, which the caller checks).
+    Ban(&'a TenantId),
     /// Chatting in this stream without having joined it: only its broadcaster (the stream's
     /// seller, or an admin) may; anyone else must join first.
     ChatWithoutJoin(StreamRef<'a>),
@@ -107,6 +113,19 @@ pub fn permit(identity: &Identity, action: Action<'_>) -> Result<(), Rejection> 
         | Action::PinProduct(stream)
         | Action::OpenDrop(stream)
         | Action::CloseDrop(stream) => broadcaster(identity, stream),
+        Action::Moderate(stream) => moderator(identity, stream),
+        Action::Ban(tenant) => {
+            if identity.tenant.as_ref() != Some(tenant) {
+                return Err(Rejection::not_found("tenant"));
+            }
+            match identity.role {
+                Role::Admin | Role::Moderator | Role::Seller => Ok(()),
+                _ => Err(Rejection::new(
+                    ErrorCode::Forbidden,
+                    "only the tenant's admins, moderators and sellers may ban",
+                )),
+            }
+        }
         Action::ChatWithoutJoin(stream) => {
             broadcaster(identity, stream).map_err(|_| Rejection::not_joined())
         }
@@ -143,6 +162,20 @@ fn reader(identity: &Identity, tenant: &TenantId, what: &str) -> Result<(), Reje
         Ok(())
     } else {
         Err(Rejection::not_found(what))
+    }
+}
+
+fn moderator(identity: &Identity, stream: StreamRef<'_>) -> Result<(), Rejection> {
+    if identity.tenant.as_ref() != Some(stream.tenant) {
+        return Err(Rejection::not_found("stream"));
+    }
+    match identity.role {
+        Role::Admin | Role::Moderator => Ok(()),
+        Role::Seller if &identity.user == stream.seller => Ok(()),
+        _ => Err(Rejection::new(
+            ErrorCode::Forbidden,
+            "only the stream's seller, or the tenant's admins and moderators, may moderate",
+        )),
     }
 }
 
@@ -230,6 +263,8 @@ mod tests {
             (Action::OpenDrop(stream), "FFyFyNNN"),
             (Action::CloseDrop(stream), "FFyFyNNN"),
             (Action::ChatWithoutJoin(stream), "JJyJyJJJ"),
+            (Action::Moderate(stream), "FyyFyNNN"),
+            (Action::Ban(&t), "FyyyyNNN"),
         ];
         for (action, row) in table {
             for (caller, letter) in callers().iter().zip(row.chars()) {

@@ -25,10 +25,7 @@ pub fn normalize(text: &str) -> String {
 
 /// The normalised words of `text`, in order.
 pub(crate) fn tokens(text: &str) -> Vec<String> {
-    normalize(text)
-        .unicode_words()
-        .map(str::to_owned)
-        .collect()
+    normalize(text).unicode_words().map(str::to_owned).collect()
 }
 
 /// A stream's blocked words, compiled for matching.

@@ -258,12 +258,6 @@ pub trait Storage:
 }
 
 impl<T> Storage for T where
-    T: Health
-        + TenantStore
-        + CatalogStore
-        + StreamStore
-        + ChatStore
-        + DropStore
-        + ModerationStore
+    T: Health + TenantStore + CatalogStore + StreamStore + ChatStore + DropStore + ModerationStore
 {
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod drops;
+pub mod moderation;
 pub mod ops;
 pub mod products;
 pub mod streams;

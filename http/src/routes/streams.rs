@@ -87,7 +87,11 @@ pub async fn list(
 }
 
 /// Loads a stream the caller may see; other tenants' streams are `not_found`.
-async fn visible_stream(state: &AppState, caller: &Identity, id: &str) -> ApiResult<Stream> {
+pub(crate) async fn visible_stream(
+    state: &AppState,
+    caller: &Identity,
+    id: &str,
+) -> ApiResult<Stream> {
     let id = StreamId::parse(id).map_err(|_| ApiError::not_found("stream"))?;
     let mut stream = state
         .store

@@ -11,6 +11,8 @@ pub enum CloseReason {
     Idle,
     /// The token expired (1008).
     TokenExpired,
+    /// The user was banned from the tenant (1008).
+    Banned,
     /// A frame over 16 KiB (1009).
     TooLarge,
     /// Bytes that are not RFC 6455 frames: unmasked, reserved bits, bad opcode, fragmentation or
@@ -31,7 +33,7 @@ impl CloseReason {
     pub const fn code(self) -> u16 {
         match self {
             Self::ClientClosed | Self::TransportError | Self::Idle => 1000,
-            Self::TokenExpired => 1008,
+            Self::TokenExpired | Self::Banned => 1008,
             Self::TooLarge => 1009,
             Self::ProtocolError => 1002,
             Self::InvalidPayload => 1007,
@@ -48,6 +50,7 @@ impl CloseReason {
             Self::TransportError => "transport_error",
             Self::Idle => "idle_timeout",
             Self::TokenExpired => "token_expired",
+            Self::Banned => "banned",
             Self::TooLarge => "too_large",
             Self::ProtocolError => "protocol_error",
             Self::InvalidPayload => "invalid_payload",
@@ -61,7 +64,7 @@ impl CloseReason {
 impl CloseReason {
     /// Every reason, so `websocket_disconnects_total` can be exported at zero for each label from
     /// the start (a test below fails to compile when a variant is missing from this list).
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::ClientClosed,
         Self::TransportError,
         Self::Idle,
@@ -72,6 +75,7 @@ impl CloseReason {
         Self::Internal,
         Self::Restarting,
         Self::SlowConsumer,
+        Self::Banned,
     ];
 }
 
@@ -93,6 +97,7 @@ mod all_tests {
             CloseReason::Internal => 7,
             CloseReason::Restarting => 8,
             CloseReason::SlowConsumer => 9,
+            CloseReason::Banned => 10,
         }
     }
 

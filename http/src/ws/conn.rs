@@ -283,6 +283,10 @@ impl Connection for Conn {
             session.cast(SessionMsg::Rejoin(stream.clone()));
         }
     }
+
+    fn close_banned(&self) {
+        self.close(CloseReason::Banned);
+    }
 }
 
 /// Counts a slow consumer.

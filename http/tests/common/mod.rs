@@ -647,6 +647,7 @@ pub fn liveshop_command(
         "LIVESHOP_CHAT_BURST",
         "LIVESHOP_CHAT_PER_SEC",
         "LIVESHOP_ENABLE_FAULT_INJECTION",
+        "LIVESHOP_JWT_SECRETS",
     ] {
         command.env_remove(name);
     }
