@@ -558,9 +558,10 @@ async fn the_moderation_log_lists_every_action_newest_first(backend: Backend) {
     let shop = app.shop("log").await;
     let stream = app.live_stream(&shop).await;
     let quiet = app.live_stream(&shop).await;
+    let mut watcher = joined(&app, &shop, &stream, "watcher").await;
     let mut viewer = joined(&app, &shop, &stream, "v").await;
     say(&mut viewer, &stream, "to be deleted", "l1").await;
-    let event = next_event(&mut viewer, "chat").await;
+    let event = next_event(&mut watcher, "chat").await;
     let id = event["data"]["id"].as_str().unwrap().to_owned();
     let moderator = moderator(&shop);
     assert_eq!(
