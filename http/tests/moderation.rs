@@ -392,6 +392,11 @@ async fn a_message_with_a_blocked_word_is_refused_and_never_broadcast(backend: B
         "only the clean message: {heard}"
     );
     assert_eq!(heard["seq"], fine["seq"]);
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("liveshop_chat_moderated_total{reason=\"blocked\"} 3"),
+        "{metrics}"
+    );
 
     // Bad settings are refused naming the field, and change nothing.
     let message = expect_error(
@@ -636,6 +641,11 @@ async fn the_moderation_log_lists_every_action_newest_first(backend: Backend) {
         items[3].get("reason").is_none(),
         "no reason given, none shown: {log}"
     );
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    for action in ["delete_message", "mute", "chat_settings", "ban"] {
+        let line = format!("liveshop_moderation_actions_total{{action=\"{action}\"}} 1");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
     // A ban is in the log of every stream of the tenant live at the time.
     let other = expect_json(
         app.get(
