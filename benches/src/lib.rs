@@ -5,6 +5,8 @@
 //! handing it to every subscriber of a stream from the hub's write loop. Run them with
 //! `cargo bench -p liveshop-benches --bench fanout`; figures are recorded in `docs/BENCHMARKS.md`.
 
+pub mod chat_rules;
+
 use liveshop_engine::frames::EventBody;
 use liveshop_engine::ids::ChatId;
 use liveshop_engine::records::{ChatAuthor, ChatMessage};

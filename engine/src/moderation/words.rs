@@ -8,17 +8,24 @@
 //! or ideographs, which UAX #29 splits one by one) matches the same run of words in a message.
 //! Accents are kept: `pêcher` and `pécher` are different words.
 //!
-//! The list is compiled once per change into a map from first word to entries, so checking a
-//! message costs one normalisation and one lookup per word of the message, whatever the number
-//! of entries.
+//! The list is compiled once per change: an Aho-Corasick automaton of every entry's first word
+//! finds in one pass over the normalised message whether any entry could be there at all (the
+//! common case is no), and only then is the message cut into words and each looked up in a map
+//! from first word to entries. Checking a message so costs one normalisation and one linear scan,
+//! whatever the number of entries; ASCII text (already in NFKC) is only lowercased.
 
 use std::collections::HashMap;
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// The form both sides of a comparison take: NFKC, then lowercase.
 pub fn normalize(text: &str) -> String {
+    if text.is_ascii() {
+        // ASCII is its own NFKC form, and its lowercase is ASCII's.
+        return text.to_ascii_lowercase();
+    }
     let composed: String = text.nfkc().collect();
     composed.to_lowercase()
 }
@@ -29,10 +36,13 @@ pub(crate) fn tokens(text: &str) -> Vec<String> {
 }
 
 /// A stream's blocked words, compiled for matching.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct BlockedWords {
     /// First word of an entry → the words that must follow it (empty for one-word entries).
     by_first: HashMap<String, Vec<Vec<String>>>,
+    /// Finds any first word as a substring: no hit, no match. `None` without entries, or if the
+    /// automaton could not be built (then every message is cut into words).
+    firsts: Option<AhoCorasick>,
 }
 
 impl BlockedWords {
@@ -46,7 +56,16 @@ impl BlockedWords {
                 by_first.entry(first).or_default().push(words.collect());
             }
         }
-        Self { by_first }
+        let firsts = if by_first.is_empty() {
+            None
+        } else {
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(by_first.keys())
+                .ok()
+        };
+        Self { by_first, firsts }
     }
 
     /// No entry: every message passes without being looked at.
@@ -59,7 +78,21 @@ impl BlockedWords {
         if self.is_empty() {
             return false;
         }
+        // ASCII text is scanned as sent (the automaton ignores ASCII case), so the common
+        // message that holds no entry is not even copied.
+        let ascii = text.is_ascii();
+        if ascii && self.firsts.as_ref().is_some_and(|firsts| !firsts.is_match(text)) {
+            return false;
+        }
         let normalized = normalize(text);
+        if !ascii
+            && self
+                .firsts
+                .as_ref()
+                .is_some_and(|firsts| !firsts.is_match(&normalized))
+        {
+            return false;
+        }
         let words: Vec<&str> = normalized.unicode_words().collect();
         words.iter().enumerate().any(|(i, word)| {
             self.by_first.get(*word).is_some_and(|rests| {
@@ -135,6 +168,15 @@ mod tests {
         let phrase = blocked(&["free money"]);
         assert!(phrase.matches("get FREE   money now"));
         assert!(!phrase.matches("free shipping, money back"));
+    }
+
+    #[test]
+    fn any_entry_of_a_long_list_is_found_and_nothing_else() {
+        let entries: Vec<String> = (0..1_000).map(|i| format!("word{i}")).collect();
+        let words = BlockedWords::new(&entries);
+        assert!(words.matches("so WORD999 it is"));
+        assert!(words.matches("word0"));
+        assert!(!words.matches("word1000 and word99x and sword5"));
     }
 
     #[test]
