@@ -319,6 +319,7 @@ impl Engine {
             .await
             .map_err(|e| storage_unavailable("ban", e))?;
         self.inner.bans.insert(&ban);
+        ::metrics::counter!(crate::metrics::MODERATION_ACTIONS, "action" => "ban").increment(1);
         self.inner
             .fanout
             .notifier()
@@ -341,6 +342,10 @@ impl Engine {
             .await
             .map_err(|e| storage_unavailable("unban", e))?;
         self.inner.bans.remove(tenant, user);
+        if lifted {
+            ::metrics::counter!(crate::metrics::MODERATION_ACTIONS, "action" => "unban")
+                .increment(1);
+        }
         Ok(lifted)
     }
 

@@ -28,6 +28,16 @@ pub const ROWS_REFUSED: &str = "liveshop_storage_rows_refused_total";
 /// The `kind` labels of [`ROWS_REFUSED`].
 pub const ROWS_REFUSED_KINDS: [&str; 3] = ["claims", "chat", "users_seen"];
 
+/// Counter of chat messages refused by the stream's moderation, by `reason`.
+pub const CHAT_MODERATED: &str = "liveshop_chat_moderated_total";
+/// The `reason` labels of [`CHAT_MODERATED`]: a mute, a blocked word, slow mode.
+pub const CHAT_MODERATED_REASONS: [&str; 3] = ["muted", "blocked", "slow_mode"];
+/// Counter of moderation actions taken, by `action` (the log's action names).
+pub const MODERATION_ACTIONS: &str = "liveshop_moderation_actions_total";
+/// The `action` labels of [`MODERATION_ACTIONS`].
+pub const MODERATION_ACTION_NAMES: [&str; 5] =
+    ["delete_message", "mute", "ban", "unban", "chat_settings"];
+
 /// Actor kinds used as the `kind` label.
 pub mod kind {
     /// A tenant actor.

@@ -348,6 +348,7 @@ impl StreamState {
     ) -> Result<Performed, Rejection> {
         let change = self.book.plan(command, self.caps.time.clock.now())?;
         self.write(change.write()).await.map_err(unavailable)?;
+        count_moderation(change.write());
         let effects = self.book.commit(change);
         Ok(self.perform(myself, effects))
     }
@@ -440,6 +441,7 @@ impl StreamState {
         };
         let mute = mute.clone();
         self.write(change.write()).await.map_err(unavailable)?;
+        count_moderation(change.write());
         let effects = self.book.commit(change);
         self.perform(myself, effects);
         Ok(mute)
@@ -513,7 +515,7 @@ impl StreamState {
             text,
             access,
         });
-        let performed = self.apply(myself, command)?;
+        let performed = self.apply(myself, command).inspect_err(count_moderated)?;
         performed.seq.ok_or_else(|| {
             tracing::error!(stream_id = %self.id(), "accepted chat was not published");
             Rejection::new(ErrorCode::Internal, "chat was not published")
@@ -575,6 +577,29 @@ impl StreamState {
             tracing::warn!(stream_id = %self.id(), error = %rejection, "stream command was refused");
         }
     }
+}
+
+/// Counts a stored moderation action.
+fn count_moderation(write: &Write) {
+    if let Write::DeleteChat { entry, .. }
+    | Write::Mute { entry, .. }
+    | Write::ChatSettings { entry, .. } = write
+    {
+        ::metrics::counter!(metrics::MODERATION_ACTIONS, "action" => entry.action.as_str())
+            .increment(1);
+    }
+}
+
+/// Counts a chat refused by moderation (a mute, a blocked word, slow mode).
+fn count_moderated(refusal: &Rejection) {
+    let reason = match refusal.code {
+        ErrorCode::Muted => "muted",
+        ErrorCode::Blocked => "blocked",
+        // The burst allowance also answers `rate_limited`; slow mode says so in its message.
+        ErrorCode::RateLimited if refusal.message.starts_with("slow mode") => "slow_mode",
+        _ => return,
+    };
+    ::metrics::counter!(metrics::CHAT_MODERATED, "reason" => reason).increment(1);
 }
 
 fn unavailable(err: StorageError) -> Rejection {

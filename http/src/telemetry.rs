@@ -94,6 +94,12 @@ pub fn describe_metrics() {
     for k in m::ROWS_REFUSED_KINDS {
         metrics::counter!(m::ROWS_REFUSED, "kind" => k).increment(0);
     }
+    for reason in m::CHAT_MODERATED_REASONS {
+        metrics::counter!(m::CHAT_MODERATED, "reason" => reason).increment(0);
+    }
+    for action in m::MODERATION_ACTION_NAMES {
+        metrics::counter!(m::MODERATION_ACTIONS, "action" => action).increment(0);
+    }
     metrics::counter!(m::SLOW_CONSUMERS).increment(0);
     metrics::counter!(m::BROADCAST_LAG).increment(0);
     metrics::counter!("liveshop_chat_dropped_total").increment(0);

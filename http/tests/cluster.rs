@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{EngineProcess, WsClient, expect_json, operator, token};
+use common::{EngineProcess, WsClient, expect_error, expect_json, operator, token};
 use liveshop_cluster::testing::RedisServer;
 use liveshop_engine::auth::Role;
 use liveshop_engine::storage::DropStore;
@@ -827,4 +827,126 @@ async fn sigterm_hands_the_owners_streams_to_another_node_without_waiting_for_th
         "the drained node left the list"
     );
     let _ = &cluster.db;
+}
+
+#[tokio::test]
+async fn moderation_from_any_node_reaches_every_node_and_a_ban_closes_the_user_everywhere() {
+    let cluster = Cluster::start(3).await;
+    let show = show(&cluster, "moderated").await;
+    let owner = cluster.wait_owner(&show.stream, None).await;
+    let (elsewhere, third) = ((owner + 1) % 3, (owner + 2) % 3);
+    let moderator = token(Role::Moderator, Some(&show.tenant), "mod-1");
+
+    // A viewer on each node; the troll's connections are on two nodes that do not own the stream.
+    let mut watchers = Vec::new();
+    for node in 0..3 {
+        let mut ws = cluster
+            .viewer(node, &show.tenant, &format!("watcher-{node}"))
+            .await;
+        ws.join(&show.stream, None).await;
+        watchers.push(ws);
+    }
+    let mut troll = cluster.viewer(elsewhere, &show.tenant, "troll").await;
+    troll.join(&show.stream, None).await;
+    let mut troll_too = cluster.viewer(third, &show.tenant, "troll").await;
+    say(&mut troll, &show.stream, "spam spam", &mut Vec::new()).await;
+    let mut heard = Vec::new();
+    for ws in &mut watchers {
+        until_chat(ws, "spam spam", &mut heard).await;
+    }
+    let spam_id = heard
+        .iter()
+        .find(|f| f["data"]["text"] == "spam spam")
+        .and_then(|f| f["data"]["id"].as_str())
+        .expect("the chat event has an id")
+        .to_owned();
+
+    // Blocked words set through a node that does not own the stream are the owner's rules.
+    let settings = cluster
+        .http
+        .patch(cluster.url(third, &format!("/v1/streams/{}/chat-settings", show.stream)))
+        .bearer_auth(&moderator)
+        .json(&json!({"blocked_words": ["spam"]}))
+        .send()
+        .await
+        .expect("request");
+    expect_json(settings, 200).await;
+    troll
+        .send_json(&json!({"op": "chat", "stream": show.stream, "text": "more SPAM", "ref": "b"}))
+        .await;
+    loop {
+        let frame = troll.next_json().await;
+        if frame["ref"] == "b" {
+            assert_eq!(frame["code"], "blocked", "{frame}");
+            break;
+        }
+    }
+
+    // A delete through a third node reaches the viewers of every node.
+    let deleted = cluster
+        .http
+        .delete(cluster.url(
+            third,
+            &format!("/v1/streams/{}/chat/{spam_id}", show.stream),
+        ))
+        .bearer_auth(&moderator)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(deleted.status(), 204);
+    for ws in &mut watchers {
+        loop {
+            let frame = ws.next_json().await;
+            if frame["kind"] == "chat_deleted" {
+                assert_eq!(frame["data"]["id"], spam_id.as_str(), "{frame}");
+                break;
+            }
+        }
+    }
+
+    // A ban made on the owner closes the troll's connections on the other two nodes at once,
+    // and every node refuses the troll from then on.
+    let ban = cluster
+        .post(
+            owner,
+            &format!("/v1/tenants/{}/bans", show.tenant),
+            &moderator,
+            json!({"user": "troll", "reason": "spam"}),
+        )
+        .await;
+    expect_json(ban, 201).await;
+    assert_eq!(troll.expect_close_code().await, 1008);
+    assert_eq!(troll_too.expect_close_code().await, 1008);
+    let troll_token = token(Role::Viewer, Some(&show.tenant), "troll");
+    for node in 0..3 {
+        // The banning node knows at once; the others within one refresh of the ban list.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let answer = cluster.get(node, "/v1/streams", &troll_token).await;
+            if answer.status() == 403 {
+                expect_error(answer, 403, "banned").await;
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} still serves the banned user"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let log = cluster
+        .get(
+            elsewhere,
+            &format!("/v1/streams/{}/moderation-log", show.stream),
+            &moderator,
+        )
+        .await;
+    let log = expect_json(log, 200).await;
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["ban", "delete_message", "chat_settings"], "{log}");
 }

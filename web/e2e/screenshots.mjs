@@ -1,5 +1,6 @@
 // Takes the screenshots of docs/screenshots/: each page at phone (390 px) and desktop (1280 px)
-// width, with a demo show that has chat, a reserved claim and a sold-out drop.
+// width, with a demo show that has chat, a reserved claim and a sold-out drop; and the studio's
+// moderation part after chat settings, a deleted message and a mute.
 //
 // Against a running dev-mode engine: `LIVESHOP_ORIGIN=http://127.0.0.1:8080 node screenshots.mjs`;
 // without LIVESHOP_ORIGIN it starts target/debug/liveshop (or LIVESHOP_BIN) itself.
@@ -60,6 +61,33 @@ try {
     }
   };
   await shoot(viewer, "watch");
+
+  // Moderation: a deleted message, a mute and chat settings, then the studio's moderation part.
+  const viewer2 = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  await viewer2.goto(links.viewer2);
+  await t(viewer2, "connection-state").filter({ hasText: /^live$/ }).waitFor();
+  const message = (text) => t(studio, "moderation-message").filter({ hasText: text });
+  for (const text of ["Cheap copies at my shop, DM me", "Why was that deleted?"]) {
+    await t(viewer2, "chat-input").fill(text);
+    await t(viewer2, "chat-send").click();
+    await message(text).waitFor();
+    if (text.startsWith("Cheap")) {
+      await message(text).locator('[data-testid="delete-message"]').click();
+      await message(text).waitFor({ state: "detached" });
+    }
+  }
+  await t(studio, "mute-seconds").fill("600");
+  await message("Why was that deleted?").locator('[data-testid="mute-user"]').click();
+  await t(studio, "moderation-status").filter({ hasText: "Muted" }).waitFor();
+  await t(studio, "moderation-log-entry").filter({ hasText: "muted" }).waitFor();
+  await t(studio, "blocked-words").fill("fake link\nspam");
+  await t(studio, "slow-mode-seconds").fill("5");
+  await t(studio, "chat-settings-save").click();
+  await t(studio, "moderation-log-entry").filter({ hasText: "changed the chat settings" }).waitFor();
+  await studio.setViewportSize({ width: 1280, height: 900 });
+  await studio.waitForTimeout(300);
+  await studio.locator("#moderation-panel").locator("xpath=..")
+    .screenshot({ path: `${out}/studio-moderation-desktop.png` });
   await shoot(studio, "studio");
   const ops = await (await browser.newContext()).newPage();
   await ops.goto(links.ops);

@@ -8,92 +8,18 @@
 // Needs a built engine (target/debug/liveshop or LIVESHOP_BIN) and Debian's chromium
 // (CHROMIUM, default /usr/bin/chromium). Run: `cd web/e2e && npm ci && npm test`.
 
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
-import { Engine, engineBinary } from "../sdk/test/support/engine.js";
+import { axeProblems, byId, harness, shop as makeShop, skip, watchedPage as openPage } from "./support.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const skip = !engineBinary()
-  ? "no liveshop binary (build it or set LIVESHOP_BIN)"
-  : !existsSync(CHROMIUM)
-    ? `no chromium at ${CHROMIUM}`
-    : false;
-
-const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-
-let engine;
-let browser;
-
-before(async () => {
-  if (skip) return;
-  engine = await new Engine().start();
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  if (engine) await engine.dispose();
-});
-
-/**
- * A page in a fresh context that records console errors, page errors, requests to another
- * origin, and any HTTP request whose URL carries a token.
- */
-async function watchedPage() {
-  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
-  const page = await context.newPage();
-  const problems = [];
-  const origin = new URL(engine.origin).origin;
-  const watch = (p) => {
-    p.on("console", (msg) => {
-      if (msg.type() === "error") problems.push(`console error: ${msg.text()}`);
-    });
-    p.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
-    p.on("request", (req) => {
-      const url = new URL(req.url());
-      if (url.protocol === "data:" || url.protocol === "blob:") return;
-      if (url.origin !== origin) problems.push(`request to another origin: ${req.url()}`);
-      if (/token=/.test(url.search)) problems.push(`token in an HTTP request URL: ${url.pathname}`);
-    });
-  };
-  watch(page);
-  context.on("page", watch);
-  return { context, page, problems };
-}
-
-async function shop() {
-  const op = engine.token({ role: "operator", sub: "ops" });
-  const slug = `e2e-${Math.random().toString(36).slice(2, 8)}`;
-  const tenant = await engine.api("POST", "/v1/tenants", op, { slug, name: "E2E shop" });
-  const seller = engine.token({ role: "seller", tid: tenant.id, sub: "seller-1", name: "Seller" });
-  const product = await engine.api("POST", "/v1/products", seller, {
-    sku: `SKU-${slug}`, title: "Blue sneaker", price_cents: 4990, currency: "EUR",
-  });
-  const stream = await engine.api("POST", "/v1/streams", seller, { title: "E2E show" });
-  await engine.api("POST", `/v1/streams/${stream.id}/start`, seller);
-  await engine.api("POST", `/v1/streams/${stream.id}/pin`, seller, { product: product.id });
-  const viewer = (sub) => engine.token({ role: "viewer", tid: tenant.id, sub, name: sub });
-  return { tenant, seller, product, stream, viewer, op };
-}
-
-/** The serious and critical axe-core violations of the page as it is now. */
-async function axeProblems(page) {
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(() => globalThis.axe.run());
-  return result.violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.impact} ${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-}
-
-const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
+const h = harness();
+const watchedPage = () => openPage(h);
+const shop = () => makeShop(h.engine);
 
 test("every page loads with no console error and nothing from another origin", { skip }, async () => {
   for (const path of ["/", "/studio", "/ops", "/watch/str_none"]) {
     const { context, page, problems } = await watchedPage();
-    const answer = await page.goto(engine.origin + path, { waitUntil: "networkidle" });
+    const answer = await page.goto(h.engine.origin + path, { waitUntil: "networkidle" });
     assert.equal(answer.status(), 200, path);
     await page.waitForTimeout(300);
     assert.deepEqual(problems, [], `${path}: ${problems.join("; ")}`);
@@ -106,7 +32,7 @@ test("signed-in studio and ops pages load with no console error", { skip }, asyn
   const s = await shop();
   for (const [path, token] of [["/studio", s.seller], ["/ops", s.op], ["/", s.viewer("v-landing")]]) {
     const { context, page, problems } = await watchedPage();
-    await page.goto(`${engine.origin}${path}#token=${encodeURIComponent(token)}`, { waitUntil: "networkidle" });
+    await page.goto(`${h.engine.origin}${path}#token=${encodeURIComponent(token)}`, { waitUntil: "networkidle" });
     assert.equal(new URL(page.url()).hash, "", `${path} keeps the token out of the address bar`);
     await page.waitForTimeout(500);
     if (path === "/studio") {
@@ -125,7 +51,7 @@ test("signed-in studio and ops pages load with no console error", { skip }, asyn
 test("a viewer joins, chats, claims the last unit; a second gets Sold out; both resume after a restart", { skip }, async () => {
   const s = await shop();
   const a = await watchedPage();
-  await a.page.goto(`${engine.origin}/watch/${s.stream.id}#token=${encodeURIComponent(s.viewer("alice"))}`);
+  await a.page.goto(`${h.engine.origin}/watch/${s.stream.id}#token=${encodeURIComponent(s.viewer("alice"))}`);
   await byId(a.page, "connection-state").filter({ hasText: /^live$/ }).waitFor();
   await byId(a.page, "pinned-product").filter({ hasText: "Blue sneaker" }).waitFor();
 
@@ -133,22 +59,22 @@ test("a viewer joins, chats, claims the last unit; a second gets Sold out; both 
   await byId(a.page, "chat-send").click();
   await byId(a.page, "chat-message").filter({ hasText: "hello from the browser" }).waitFor();
 
-  await engine.api("POST", `/v1/streams/${s.stream.id}/drops`, s.seller, { product: s.product.id, quantity: 1 });
+  await h.engine.api("POST", `/v1/streams/${s.stream.id}/drops`, s.seller, { product: s.product.id, quantity: 1 });
   await byId(a.page, "drop-remaining").filter({ hasText: /^1$/ }).waitFor();
   await byId(a.page, "claim-button").click();
   await byId(a.page, "claim-status").filter({ hasText: "reserved" }).waitFor();
   assert.deepEqual(await axeProblems(a.page), [], "viewer accessibility");
 
   const b = await watchedPage();
-  await b.page.goto(`${engine.origin}/watch/${s.stream.id}#token=${encodeURIComponent(s.viewer("bob"))}`);
+  await b.page.goto(`${h.engine.origin}/watch/${s.stream.id}#token=${encodeURIComponent(s.viewer("bob"))}`);
   await byId(b.page, "connection-state").filter({ hasText: /^live$/ }).waitFor();
   await byId(b.page, "drop-remaining").filter({ hasText: /^0$/ }).waitFor();
   await byId(b.page, "claim-button").click();
   await byId(b.page, "error-banner").filter({ hasText: "Sold out" }).waitFor();
 
-  await engine.stop();
+  await h.engine.stop();
   await byId(a.page, "connection-state").filter({ hasText: "reconnecting" }).waitFor();
-  await engine.start();
+  await h.engine.start();
   for (const p of [a.page, b.page]) {
     await byId(p, "connection-state").filter({ hasText: "resumed" }).waitFor({ timeout: 30_000 });
   }
@@ -164,14 +90,14 @@ test("a viewer joins, chats, claims the last unit; a second gets Sold out; both 
 });
 
 test("a seller runs a show from the studio alone; a viewer claims; ops sees the connections", { skip }, async () => {
-  const op = engine.token({ role: "operator", sub: "ops" });
+  const op = h.engine.token({ role: "operator", sub: "ops" });
   const slug = `e2e-${Math.random().toString(36).slice(2, 8)}`;
-  const tenant = await engine.api("POST", "/v1/tenants", op, { slug, name: "E2E studio shop" });
-  const sellerToken = engine.token({ role: "seller", tid: tenant.id, sub: "seller-1", name: "Seller" });
+  const tenant = await h.engine.api("POST", "/v1/tenants", op, { slug, name: "E2E studio shop" });
+  const sellerToken = h.engine.token({ role: "seller", tid: tenant.id, sub: "seller-1", name: "Seller" });
 
   const studio = await watchedPage();
   const s = studio.page;
-  await s.goto(`${engine.origin}/studio`);
+  await s.goto(`${h.engine.origin}/studio`);
   await s.locator("#signin-token").fill(sellerToken);
   await s.locator("#signin-form button[type=submit]").click();
   await s.locator("#studio-connection").filter({ hasText: /^live$/ }).waitFor();
@@ -201,8 +127,8 @@ test("a seller runs a show from the studio alone; a viewer claims; ops sees the 
 
   const viewer = await watchedPage();
   const v = viewer.page;
-  const viewerToken = engine.token({ role: "viewer", tid: tenant.id, sub: "carol", name: "carol" });
-  await v.goto(`${engine.origin}/watch/${streamId}#token=${encodeURIComponent(viewerToken)}`);
+  const viewerToken = h.engine.token({ role: "viewer", tid: tenant.id, sub: "carol", name: "carol" });
+  await v.goto(`${h.engine.origin}/watch/${streamId}#token=${encodeURIComponent(viewerToken)}`);
   await byId(v, "connection-state").filter({ hasText: /^live$/ }).waitFor();
   await byId(v, "pinned-product").filter({ hasText: "Red scarf" }).waitFor();
   await byId(v, "drop-card").filter({ hasText: "Red scarf" }).waitFor();
@@ -218,10 +144,10 @@ test("a seller runs a show from the studio alone; a viewer claims; ops sees the 
 
   await byId(s, "stat-viewers").filter({ hasText: /^[1-9]\d*$/ }).waitFor();
   await byId(s, "stat-remaining").filter({ hasText: /^0$/ }).waitFor();
-  await s.locator("#studio-chat li").filter({ hasText: "hi from the studio test" }).waitFor();
+  await byId(s, "moderation-message").filter({ hasText: "hi from the studio test" }).waitFor();
 
   const ops = await watchedPage();
-  await ops.page.goto(`${engine.origin}/ops#token=${encodeURIComponent(op)}`);
+  await ops.page.goto(`${h.engine.origin}/ops#token=${encodeURIComponent(op)}`);
   // The studio and the viewer hold one connection each.
   await byId(ops.page, "ops-connections").filter({ hasText: /^([2-9]|\d{2,})$/ }).waitFor();
 
@@ -234,7 +160,7 @@ test("a seller runs a show from the studio alone; a viewer claims; ops sees the 
 
 test("the demo button opens a live studio and a viewer", { skip }, async () => {
   const { context, page, problems } = await watchedPage();
-  await page.goto(engine.origin + "/", { waitUntil: "networkidle" });
+  await page.goto(h.engine.origin + "/", { waitUntil: "networkidle" });
   const popups = [];
   context.on("page", (p) => popups.push(p));
   await page.locator("#demo-button").click();

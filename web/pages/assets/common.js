@@ -110,9 +110,24 @@ export async function api(method, path, body, opts = {}) {
   return json;
 }
 
+/** A duration in plain words: 42 s, 4 min 59 s, 2 h 5 min, 3 days 4 h. */
+export function duration(ms) {
+  let s = Math.max(1, Math.ceil((Number(ms) || 0) / 1000));
+  if (s < 60) return `${s} s`;
+  const days = Math.floor(s / 86_400);
+  s -= days * 86_400;
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const min = Math.floor(s / 60);
+  s -= min * 60;
+  if (days) return `${days} day${days === 1 ? "" : "s"}${h ? ` ${h} h` : ""}`;
+  if (h) return `${h} h${min ? ` ${min} min` : ""}`;
+  return `${min} min${s ? ` ${s} s` : ""}`;
+}
+
 /**
  * Plain words for an error (an ApiError, a WebSocket error frame, or anything thrown):
- * `sold_out` is "Sold out", `rate_limited` is "Slow down: N s".
+ * `sold_out` is "Sold out", `rate_limited` is "Slow down: N s", `muted` says for how long.
  */
 export function plainWords(err) {
   const code = err && err.code;
@@ -123,6 +138,14 @@ export function plainWords(err) {
       const ms = Number(err.retry_after_ms) || 1000;
       return `Slow down: ${Math.max(1, Math.ceil(ms / 1000))} s`;
     }
+    case "muted":
+      return Number(err.retry_after_ms) > 0
+        ? `You are muted in this chat for ${duration(err.retry_after_ms)} more.`
+        : "You are muted in this chat.";
+    case "blocked":
+      return "Your message contains a word that is not allowed here.";
+    case "banned":
+      return "You were removed from this shop.";
     case "limit_exceeded":
       return "You already hold as many as one person may claim.";
     case "drop_closed":
@@ -156,6 +179,16 @@ export function plainWords(err) {
     default:
       return (err && err.message) || "Something went wrong.";
   }
+}
+
+/**
+ * What to tell someone whose connection the engine ended for good (`client.lastClose` of the
+ * SDK), or null when it did not: a 1008 close is a ban ("removed") unless the token expired.
+ */
+export function removalWords(close) {
+  if (!close || close.code !== 1008) return null;
+  if (close.reason === "token_expired") return "Your sign-in has expired. Sign in again to keep watching.";
+  return "You were removed from this show.";
 }
 
 /** `document.querySelector` by `data-testid`. */

@@ -1,7 +1,10 @@
-// Seller console (`/studio`): products, shows, going live, pinning, drops, and live stats from
-// the stream's events over the SDK. Auctions and moderation are hidden until the engine has them.
+// Seller console (`/studio`): products, shows, going live, pinning, drops, live stats from the
+// stream's events over the SDK, and the moderation part (moderation.js). A moderator's token gets
+// the moderation part only: it picks a show of the shop and sees no products or show controls.
+// Auctions are hidden until the engine has them.
 import { connect } from "/sdk/liveshop.js";
 import { api, claims, el, fragmentParam, plainWords, price, showError, token, wireSignIn, wsUrl, $ } from "./common.js";
+import { createModeration } from "./moderation.js";
 
 const STREAM_KEY = "liveshop.studio.stream";
 
@@ -22,6 +25,14 @@ function fail(err) {
 
 function ok() {
   showError("");
+}
+
+const moderation = createModeration({ fail, ok });
+
+/** Whether the signed-in token is a moderator's (no products, no show controls). */
+function isModerator() {
+  const me = claims();
+  return Boolean(me && me.role === "moderator");
 }
 
 /** "12.90" or "12,9" → 1290; NaN when it is not a price. */
@@ -112,6 +123,7 @@ function renderStream() {
   link.hidden = !s;
   if (s) link.href = `/watch/${encodeURIComponent(s.id)}`;
   renderButtons();
+  moderation.setStream(s);
 }
 
 function renderButtons() {
@@ -127,7 +139,7 @@ async function loadStreams() {
   const answer = await api("GET", "/v1/streams");
   const me = claims();
   const items = (answer && answer.items) || [];
-  studio.streams = items.filter((s) => !me || me.role === "admin" || s.seller === me.sub);
+  studio.streams = items.filter((s) => !me || me.role === "admin" || me.role === "moderator" || s.seller === me.sub);
 }
 
 function replaceStream(stream) {
@@ -151,7 +163,7 @@ async function selectStream(id) {
   studio.pinned = null;
   studio.drop = null;
   studio.chatTimes = [];
-  $("studio-chat").replaceChildren();
+  moderation.setMessages([]);
   renderDrop();
   $("pinned-now").textContent = "nothing";
   if (!id) {
@@ -269,15 +281,6 @@ async function closeDrop() {
 
 // ---- live events ----
 
-function addChat(data) {
-  const list = $("studio-chat");
-  const li = el("li");
-  li.append(el("span", "who", (data.user && (data.user.name || data.user.id)) || "someone"), el("span", null, data.text));
-  list.append(li);
-  while (list.children.length > 200) list.firstElementChild.remove();
-  list.scrollTop = list.scrollHeight;
-}
-
 function applySnapshot(snapshot) {
   if (!snapshot) return;
   $("stat-viewers").textContent = String(Number(snapshot.viewers) || 0);
@@ -285,8 +288,7 @@ function applySnapshot(snapshot) {
   const drops = snapshot.drops || [];
   if (drops.length) studio.drop = { ...drops[drops.length - 1] };
   renderDrop();
-  $("studio-chat").replaceChildren();
-  for (const message of snapshot.chat || []) addChat(message);
+  moderation.setMessages(snapshot.chat || []);
   if (snapshot.stream && studio.stream && snapshot.stream.id === studio.stream.id) {
     replaceStream({ ...studio.stream, ...snapshot.stream });
   }
@@ -300,7 +302,11 @@ function onEvent(frame) {
       break;
     case "chat":
       studio.chatTimes.push(Date.now());
-      addChat(data);
+      moderation.addMessage(data);
+      break;
+    case "chat_deleted":
+      if (data.id) moderation.removeMessage(data.id);
+      moderation.refreshLogSoon();
       break;
     case "pinned":
       setPinned(data.product);
@@ -371,19 +377,28 @@ async function start() {
   }
   const signedIn = Boolean(token());
   $("console").hidden = !signedIn;
-  if (!signedIn) return;
-  const me = claims();
-  if (me && !["seller", "admin"].includes(me.role)) {
-    showError("The studio is for sellers: sign in with a seller's token.");
+  if (!signedIn) {
+    studio.stream = null;
+    moderation.setStream(null);
+    return;
   }
+  const me = claims();
+  if (me && !["seller", "admin", "moderator"].includes(me.role)) {
+    showError("The studio is for sellers, admins and moderators: sign in with such a token.");
+  }
+  const moderator = isModerator();
+  for (const node of document.querySelectorAll(".owner-only")) node.hidden = moderator;
   studio.client = connect({ url: wsUrl(), token: token() });
   studio.client.on("state", onState);
   studio.client.on("frame", onFrame);
   try {
-    await Promise.all([loadProducts(), loadStreams()]);
+    // Products only name the pinned one for a moderator; their list failing is no reason to stop.
+    await Promise.all([moderator ? loadProducts().catch(() => {}) : loadProducts(), loadStreams()]);
     const wanted = fragmentParam("stream") || sessionStorage.getItem(STREAM_KEY);
+    const newest = (fits) => [...studio.streams].reverse().find(fits);
     const pick = studio.streams.find((s) => s.id === wanted)
-      || [...studio.streams].reverse().find((s) => s.status !== "ended");
+      || (moderator && newest((s) => s.status === "live"))
+      || newest((s) => s.status !== "ended");
     renderStreams();
     await selectStream(pick ? pick.id : "");
   } catch (err) {

@@ -1,8 +1,10 @@
 // Viewer page (`/watch/{stream}`): joins the stream over the SDK, renders the snapshot and the
 // live events (chat, viewers, reactions, pinned product, drop with its remaining count), claims,
-// and shows the hold's countdown until a `claim_update` says paid or expired.
+// and shows the hold's countdown until a `claim_update` says paid or expired. Moderation reaches it
+// as `chat_deleted` events (the message goes), chat refusals (`muted`, `blocked`, slow mode's
+// `rate_limited`) in the error banner, and a ban's 1008 close (the removal banner).
 import { connect } from "/sdk/liveshop.js";
-import { api, byTestId, claims, el, plainWords, price, showError, token, wireSignIn, wsUrl, $ } from "./common.js";
+import { api, byTestId, claims, el, plainWords, price, removalWords, showError, token, wireSignIn, wsUrl, $ } from "./common.js";
 
 const streamId = decodeURIComponent(location.pathname.replace(/^\/watch\//, "").replace(/\/$/, ""));
 const MAX_CHAT = 200;
@@ -20,6 +22,9 @@ const view = {
   hearts: 0,
   ended: false,
   countdown: null,
+  removed: false,
+  mutedUntil: 0,
+  mutedTimer: null,
 };
 
 // ---- connection state ----
@@ -43,23 +48,64 @@ function onState(state) {
     setConnection("connecting");
   } else if (state === "closed") {
     setConnection("closed");
-    const last = view.client && view.client.lastClose;
-    connectionError(
-      last && last.code === 1008
-        ? "The engine ended this session (sign-in expired or refused). Sign in again."
-        : "The connection was closed. Reload the page to connect again.",
-    );
+    const removal = removalWords(view.client && view.client.lastClose);
+    if (removal) {
+      setRemoved(removal);
+    } else {
+      connectionError("The connection was closed. Reload the page to connect again.");
+    }
   }
 }
 
 function connectionError(message) {
+  if (view.removed) return;
   showError(message);
   byTestId("error-banner").dataset.kind = "connection";
 }
 
+/** The engine closed the session for good (a ban, or an expired token): say so and stop. */
+function setRemoved(message) {
+  view.removed = true;
+  stopMutedCountdown();
+  showError(message);
+  byTestId("error-banner").dataset.kind = "removed";
+  for (const id of ["chat-input", "chat-send", "react-heart", "claim-button", "bid-button"]) {
+    byTestId(id).disabled = true;
+  }
+}
+
 function actionError(err) {
+  if (view.removed) return;
+  if (err && err.code === "muted" && Number(err.retry_after_ms) > 0) {
+    startMutedCountdown(Number(err.retry_after_ms));
+    return;
+  }
+  stopMutedCountdown();
   showError(plainWords(err));
   byTestId("error-banner").dataset.kind = "action";
+}
+
+/** Shows "You are muted … for N more" and counts down; the banner clears when the mute lapses. */
+function startMutedCountdown(ms) {
+  stopMutedCountdown();
+  view.mutedUntil = Date.now() + ms;
+  const tick = () => {
+    const left = view.mutedUntil - Date.now();
+    if (left <= 0) {
+      stopMutedCountdown();
+      if (byTestId("error-banner").dataset.kind === "muted") showError("");
+      return;
+    }
+    showError(plainWords({ code: "muted", retry_after_ms: left }));
+    byTestId("error-banner").dataset.kind = "muted";
+  };
+  tick();
+  view.mutedTimer = setInterval(tick, 1000);
+}
+
+function stopMutedCountdown() {
+  clearInterval(view.mutedTimer);
+  view.mutedTimer = null;
 }
 
 // ---- products ----
@@ -104,10 +150,18 @@ function addChat(data) {
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const li = el("li");
   li.dataset.testid = "chat-message";
+  if (data.id) li.dataset.id = data.id;
   li.append(el("span", "who", (data.user && (data.user.name || data.user.id)) || "someone"), el("span", "text", data.text));
   list.append(li);
   while (list.children.length > MAX_CHAT) list.firstElementChild.remove();
   if (nearBottom) list.scrollTop = list.scrollHeight;
+}
+
+/** A moderator deleted a message: it goes from the list (a replay may name one never shown). */
+function removeChat(id) {
+  for (const li of byTestId("chat-list").children) {
+    if (li.dataset.id === id) li.remove();
+  }
 }
 
 function setViewers(count) {
@@ -225,6 +279,9 @@ function onEvent(frame) {
     case "chat":
       addChat(data);
       break;
+    case "chat_deleted":
+      if (data.id) removeChat(data.id);
+      break;
     case "viewers":
       setViewers(data.count);
       break;
@@ -319,7 +376,11 @@ async function sendChat(ev) {
   try {
     await view.client.chat(streamId, text);
     input.value = "";
-    if (byTestId("error-banner").dataset.kind === "action") showError("");
+    const kind = byTestId("error-banner").dataset.kind;
+    if (kind === "action" || kind === "muted") {
+      stopMutedCountdown();
+      showError("");
+    }
   } catch (err) {
     actionError(err);
   }
@@ -357,7 +418,14 @@ async function start() {
   }
   loadProducts();
   setConnection("connecting");
-  const client = connect({ url: wsUrl(), token: token() });
+  if (view.removed) {
+    view.removed = false;
+    showError("");
+    for (const id of ["chat-input", "chat-send", "react-heart"]) byTestId(id).disabled = false;
+  }
+  stopMutedCountdown();
+  // A chat refused by slow mode is said at once ("Slow down: N s"), not sent again by itself later.
+  const client = connect({ url: wsUrl(), token: token(), retryRateLimited: false });
   view.client = client;
   client.on("state", onState);
   client.on("frame", onFrame);
@@ -365,6 +433,7 @@ async function start() {
     const joined = await client.join(streamId, onEvent);
     if (joined && joined.snapshot) await applySnapshot(joined.snapshot);
   } catch (err) {
+    if (view.removed) return;
     showError(err && err.code === "not_found" ? "This show does not exist in your shop." : plainWords(err));
   }
 }
