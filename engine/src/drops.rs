@@ -169,7 +169,8 @@ impl DropBook {
         if self.drop.status == DropStatus::Closed {
             return Err(Rejection::new(ErrorCode::DropClosed, "drop is closed"));
         }
-        if self.holdings(user) + quantity > self.drop.per_user_limit {
+        // Saturating: a quantity near `i64::MAX` on top of a holding must be refused, not overflow.
+        if self.holdings(user).saturating_add(quantity) > self.drop.per_user_limit {
             return Err(Rejection::new(
                 ErrorCode::LimitExceeded,
                 format!(
@@ -418,6 +419,23 @@ mod tests {
             claim(&mut book, 1, 1, "b").unwrap_err().code,
             ErrorCode::LimitExceeded
         );
+    }
+
+    #[test]
+    fn a_huge_quantity_on_top_of_a_holding_is_refused_not_overflowed() {
+        let mut book = DropBook::restore(drop_of(5, i64::MAX), vec![]);
+        claim(&mut book, 1, 1, "a").unwrap();
+        assert_eq!(
+            claim(&mut book, 1, i64::MAX, "b").unwrap_err().code,
+            ErrorCode::SoldOut
+        );
+        let mut limited = DropBook::restore(drop_of(5, 2), vec![]);
+        claim(&mut limited, 1, 1, "a").unwrap();
+        assert_eq!(
+            claim(&mut limited, 1, i64::MAX, "b").unwrap_err().code,
+            ErrorCode::LimitExceeded
+        );
+        assert_eq!(limited.drop().reserved, 1);
     }
 
     #[test]

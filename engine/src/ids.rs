@@ -64,7 +64,37 @@ macro_rules! id_type {
                 &self.0
             }
         }
+
+        /// An opaque string on the wire.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema($prefix, $field)
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// The schema of an id: an opaque string of 1 to [`MAX_ID_CHARS`] characters.
+#[cfg(feature = "openapi")]
+fn id_schema(prefix: &str, field: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let description = if field == "sub" {
+        "A user id (the `sub` claim of the user's token): an opaque string".to_owned()
+    } else {
+        format!(
+            "An opaque {field} id; ids the engine makes start with `{prefix}`, but do not parse them"
+        )
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_CHARS))
+        .description(Some(description))
+        .into()
 }
 
 id_type!(
@@ -136,6 +166,24 @@ impl Slug {
         &self.0
     }
 }
+
+/// A string of the slug's alphabet and length.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Slug {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[a-z0-9-]{2,40}$"))
+            .description(Some(
+                "A tenant's URL-safe short name, unique across the platform",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Slug {}
 
 #[cfg(test)]
 mod tests {

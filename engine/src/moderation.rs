@@ -36,6 +36,7 @@ pub const MAX_REASON_CHARS: usize = 500;
 
 /// The chat rules of one stream that its moderators choose.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatSettings {
     /// One message per user per this many seconds; 0 is off. Staff are never slowed.
     pub slow_mode_seconds: u32,
@@ -105,6 +106,7 @@ impl SettingsPatch {
 
 /// A user who may not chat in a stream until `until`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Mute {
     /// The stream.
     pub stream: StreamId,
@@ -116,14 +118,17 @@ pub struct Mute {
 
 /// A user shut out of a tenant: connections closed, upgrades and REST calls refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ban {
     /// The tenant.
     pub tenant: TenantId,
     /// The banned user.
     pub user: UserId,
     /// When the ban lapses; `None` is for good.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub until: Option<Timestamp>,
     /// Why, as the moderator wrote it.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub reason: Option<String>,
     /// Who banned.
     pub by: UserId,
@@ -140,6 +145,7 @@ impl Ban {
 
 /// What a moderator did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ModerationAction {
     /// A chat message was deleted; the target is the message id.
@@ -183,6 +189,7 @@ impl ModerationAction {
 /// One row of a stream's moderation log: `{"at","actor","action","target","reason"?}` on the
 /// wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModerationEntry {
     /// The stream whose log holds it; not on the wire.
     #[serde(skip)]
@@ -197,6 +204,7 @@ pub struct ModerationEntry {
     pub target: String,
     /// Why, when the moderator said; for settings, what changed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub reason: Option<String>,
 }
 

@@ -7,6 +7,7 @@ use crate::timestamp::Timestamp;
 
 /// A shop on the platform; every other record belongs to exactly one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Opaque id, also the `tid` claim of the tenant's tokens.
     pub id: TenantId,
@@ -35,6 +36,7 @@ pub struct UserSeen {
 
 /// An item of a tenant's catalogue that can be pinned and dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Product {
     /// Opaque id.
     pub id: ProductId,
@@ -50,11 +52,13 @@ pub struct Product {
     /// ISO 4217 code, upper case.
     pub currency: String,
     /// Optional picture.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub image_url: Option<String>,
 }
 
 /// Lifecycle of a stream: scheduled → live → ended, never backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StreamStatus {
     /// Created, not yet on air; viewers may wait in it.
@@ -88,6 +92,7 @@ impl StreamStatus {
 
 /// A show. `viewers` is not stored: it is the number of connections joined right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stream {
     /// Opaque id.
     pub id: StreamId,
@@ -100,12 +105,16 @@ pub struct Stream {
     /// Where it is in its lifecycle.
     pub status: StreamStatus,
     /// Announced start, if any.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub scheduled_at: Option<Timestamp>,
     /// When it went live.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub started_at: Option<Timestamp>,
     /// When it ended.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub ended_at: Option<Timestamp>,
     /// Product pinned on screen now, if any.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub pinned: Option<ProductId>,
     /// Live connections joined now (filled in by the reader, 0 in storage).
     pub viewers: u64,
@@ -141,6 +150,7 @@ pub struct ChatMessage {
 
 /// Lifecycle of a drop: open until sold out, closed by time, by the seller or by the stream ending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DropStatus {
     /// Accepting claims.
@@ -174,6 +184,7 @@ impl DropStatus {
 
 /// A limited quantity of a product offered during a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Drop {
     /// Opaque id.
     pub id: DropId,
@@ -201,13 +212,16 @@ pub struct Drop {
     /// When it opened.
     pub opened_at: Timestamp,
     /// When it closes by itself, if it has a duration.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub ends_at: Option<Timestamp>,
     /// Why it closed (`time`, `seller`, `stream_ended`), once closed.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub closed_reason: Option<String>,
 }
 
 /// Lifecycle of a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimStatus {
     /// Units are held for the buyer until `expires_at`.
@@ -241,6 +255,7 @@ impl ClaimStatus {
 
 /// A buyer's hold on units of a drop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Claim {
     /// Opaque id.
     pub id: ClaimId,

@@ -76,6 +76,25 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// On the wire a timestamp is RFC 3339 text, never the number it is inside.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some(
+                "RFC 3339 in UTC with milliseconds; inputs may use any offset within the years 0000 to 9999 UTC",
+            ))
+            .examples(["2026-11-27T13:42:15.672Z"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Timestamp {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -285,7 +285,8 @@ pub fn router(state: AppState) -> Router {
     }
     let mut ops_routes = Router::new()
         .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready));
+        .route("/ready", get(ops::ready))
+        .route("/v1/openapi.json", get(crate::openapi::document));
     if state.config.metrics_listen.is_none() {
         ops_routes = ops_routes.route("/metrics", get(ops::metrics));
     }

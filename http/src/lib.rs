@@ -12,6 +12,7 @@ pub mod http_io;
 pub mod json_error;
 pub mod memory;
 pub mod middleware;
+pub mod openapi;
 pub mod pages;
 pub mod plain;
 pub mod readiness;

@@ -23,9 +23,10 @@ pub const DEFAULT_TTL_SECS: u64 = 8 * 3600;
 pub const MAX_TTL_SECS: u64 = 24 * 3600;
 
 /// Body of `POST /dev/token`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct DevTokenRequest {
     /// `viewer`, `seller`, `moderator`, `admin` or `operator`.
+    #[schema(pattern = "^(viewer|seller|moderator|admin|operator)$")]
     role: String,
     /// Tenant id; required for tenant roles, ignored for operators.
     #[serde(default)]
@@ -42,6 +43,15 @@ pub struct DevTokenRequest {
 }
 
 /// `GET /dev`: 200 in dev mode, so pages know to offer the demo; absent (404) in production.
+#[utoipa::path(
+    get,
+    path = "/dev",
+    tag = "development",
+    responses(
+        (status = 200, description = "The engine runs in dev mode", body = crate::openapi::DevInfo),
+        (status = 404, description = "`not_found`: production mode (the route does not exist then)"),
+    ),
+)]
 pub async fn info() -> Json<Value> {
     Json(json!({ "mode": "dev", "token": "POST /dev/token" }))
 }
@@ -49,6 +59,17 @@ pub async fn info() -> Json<Value> {
 /// `POST /dev/token`: a token signed with the engine's secret for the asked role, tenant, user
 /// and name. A tenant role needs an existing tenant (404 `not_found` otherwise), so the token
 /// minted here is one the engine accepts.
+#[utoipa::path(
+    post,
+    path = "/dev/token",
+    tag = "development",
+    request_body = DevTokenRequest,
+    responses(
+        (status = 200, description = "A signed token", body = crate::openapi::DevToken),
+        (status = 400, description = "`bad_request`: a field fails its rules"),
+        (status = 404, description = "`not_found`: no such tenant, or production mode (the route does not exist then)"),
+    ),
+)]
 pub async fn token(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DevTokenRequest>,

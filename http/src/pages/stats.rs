@@ -15,6 +15,16 @@ use crate::extract::Caller;
 use crate::state::AppState;
 
 /// This node's connections, deliveries, claim decisions, actor restarts and live actors.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/stats",
+    tag = "operator",
+    responses(
+        (status = 200, description = "This node's counters", body = crate::openapi::Stats),
+        (status = 403, description = "`forbidden`: operator role required"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn stats(
     State(state): State<AppState>,
     Caller(caller): Caller,

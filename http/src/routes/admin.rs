@@ -15,6 +15,18 @@ use crate::extract::{ApiPath, Caller};
 use crate::state::AppState;
 
 /// Makes a stream's actor panic so its supervisor restores it; 404 unless fault injection is on.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/streams/{id}/crash",
+    tag = "faults",
+    params(("id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 200, description = "The crash was requested", body = crate::openapi::StreamCrashed),
+        (status = 403, description = "`forbidden`: operator role required"),
+        (status = 404, description = "`not_found`: no such stream, or fault injection is off (the route does not exist then)"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn crash_stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -36,6 +48,18 @@ pub async fn crash_stream(
 }
 
 /// Makes a drop's actor panic so its supervisor restores it from storage.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/drops/{id}/crash",
+    tag = "faults",
+    params(("id" = String, Path, description = "Drop id")),
+    responses(
+        (status = 200, description = "The crash was requested", body = crate::openapi::DropCrashed),
+        (status = 403, description = "`forbidden`: operator role required"),
+        (status = 404, description = "`not_found`: no such drop, or fault injection is off (the route does not exist then)"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn crash_drop(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -58,6 +82,19 @@ pub async fn crash_drop(
 
 /// Marks a reserved claim paid (operator; payments will call the same path). Reserved units
 /// become sold and the buyer gets a `claim_update`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/claims/{id}/pay",
+    tag = "operator",
+    params(("id" = String, Path, description = "Claim id")),
+    responses(
+        (status = 200, description = "The claim, `paid`", body = Claim),
+        (status = 403, description = "`forbidden`: operator role required"),
+        (status = 404, description = "`not_found`: no such claim"),
+        (status = 409, description = "`invalid_state`: the claim is not reserved"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn pay_claim(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -81,6 +118,16 @@ pub async fn pay_claim(
 }
 
 /// The live actor tree: kind, id, parent, mailbox depth, restarts and uptime of every actor.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/actors",
+    tag = "operator",
+    responses(
+        (status = 200, description = "Every live actor of this node", body = crate::openapi::ActorTree),
+        (status = 403, description = "`forbidden`: operator role required"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn actors(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -92,6 +139,16 @@ pub async fn actors(
 
 /// The nodes of the cluster (contract section 6): this node's id and every node that renewed
 /// its heartbeat within `2 × LIVESHOP_OWNER_LEASE_MS`. A single node lists itself alone.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cluster",
+    tag = "operator",
+    responses(
+        (status = 200, description = "This node and the live nodes of the cluster", body = crate::openapi::ClusterView),
+        (status = 403, description = "`forbidden`: operator role required"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn cluster(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -133,6 +190,18 @@ pub async fn cluster(
 }
 
 /// Makes a connection's session actor panic: that connection, and only that one, closes with 1011.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/sessions/{id}/crash",
+    tag = "faults",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The crash was requested", body = crate::openapi::SessionCrashed),
+        (status = 403, description = "`forbidden`: operator role required"),
+        (status = 404, description = "`not_found`: no such session, or fault injection is off (the route does not exist then)"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn crash_session(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -146,6 +215,17 @@ pub async fn crash_session(
 }
 
 /// Makes the chat persister panic so its supervisor restarts it; chat keeps being stored.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/persister/crash",
+    tag = "faults",
+    responses(
+        (status = 200, description = "The crash was requested", body = crate::openapi::PersisterCrashed),
+        (status = 403, description = "`forbidden`: operator role required"),
+        (status = 404, description = "`not_found`: fault injection is off (the route does not exist then)"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn crash_persister(
     State(state): State<AppState>,
     Caller(caller): Caller,

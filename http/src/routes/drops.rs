@@ -16,15 +16,24 @@ use crate::extract::{ApiJson, ApiPath, Caller};
 use crate::state::AppState;
 
 /// Body of `POST /v1/streams/{id}/drops`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewDrop {
+    /// Id of a product of the stream's tenant.
     product: String,
+    /// Units offered.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: i64,
+    /// Most units one user may hold or buy.
     #[serde(default = "one")]
+    #[schema(minimum = 1, default = 1)]
     per_user_limit: i64,
+    /// How long a reservation is held unless paid, in seconds.
     #[serde(default = "five_minutes")]
+    #[schema(minimum = 1, maximum = 86_400, default = 300)]
     hold_seconds: i64,
+    /// When given, the drop closes by itself this many seconds after it opens.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86_400)]
     duration_seconds: Option<i64>,
 }
 
@@ -37,6 +46,21 @@ fn five_minutes() -> i64 {
 }
 
 /// Opens a drop in a live stream (its seller or an admin); 409 `invalid_state` otherwise.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{id}/drops",
+    tag = "drops",
+    params(("id" = String, Path, description = "Stream id")),
+    request_body = NewDrop,
+    responses(
+        (status = 201, description = "The drop, `open`", body = Drop),
+        (status = 400, description = "`bad_request`: a field is out of its range"),
+        (status = 403, description = "`forbidden`: only the stream's seller or an admin"),
+        (status = 404, description = "`not_found`: no such stream or product in the caller's tenant"),
+        (status = 409, description = "`invalid_state`: the stream is not live"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn open(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -100,6 +124,17 @@ async fn visible_drop(state: &AppState, caller: &Identity, id: &str) -> ApiResul
 }
 
 /// Reads a drop with its durable counts.
+#[utoipa::path(
+    get,
+    path = "/v1/drops/{id}",
+    tag = "drops",
+    params(("id" = String, Path, description = "Drop id")),
+    responses(
+        (status = 200, description = "The drop", body = Drop),
+        (status = 404, description = "`not_found`: no such drop in the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -109,6 +144,18 @@ pub async fn get(
 }
 
 /// Closes a drop (its stream's seller or an admin).
+#[utoipa::path(
+    post,
+    path = "/v1/drops/{id}/close",
+    tag = "drops",
+    params(("id" = String, Path, description = "Drop id")),
+    responses(
+        (status = 200, description = "The drop, `closed` (also when it was closed already)", body = Drop),
+        (status = 403, description = "`forbidden`: only the stream's seller or an admin"),
+        (status = 404, description = "`not_found`: no such drop in the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn close(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -129,14 +176,34 @@ pub async fn close(
 }
 
 /// Body of `POST /v1/drops/{id}/claims`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewClaim {
+    /// Units to reserve.
+    #[schema(minimum = 1)]
     quantity: i64,
+    /// The client's key: the same key on the same drop from the same user is the same claim.
+    #[schema(min_length = 1, max_length = 128)]
     idempotency_key: String,
 }
 
 /// Claims units: 201 for a new reservation, 200 when the key was used before; 409 `sold_out`,
 /// `limit_exceeded` or `drop_closed`.
+#[utoipa::path(
+    post,
+    path = "/v1/drops/{id}/claims",
+    tag = "drops",
+    params(("id" = String, Path, description = "Drop id")),
+    request_body = NewClaim,
+    responses(
+        (status = 201, description = "A new reservation", body = Claim),
+        (status = 200, description = "The claim made earlier with this idempotency key", body = Claim),
+        (status = 400, description = "`bad_request`: the quantity or the key fails its rules"),
+        (status = 403, description = "`forbidden`: a tenant role is required"),
+        (status = 404, description = "`not_found`: no such drop in the caller's tenant"),
+        (status = 409, description = "`sold_out`, `limit_exceeded`, `drop_closed`, or `conflict` (the key was used with another quantity)"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn claim(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -165,6 +232,16 @@ pub async fn claim(
 }
 
 /// The caller's claims in their tenant, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/claims",
+    tag = "drops",
+    responses(
+        (status = 200, description = "The caller's claims, newest first", body = crate::openapi::ClaimList),
+        (status = 403, description = "`forbidden`: a tenant role is required"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn my_claims(
     State(state): State<AppState>,
     Caller(caller): Caller,

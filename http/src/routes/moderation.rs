@@ -46,6 +46,21 @@ fn user_field(value: &str) -> ApiResult<UserId> {
 
 /// Deletes a chat message: stored and logged, announced by `chat_deleted`, left out of later
 /// snapshots and replays. 204, also when it was deleted already.
+#[utoipa::path(
+    delete,
+    path = "/v1/streams/{id}/chat/{message}",
+    tag = "moderation",
+    params(
+        ("id" = String, Path, description = "Stream id"),
+        ("message" = String, Path, description = "Chat message id"),
+    ),
+    responses(
+        (status = 204, description = "Deleted (also when it was deleted already)"),
+        (status = 403, description = "`forbidden`: only the stream's seller, or the tenant's admins and moderators"),
+        (status = 404, description = "`not_found`: no such stream or message in the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_message(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -67,16 +82,35 @@ pub async fn delete_message(
 }
 
 /// Body of `POST /v1/streams/{id}/mutes`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MuteBody {
+    /// The user id to mute.
+    #[schema(min_length = 1, max_length = 128)]
     user: String,
+    /// How long, in seconds (at most a year).
+    #[schema(minimum = 1, maximum = 31_622_400)]
     duration_seconds: i64,
+    /// Why, up to 500 characters; kept in the moderation log.
     #[serde(default)]
     reason: Option<String>,
 }
 
 /// Mutes a user in the stream's chat: their `chat` is refused with `muted` until it lapses.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{id}/mutes",
+    tag = "moderation",
+    params(("id" = String, Path, description = "Stream id")),
+    request_body = MuteBody,
+    responses(
+        (status = 201, description = "The mute", body = Mute),
+        (status = 400, description = "`bad_request`: a field fails its rules"),
+        (status = 403, description = "`forbidden`: only the stream's seller, or the tenant's admins and moderators"),
+        (status = 404, description = "`not_found`: no such stream in the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn mute(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -102,17 +136,36 @@ pub async fn mute(
     Ok((StatusCode::CREATED, Json(mute)))
 }
 
-/// Body of `PATCH /v1/streams/{id}/chat-settings`.
-#[derive(Deserialize)]
+/// Body of `PATCH /v1/streams/{id}/chat-settings`: the fields given replace the current ones.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
+    /// One message per user per this many seconds; 0 turns slow mode off.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 3_600)]
     slow_mode_seconds: Option<u32>,
+    /// Words or phrases a message may not hold (whole words, case-insensitive); at most 2000,
+    /// each 1 to 100 characters with a letter or a digit. An empty list clears them.
     #[serde(default)]
+    #[schema(max_items = 2_000)]
     blocked_words: Option<Vec<String>>,
 }
 
 /// Changes slow mode and the blocked words; answers every setting after the change.
+#[utoipa::path(
+    patch,
+    path = "/v1/streams/{id}/chat-settings",
+    tag = "moderation",
+    params(("id" = String, Path, description = "Stream id")),
+    request_body = SettingsBody,
+    responses(
+        (status = 200, description = "The settings after the change", body = ChatSettings),
+        (status = 400, description = "`bad_request`: a field fails its rules"),
+        (status = 403, description = "`forbidden`: only the stream's seller, or the tenant's admins and moderators"),
+        (status = 404, description = "`not_found`: no such stream in the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn patch_settings(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -142,6 +195,18 @@ pub async fn patch_settings(
 }
 
 /// Reads the chat settings (moderators only: the word list is not for viewers to work around).
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{id}/chat-settings",
+    tag = "moderation",
+    params(("id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 200, description = "The stream's chat settings", body = ChatSettings),
+        (status = 403, description = "`forbidden`: only the stream's seller, or the tenant's admins and moderators"),
+        (status = 404, description = "`not_found`: no such stream in the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_settings(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -156,6 +221,18 @@ pub async fn get_settings(
 }
 
 /// The stream's moderation log, newest first (at most [`LOG_LIMIT`] entries).
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{id}/moderation-log",
+    tag = "moderation",
+    params(("id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 200, description = "The newest 500 entries at most, newest first", body = crate::openapi::ModerationLog),
+        (status = 403, description = "`forbidden`: only the stream's seller, or the tenant's admins and moderators"),
+        (status = 404, description = "`not_found`: no such stream in the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn log(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -167,13 +244,18 @@ pub async fn log(
 }
 
 /// Body of `POST /v1/tenants/{id}/bans`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BanBody {
+    /// The user id to ban.
+    #[schema(min_length = 1, max_length = 128)]
     user: String,
+    /// Why, up to 500 characters; kept with the ban and in the moderation logs.
     #[serde(default)]
     reason: Option<String>,
+    /// How long, in seconds (at most a year); without it the ban holds for good.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     duration_seconds: Option<i64>,
 }
 
@@ -232,6 +314,20 @@ async fn entries_for_live_streams(
 
 /// Bans a user from the tenant: their connections close with 1008 on every node; upgrades and
 /// REST calls get 403 `banned` until it lapses (without `duration_seconds`, for good).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{id}/bans",
+    tag = "moderation",
+    params(("id" = String, Path, description = "Tenant id")),
+    request_body = BanBody,
+    responses(
+        (status = 201, description = "The ban", body = Ban),
+        (status = 400, description = "`bad_request`: a field fails its rules, or the caller names itself"),
+        (status = 403, description = "`forbidden`: only the tenant's admins, moderators and sellers (a seller only viewers who chatted in its streams)"),
+        (status = 404, description = "`not_found`: not the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn ban(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -271,6 +367,18 @@ pub async fn ban(
 }
 
 /// The tenant's bans in force, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}/bans",
+    tag = "moderation",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The bans in force, newest first", body = crate::openapi::BanList),
+        (status = 403, description = "`forbidden`: only the tenant's admins, moderators and sellers"),
+        (status = 404, description = "`not_found`: not the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list_bans(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -286,6 +394,22 @@ pub async fn list_bans(
 }
 
 /// Lifts a ban before it lapses: 204, or 404 when the user is not banned.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{id}/bans/{user}",
+    tag = "moderation",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+        ("user" = String, Path, description = "The banned user's id"),
+    ),
+    responses(
+        (status = 204, description = "The ban is lifted"),
+        (status = 400, description = "`bad_request`: the caller names itself"),
+        (status = 403, description = "`forbidden`: only the tenant's admins, moderators and sellers (a seller only viewers who chatted in its streams)"),
+        (status = 404, description = "`not_found`: not the caller's tenant, or the user is not banned"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn unban(
     State(state): State<AppState>,
     Caller(caller): Caller,

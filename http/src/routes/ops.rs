@@ -10,6 +10,12 @@ use crate::readiness::Report;
 use crate::state::AppState;
 
 /// 200 while the process runs.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The process runs", body = crate::openapi::Health)),
+)]
 pub async fn health() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
@@ -20,6 +26,15 @@ const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// 200 when storage (and Redis, when configured) answer, else 503; the body lists each check.
 /// The answer comes from [`crate::readiness::ReadinessCache`]: at most one probe a second,
 /// shared by every caller, so polling `/ready` cannot load the database.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every check passed", body = crate::openapi::Readiness),
+        (status = 503, description = "A check failed; the body names it", body = crate::openapi::Readiness),
+    ),
+)]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let report = state.readiness.get(|| probe(&state)).await;
     let status = if report.ready {
@@ -67,6 +82,15 @@ async fn redis_ping(link: &liveshop_cluster::link::Link) -> bool {
 
 /// Prometheus text exposition; on the serving port, or only on `LIVESHOP_METRICS_LISTEN` when
 /// that is set.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition, version 0.0.4", body = String, content_type = "text/plain"),
+        (status = 404, description = "`not_found`: served on `LIVESHOP_METRICS_LISTEN` only, when that is set"),
+    ),
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     liveshop_actors::mailbox::publish_gauges();
     (

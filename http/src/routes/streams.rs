@@ -17,14 +17,30 @@ use crate::extract::{ApiJson, ApiPath, Caller};
 use crate::state::AppState;
 
 /// Body of `POST /v1/streams`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewStream {
+    /// Display title, 1 to 200 characters after trimming.
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
+    /// Announced start: RFC 3339, any offset, within the years 0000 to 9999 UTC.
     #[serde(default)]
+    #[schema(format = DateTime)]
     scheduled_at: Option<String>,
 }
 
 /// Creates a scheduled stream run by the caller.
+#[utoipa::path(
+    post,
+    path = "/v1/streams",
+    tag = "streams",
+    request_body = NewStream,
+    responses(
+        (status = 201, description = "The stream, `scheduled`", body = Stream),
+        (status = 400, description = "`bad_request`: the title or `scheduled_at` fails its rules"),
+        (status = 403, description = "`forbidden`: seller or admin role required"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -65,6 +81,22 @@ pub struct ListQuery {
 }
 
 /// Lists the caller's tenant's streams, newest first, optionally by status.
+#[utoipa::path(
+    get,
+    path = "/v1/streams",
+    tag = "streams",
+    params((
+        "status" = Option<StreamStatus>,
+        Query,
+        description = "Only streams with this status (empty: all)"
+    )),
+    responses(
+        (status = 200, description = "The tenant's streams, newest first", body = crate::openapi::StreamList),
+        (status = 400, description = "`bad_request`: `status` is not a stream status"),
+        (status = 403, description = "`forbidden`: a tenant role is required"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -105,6 +137,17 @@ pub(crate) async fn visible_stream(
 }
 
 /// Reads one stream with its live viewer count.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{id}",
+    tag = "streams",
+    params(("id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 200, description = "The stream", body = Stream),
+        (status = 404, description = "`not_found`: no such stream in the caller's tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -137,6 +180,19 @@ async fn lifecycle(
 }
 
 /// Goes live: scheduled → live, else 409 `invalid_state`.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{id}/start",
+    tag = "streams",
+    params(("id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 200, description = "The stream, `live`", body = Stream),
+        (status = 403, description = "`forbidden`: only the stream's seller or an admin"),
+        (status = 404, description = "`not_found`: no such stream in the caller's tenant"),
+        (status = 409, description = "`invalid_state`: the stream is not scheduled"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn start(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -146,6 +202,19 @@ pub async fn start(
 }
 
 /// Ends the show: live → ended, else 409 `invalid_state`.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{id}/end",
+    tag = "streams",
+    params(("id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 200, description = "The stream, `ended`; its open drops close", body = Stream),
+        (status = 403, description = "`forbidden`: only the stream's seller or an admin"),
+        (status = 404, description = "`not_found`: no such stream in the caller's tenant"),
+        (status = 409, description = "`invalid_state`: the stream is not live"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn end(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -155,12 +224,27 @@ pub async fn end(
 }
 
 /// Body of `POST /v1/streams/{id}/pin`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PinBody {
+    /// Id of a product of the stream's tenant.
     product: String,
 }
 
 /// Pins a product of the tenant and broadcasts `pinned`.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{id}/pin",
+    tag = "streams",
+    params(("id" = String, Path, description = "Stream id")),
+    request_body = PinBody,
+    responses(
+        (status = 200, description = "The stream with the product pinned", body = Stream),
+        (status = 403, description = "`forbidden`: only the stream's seller or an admin"),
+        (status = 404, description = "`not_found`: no such stream or product in the caller's tenant"),
+        (status = 409, description = "`invalid_state`: the stream has ended"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn pin(
     State(state): State<AppState>,
     Caller(caller): Caller,

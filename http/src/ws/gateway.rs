@@ -26,6 +26,25 @@ use crate::state::AppState;
 /// `GET /v1/ws`. Admission comes first, before any WebSocket work or token verification; then
 /// the origin and the token; a request that is not a WebSocket upgrade is then refused in the
 /// contract's error shape.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "websocket",
+    description = "Upgrades to the WebSocket protocol of docs/PROTOCOL.md (RFC 6455 handshake). The token comes as `Authorization: Bearer` or, for this route only, as `?token=`.",
+    params((
+        "token" = Option<String>,
+        Query,
+        description = "The token, when it cannot be sent in the Authorization header"
+    )),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, description = "`bad_request`: not a WebSocket upgrade (the message says why)"),
+        (status = 403, description = "`forbidden`: the Origin is not allowed"),
+        (status = 426, description = "`bad_request`: `Sec-WebSocket-Version` is not 13 (the answer names 13)"),
+        (status = 503, description = "`unavailable`: the engine has `LIVESHOP_MAX_CONNECTIONS` connections"),
+    ),
+    security(("bearer" = []), ("token" = [])),
+)]
 pub async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
