@@ -21,14 +21,17 @@ mkdir -p "$OUT"
 DIR=$(mktemp -d)
 ulimit -n "$(ulimit -Hn)"
 cleanup() {
-  [ -n "${ENGINE:-}" ] && kill -KILL "$ENGINE" 2>/dev/null || true
-  wait 2>/dev/null || true
+  if [ -n "${ENGINE:-}" ]; then
+    kill -TERM "$ENGINE" 2>/dev/null || true
+    wait "$ENGINE" 2>/dev/null || true
+  fi
   rm -rf "$DIR"
 }
 trap cleanup EXIT
 
 env DATABASE_URL="sqlite://$DIR/bench.db?mode=rwc" LIVESHOP_LISTEN="127.0.0.1:$PORT" \
   LIVESHOP_CHAT_BURST=100000 LIVESHOP_CHAT_PER_SEC=100000 \
+  LIVESHOP_FRAME_BURST=100000 LIVESHOP_FRAMES_PER_SEC=100000 \
   LIVESHOP_UPGRADES_PER_IP_PER_SEC=0 LIVESHOP_MAX_HTTP_CONNECTIONS_PER_IP=0 \
   "$BIN/liveshop" serve >"$DIR/engine.log" 2>&1 &
 ENGINE=$!
@@ -67,7 +70,11 @@ def find(d, key):
             x = find(v, key)
             if x is not None: return x
     return None
-us = find(r, "server_cpu_us_per_delivery")
-print(f"{sys.argv[1]}: server {us} CPU-us per delivery = {us * viewers:.1f} per message; "
-      f"p50 {find(r, 'p50_ms')} ms, p99 {find(r, 'p99_ms')} ms, lost {find(r, 'lost')}")
+published = r["published"]
+cpu_us = r["server"]["cpu_s"] * 1e6
+lat = r["latency_ms"]
+print(f"{sys.argv[1]}: {published} chats published ({r['publisher']['rejected']} rejected), "
+      f"{r['delivered']} delivered, lost {r['lost']}; server {r['server']['cpu_s']} CPU-s = "
+      f"{cpu_us / published:.1f} CPU-us per chat ({r['server_cpu_us_per_delivery']} per delivery); "
+      f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms")
 PY
