@@ -338,6 +338,7 @@ impl DropState {
         if self.closed_announced {
             return Ok(());
         }
+        let first_try = self.closing.is_none();
         let reason = *self.closing.get_or_insert(reason);
         if let Err(e) = self
             .caps
@@ -350,7 +351,12 @@ impl DropState {
             )
             .await
         {
-            tracing::error!(drop_id = %self.book.id(), error = %e, "could not store the drop's closing; will retry");
+            if first_try {
+                tracing::error!(drop_id = %self.book.id(), error = %e,
+                    "could not store the drop's closing; retrying every tick");
+            } else {
+                tracing::debug!(drop_id = %self.book.id(), error = %e, "drop closing still not stored");
+            }
             return Err(Rejection::new(
                 ErrorCode::Unavailable,
                 "storage unavailable; retry",

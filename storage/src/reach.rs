@@ -14,6 +14,9 @@
 //!   at once (without touching the network) until a probe, repeated every [`PROBE_EVERY`],
 //!   reaches the database again.
 //!
+//! So a partition is found about 3 s after the first call meets it (`SLOW` + `PROBE_TIMEOUT`),
+//! and a server that refuses connections at once.
+//!
 //! A call cut short may have been carried out by the database all the same (the commit went
 //! through, its answer did not come back): callers treat `Unavailable` as "not known", never as
 //! "not done" (the drop actor reads the truth back from storage before it decides again).
@@ -38,8 +41,10 @@ use tokio::sync::watch;
 pub const DEADLINE: Duration = Duration::from_secs(5);
 /// A call still waiting after this long makes the store check whether the database is there.
 pub const SLOW: Duration = Duration::from_secs(1);
-/// How long a probe may take before the database counts as away.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a probe may take before the database counts as away. A fresh connection to a
+/// healthy server takes milliseconds; the margin keeps a busy machine from looking like an
+/// outage.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a database that is away is probed again.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
 
