@@ -109,8 +109,8 @@ pub enum DropMsg {
     Expired(Result<Vec<Claim>, StorageError>),
     /// The status task stored this open ⇄ sold-out status (or failed to).
     StatusStored(Result<DropStatus, StorageError>),
-    /// Close the drop (seller, duration, stream end).
-    Close(CloseReason, Option<RpcReplyPort<Drop>>),
+    /// Close the drop (seller, duration, stream end); answered once the close is stored.
+    Close(CloseReason, Option<RpcReplyPort<Result<Drop, Rejection>>>),
     /// Mark a reservation paid.
     Pay(ClaimId, RpcReplyPort<Result<Claim, Rejection>>),
     /// Timer: expire due holds, send coalesced inventory, close when the duration ran out.
@@ -136,6 +136,8 @@ pub struct DropState {
     lock: Arc<Mutex<()>>,
     depth: Depth,
     closed_announced: bool,
+    /// Why the drop is closing, from the first close asked for, until it is stored.
+    closing: Option<CloseReason>,
     /// A sell-out waits for its reservation to be durable before it is announced.
     sold_out_pending: bool,
     /// The status last written to storage (open ⇄ sold out changes are written on the tick).
@@ -263,6 +265,7 @@ impl DropState {
 
     fn committed(&mut self, myself: &ActorRef<DropMsg>, outcomes: Vec<RowOutcome>) {
         let mut not_stored = Vec::new();
+        let mut unknown = false;
         for finished in self.commit.finish(outcomes) {
             let Finished {
                 item: claim,
@@ -278,16 +281,32 @@ impl DropState {
                     ErrorCode::BadRequest,
                     "the claim could not be stored as sent and was not reserved",
                 ),
-                RowOutcome::Failed => Rejection::new(
-                    ErrorCode::Unavailable,
-                    "reservation could not be stored; retry with the same key",
-                ),
+                RowOutcome::Failed => {
+                    unknown = true;
+                    Rejection::new(
+                        ErrorCode::Unavailable,
+                        "reservation could not be stored; retry with the same key",
+                    )
+                }
             };
             for w in waiters {
                 record_claim("error");
                 let _ = w.send(Err(refusal.clone()));
             }
             not_stored.push(claim);
+        }
+        if unknown {
+            // The database failed during the write (it went away, or the answer did not come
+            // back in time): the batch may be stored or not, and the book cannot tell. Rolling
+            // it back could hand its units out twice and forget keys a retry must find; so this
+            // incarnation stops, and the next one (started by the next request, or by recovery)
+            // reads what is stored, after any write still in flight (the commit lock). Claims
+            // queued behind the batch were never written; their buyers are told `unavailable`
+            // as the actor stops, and retry with the same key.
+            tracing::warn!(drop_id = %self.book.id(),
+                "a claim batch's outcome is unknown; the drop restarts from what is stored");
+            myself.stop(Some("claim batch outcome unknown".into()));
+            return;
         }
         if !not_stored.is_empty() {
             self.book.rollback(&not_stored);
@@ -310,13 +329,17 @@ impl DropState {
         self.start_commit(myself);
     }
 
-    /// Closes the drop (if not yet) and stores and announces it exactly once.
-    async fn close(&mut self, reason: CloseReason) {
+    /// Closes the drop (if not yet) and stores and announces it exactly once. The book closes
+    /// at once, so no reservation is made after a close was asked for; when storage fails, the
+    /// caller is told `unavailable` and the tick stores it later (with the first reason asked),
+    /// so a close is never answered before it is durable.
+    async fn close(&mut self, reason: CloseReason) -> Result<(), Rejection> {
         self.book.close();
         if self.closed_announced {
-            return;
+            return Ok(());
         }
-        self.closed_announced = true;
+        let first_try = self.closing.is_none();
+        let reason = *self.closing.get_or_insert(reason);
         if let Err(e) = self
             .caps
             .store
@@ -328,14 +351,25 @@ impl DropState {
             )
             .await
         {
-            tracing::error!(drop_id = %self.book.id(), error = %e, "could not store the drop's closing");
+            if first_try {
+                tracing::error!(drop_id = %self.book.id(), error = %e,
+                    "could not store the drop's closing; retrying every tick");
+            } else {
+                tracing::debug!(drop_id = %self.book.id(), error = %e, "drop closing still not stored");
+            }
+            return Err(Rejection::new(
+                ErrorCode::Unavailable,
+                "storage unavailable; retry",
+            ));
         }
+        self.closed_announced = true;
         let drop = self.book.id().to_string();
         self.stream_cast(StreamMsg::Publish(EventBody::DropClosed {
             drop,
             reason: reason.as_str().to_owned(),
         }));
         self.sync_stream_snapshot();
+        Ok(())
     }
 
     /// Starts an expiry check in its own task. The task tells the buyers itself, so a restart
@@ -404,7 +438,8 @@ impl DropState {
         let due = self.book.drop().ends_at.is_some_and(|end| now >= end);
         // A claim may already have closed the book in memory when it found the drop past its end.
         if (due || self.book.drop().status == DropStatus::Closed) && !self.closed_announced {
-            self.close(CloseReason::Time).await;
+            // Logged when it fails; the next tick tries again.
+            let _ = self.close(CloseReason::Time).await;
         }
         if self
             .caps
@@ -546,6 +581,7 @@ impl Actor for DropActor {
         let closed_announced = record.status == DropStatus::Closed;
         Ok(DropState {
             closed_announced,
+            closing: None,
             stored_status: record.status,
             storing_status: false,
             expiring: false,
@@ -589,9 +625,9 @@ impl Actor for DropActor {
             DropMsg::Expired(result) => state.expired(result),
             DropMsg::StatusStored(result) => state.status_stored(result),
             DropMsg::Close(reason, reply) => {
-                state.close(reason).await;
+                let closed = state.close(reason).await;
                 if let Some(reply) = reply {
-                    let _ = reply.send(state.book.drop().clone());
+                    let _ = reply.send(closed.map(|()| state.book.drop().clone()));
                 }
             }
             DropMsg::Pay(id, reply) => {

@@ -756,7 +756,7 @@ impl Engine {
                 reason,
             } => self
                 .ask_drop(&tenant, &drop, |reply| DropMsg::Close(reason, Some(reply)))
-                .await
+                .await?
                 .map(Answer::Drop),
             Call::Claim {
                 tenant,

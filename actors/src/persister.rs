@@ -181,13 +181,38 @@ pub struct PersisterState {
     store: PersisterStores,
     depth: Depth,
     queue: PersisterQueue,
+    /// Since when chat writes fail (storage away), so an outage is logged once, not every tick.
+    failing_since: Option<Instant>,
     _alive: AliveGuard,
 }
+
+/// Chat messages waiting to be written: grows while storage is away.
+pub const CHAT_BACKLOG: &str = "liveshop_chat_backlog";
 
 impl PersisterState {
     async fn write(&mut self) {
         self.write_chat().await;
         self.write_users().await;
+        ::metrics::gauge!(CHAT_BACKLOG).set(self.chat_left() as f64);
+    }
+
+    /// A chat write failed for the database's sake: logged when the failures begin.
+    fn chat_failed(&mut self, err: &StorageError, held: usize) {
+        if self.failing_since.is_none() {
+            self.failing_since = Some(Instant::now());
+            tracing::error!(error = %err, source = ?std::error::Error::source(err), held,
+                "chat batch write failed; chat is held and retried until storage answers");
+        } else {
+            tracing::debug!(error = %err, held, "chat batch write failed again");
+        }
+    }
+
+    /// A chat write succeeded: says so if it ends a run of failures.
+    fn chat_written(&mut self) {
+        if let Some(since) = self.failing_since.take() {
+            tracing::warn!(failing_for = ?since.elapsed(), left = self.chat_left(),
+                "chat writes succeed again; the held chat is being written");
+        }
     }
 
     /// Takes up to [`MAX_BATCH`] queued items from the front.
@@ -243,7 +268,7 @@ impl PersisterState {
                 })
                 .await;
                 match written {
-                    Ok(()) => {}
+                    Ok(()) => self.chat_written(),
                     Err((lost, StorageError::Fenced { scope, token })) => {
                         tracing::warn!(
                             scope,
@@ -255,7 +280,8 @@ impl PersisterState {
                             .increment(lost.len() as u64);
                     }
                     Err((failed, err)) => {
-                        tracing::error!(error = %err, source = ?std::error::Error::source(&err), "chat batch write failed; will retry");
+                        let held = self.chat_left() + failed.len();
+                        self.chat_failed(&err, held);
                         let mut backlog = lock(&self.queue.0);
                         let unwritten = std::iter::once((fence, failed)).chain(runs);
                         let unwritten: Vec<_> = unwritten
@@ -339,6 +365,7 @@ impl Actor for Persister {
             store,
             depth,
             queue,
+            failing_since: None,
             _alive: AliveGuard::new(kind::PERSISTER),
         })
     }

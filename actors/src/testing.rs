@@ -116,12 +116,14 @@ fn with_remaining(mut drop: Drop) -> Drop {
 /// Postgres refuses it, so tests can make one bad chat row.
 ///
 /// Switches: [`fail_next_writes`](Self::fail_next_writes) makes writes fail with
-/// `Unavailable`; [`hold_writes`](Self::hold_writes) makes writes wait until
+/// `Unavailable`; [`lose_next_answers`](Self::lose_next_answers) stores claim batches and answers
+/// them `Unavailable`; [`hold_writes`](Self::hold_writes) makes writes wait until
 /// [`release_writes`](Self::release_writes), to keep a commit in flight;
 /// [`calls`](Self::calls) counts the calls of each method.
 pub struct MemoryStore {
     tables: Mutex<Tables>,
     fail_writes: AtomicUsize,
+    lose_answers: AtomicUsize,
     held: watch::Sender<bool>,
     waiting: AtomicUsize,
     calls: Mutex<HashMap<&'static str, usize>>,
@@ -133,6 +135,7 @@ impl Default for MemoryStore {
         Self {
             tables: Mutex::default(),
             fail_writes: AtomicUsize::new(0),
+            lose_answers: AtomicUsize::new(0),
             held: watch::Sender::new(false),
             waiting: AtomicUsize::new(0),
             calls: Mutex::default(),
@@ -172,6 +175,18 @@ impl MemoryStore {
     /// The next `n` writes fail with `Unavailable` (and write nothing).
     pub fn fail_next_writes(&self, n: usize) {
         self.fail_writes.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` claim batches are stored but answered with `Unavailable`, as when the
+    /// database commits and its answer is lost on the way back.
+    pub fn lose_next_answers(&self, n: usize) {
+        self.lose_answers.store(n, Ordering::SeqCst);
+    }
+
+    /// Takes one from a counter of things still due; false when none is.
+    fn take_one(&self, due: &AtomicUsize) -> bool {
+        due.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Every call, read or write, fails with `Unavailable` until called again with `false`.
@@ -232,11 +247,7 @@ impl MemoryStore {
             let _ = held.wait_for(|held| !held).await;
             self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
-        let failing = self
-            .fail_writes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failing {
+        if self.take_one(&self.fail_writes) {
             return Err(unavailable("write failed on purpose"));
         }
         Ok(())
@@ -730,6 +741,10 @@ impl DropStore for MemoryStore {
         d.reserved += total;
         *d = with_remaining(d.clone());
         t.claims.extend(claims.iter().map(|c| c.claim.clone()));
+        std::mem::drop(t);
+        if self.take_one(&self.lose_answers) {
+            return Err(unavailable("batch stored, answer lost on purpose"));
+        }
         Ok(())
     }
 

@@ -229,7 +229,7 @@ async fn a_drop_with_an_end_time_closes_at_its_end_and_not_before() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_claim_whose_write_fails_is_answered_unavailable_and_rolled_back() {
+async fn a_claim_whose_write_fails_is_answered_unavailable_and_the_drop_restarts_from_storage() {
     let h = Harness::new(drop_of(1, 1, 60)).await;
     let actor = h.spawn().await;
     h.store.fail_next_writes(1);
@@ -237,15 +237,83 @@ async fn a_claim_whose_write_fails_is_answered_unavailable_and_rolled_back() {
     let refused = claim(&actor, "alice", 1, "k1").await.unwrap_err();
     assert_eq!(refused.code, ErrorCode::Unavailable);
     assert!(h.store.claims_of_drop(&h.drop.id).await.unwrap().is_empty());
+    // Whether the batch was stored is unknown to it: the actor stops rather than guess.
+    settle().await;
+    assert_eq!(actor.get_status(), ractor::ActorStatus::Stopped);
 
-    // The unit went back: another buyer gets it, and the first may retry with the same key.
-    let bob = claim(&actor, "bob", 1, "k1")
+    // The next incarnation reads storage: the unit is there to sell, once.
+    let next = h.spawn().await;
+    let bob = claim(&next, "bob", 1, "k1")
         .await
         .expect("the unit is back");
     assert!(bob.created);
-    let again = claim(&actor, "alice", 1, "k1").await.unwrap_err();
+    let again = claim(&next, "alice", 1, "k1").await.unwrap_err();
     assert_eq!(again.code, ErrorCode::SoldOut, "bob has the only unit");
     assert_eq!(h.stored().await.remaining, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_stored_but_answered_unavailable_is_found_again_by_its_key() {
+    let h = Harness::new(drop_of(2, 1, 60)).await;
+    let actor = h.spawn().await;
+    h.store.lose_next_answers(1);
+
+    let refused = claim(&actor, "alice", 1, "k1").await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Unavailable);
+    settle().await;
+    assert_eq!(actor.get_status(), ractor::ActorStatus::Stopped);
+    let stored = h.store.claims_of_drop(&h.drop.id).await.unwrap();
+    assert_eq!(stored.len(), 1, "the database kept it");
+
+    // Alice's retry with the same key is answered with the stored claim, not a second one; the
+    // unit is not sold twice.
+    let next = h.spawn().await;
+    let again = claim(&next, "alice", 1, "k1")
+        .await
+        .expect("found by its key");
+    assert_eq!(
+        (again.claim.id.clone(), again.created),
+        (stored[0].id.clone(), false)
+    );
+    claim(&next, "bob", 1, "k1").await.expect("the other unit");
+    let carol = claim(&next, "carol", 1, "k1").await.unwrap_err();
+    assert_eq!(carol.code, ErrorCode::SoldOut);
+    assert_eq!(h.store.claims_of_drop(&h.drop.id).await.unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_close_storage_fails_is_answered_unavailable_stops_sales_and_is_stored_later() {
+    let h = Harness::new(drop_of(5, 1, 60)).await;
+    let actor = h.spawn().await;
+    h.store.fail_next_writes(1);
+    let refused = actor
+        .call(
+            |reply| DropMsg::Close(liveshop_engine::drops::CloseReason::Seller, Some(reply)),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Unavailable);
+    assert!(
+        h.probe.ordered("drop_closed").is_empty(),
+        "not announced before it is stored"
+    );
+    let late = claim(&actor, "alice", 1, "k1").await.unwrap_err();
+    assert_eq!(
+        late.code,
+        ErrorCode::DropClosed,
+        "no sale after a close was asked for"
+    );
+
+    advance_ms(200).await;
+    let stored = h.stored().await;
+    assert_eq!(
+        (stored.status, stored.closed_reason.as_deref()),
+        (DropStatus::Closed, Some("seller"))
+    );
+    assert_eq!(h.probe.ordered("drop_closed").len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -365,7 +433,9 @@ async fn a_closed_drop_stops_its_actor_once_no_reservation_is_left_to_expire() {
             None,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .expect("the close is stored");
     advance_ms(500).await;
     assert_eq!(
         actor.get_status(),

@@ -103,6 +103,7 @@ pub fn describe_metrics() {
     metrics::counter!(m::SLOW_CONSUMERS).increment(0);
     metrics::counter!(m::BROADCAST_LAG).increment(0);
     metrics::counter!("liveshop_chat_dropped_total").increment(0);
+    metrics::gauge!(liveshop_actors::persister::CHAT_BACKLOG).set(0.0);
     metrics::counter!("liveshop_chat_fenced_total").increment(0);
 }
 

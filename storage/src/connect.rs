@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use liveshop_engine::storage::StorageError;
+use liveshop_engine::storage::{StorageError, StorageResult};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Connection, Executor};
 
 use crate::SqlStore;
 use crate::error::unavailable;
+use crate::reach::Reach;
 
 /// Which database a [`SqlStore`] talks to; the few dialect differences (migrations, pool sizing)
 /// hang off it.
@@ -80,11 +81,20 @@ impl SqlStore {
             Backend::Sqlite => sqlite_url_with_create(url),
             Backend::Postgres => url.to_owned(),
         };
+        let reach = (backend == Backend::Postgres).then(|| Reach::new(&url));
+        let watch = reach.clone();
         let options = AnyPoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
+            .before_acquire(move |conn, meta| {
+                let stale = watch
+                    .as_ref()
+                    .is_some_and(|r| r.predates_abandonment(meta.age));
                 Box::pin(async move {
+                    if stale {
+                        // It may hold a transaction a given-up call left open: close it.
+                        return Ok(false);
+                    }
                     if meta.idle_for > PING_WHEN_IDLE_FOR {
                         conn.ping().await?;
                     }
@@ -114,12 +124,29 @@ impl SqlStore {
         };
         let pool = options.connect(&url).await.map_err(unavailable)?;
         tracing::debug!(backend = backend.as_str(), "storage pool opened");
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            reach,
+        })
     }
 
     /// Which database this store talks to.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Runs one storage call: on Postgres within [`crate::DEADLINE`], and failing at once while
+    /// the server is known to be unreachable (see [`crate::reach`]); on SQLite (a local file)
+    /// as it is.
+    pub(crate) async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = StorageResult<T>>,
+    ) -> StorageResult<T> {
+        match &self.reach {
+            Some(reach) => reach.bounded(call).await,
+            None => call.await,
+        }
     }
 
     /// Closes the pool, waiting for checked-out connections to come back (graceful shutdown).

@@ -15,6 +15,7 @@ mod fence;
 mod measure;
 mod migrate;
 mod moderation;
+mod reach;
 mod rows;
 mod sql;
 mod store;
@@ -24,6 +25,7 @@ mod tenants;
 pub mod testing;
 
 pub use connect::Backend;
+pub use reach::{DEADLINE, PROBE_EVERY, PROBE_TIMEOUT, SLOW};
 
 use sqlx::AnyPool;
 
@@ -34,4 +36,6 @@ use sqlx::AnyPool;
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// Postgres only: whether the server is reachable, bounding every call (see [`reach`]).
+    reach: Option<std::sync::Arc<reach::Reach>>,
 }

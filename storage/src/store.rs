@@ -18,56 +18,59 @@ use crate::error::unavailable;
 #[async_trait]
 impl Health for SqlStore {
     async fn ping(&self) -> StorageResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let ping = async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        };
+        self.bounded(ping).await
     }
 }
 
 #[async_trait]
 impl TenantStore for SqlStore {
     async fn create_tenant(&self, tenant: &Tenant) -> StorageResult<()> {
-        self.insert_tenant(tenant).await
+        self.bounded(self.insert_tenant(tenant)).await
     }
 
     async fn tenant(&self, id: &TenantId) -> StorageResult<Option<Tenant>> {
-        self.select_tenant(id).await
+        self.bounded(self.select_tenant(id)).await
     }
 
     async fn record_user_seen(&self, user: &UserSeen) -> StorageResult<()> {
-        self.upsert_user_seen(user).await
+        self.bounded(self.upsert_user_seen(user)).await
     }
 
     async fn record_users_seen(&self, users: &[UserSeen]) -> StorageResult<()> {
-        self.upsert_users_seen(users).await
+        self.bounded(self.upsert_users_seen(users)).await
     }
 }
 
 #[async_trait]
 impl CatalogStore for SqlStore {
     async fn create_product(&self, product: &Product) -> StorageResult<()> {
-        self.insert_product(product).await
+        self.bounded(self.insert_product(product)).await
     }
 
     async fn products(&self, tenant: &TenantId) -> StorageResult<Vec<Product>> {
-        self.select_products(tenant).await
+        self.bounded(self.select_products(tenant)).await
     }
 
     async fn product(&self, tenant: &TenantId, id: &ProductId) -> StorageResult<Option<Product>> {
-        self.select_product(tenant, id).await
+        self.bounded(self.select_product(tenant, id)).await
     }
 }
 
 #[async_trait]
 impl StreamStore for SqlStore {
     async fn create_stream(&self, stream: &Stream) -> StorageResult<()> {
-        self.insert_stream(stream).await
+        self.bounded(self.insert_stream(stream)).await
     }
 
     async fn stream(&self, id: &StreamId) -> StorageResult<Option<Stream>> {
-        self.select_stream(id).await
+        self.bounded(self.select_stream(id)).await
     }
 
     async fn streams(
@@ -75,11 +78,11 @@ impl StreamStore for SqlStore {
         tenant: &TenantId,
         status: Option<StreamStatus>,
     ) -> StorageResult<Vec<Stream>> {
-        self.select_streams(tenant, status).await
+        self.bounded(self.select_streams(tenant, status)).await
     }
 
     async fn live_streams(&self) -> StorageResult<Vec<Stream>> {
-        self.select_live_streams().await
+        self.bounded(self.select_live_streams()).await
     }
 
     async fn update_stream_status(
@@ -90,7 +93,7 @@ impl StreamStore for SqlStore {
         ended_at: Option<Timestamp>,
         fence: &Fence,
     ) -> StorageResult<()> {
-        self.write_stream_status(id, status, started_at, ended_at, fence)
+        self.bounded(self.write_stream_status(id, status, started_at, ended_at, fence))
             .await
     }
 
@@ -100,45 +103,45 @@ impl StreamStore for SqlStore {
         product: Option<&ProductId>,
         fence: &Fence,
     ) -> StorageResult<()> {
-        self.write_pinned(id, product, fence).await
+        self.bounded(self.write_pinned(id, product, fence)).await
     }
 
     async fn next_epoch(&self, id: &StreamId) -> StorageResult<u64> {
-        self.bump_epoch(id).await
+        self.bounded(self.bump_epoch(id)).await
     }
 
     async fn take_fence(&self, scope: &str) -> StorageResult<u64> {
-        self.raise_fence(scope).await
+        self.bounded(self.raise_fence(scope)).await
     }
 
     async fn fence_of(&self, scope: &str) -> StorageResult<Option<u64>> {
-        self.read_fence(scope).await
+        self.bounded(self.read_fence(scope)).await
     }
 }
 
 #[async_trait]
 impl ChatStore for SqlStore {
     async fn insert_chat(&self, messages: &[ChatMessage], fence: &Fence) -> StorageResult<()> {
-        self.append_chat(messages, fence).await
+        self.bounded(self.append_chat(messages, fence)).await
     }
 
     async fn recent_chat(&self, stream: &StreamId, limit: u32) -> StorageResult<Vec<ChatMessage>> {
-        self.select_recent_chat(stream, limit).await
+        self.bounded(self.select_recent_chat(stream, limit)).await
     }
 }
 
 #[async_trait]
 impl DropStore for SqlStore {
     async fn create_drop(&self, drop: &Drop, fence: &Fence) -> StorageResult<()> {
-        self.insert_drop(drop, fence).await
+        self.bounded(self.insert_drop(drop, fence)).await
     }
 
     async fn drop_by_id(&self, id: &DropId) -> StorageResult<Option<Drop>> {
-        self.select_drop(id).await
+        self.bounded(self.select_drop(id)).await
     }
 
     async fn drops_of_stream(&self, stream: &StreamId) -> StorageResult<Vec<Drop>> {
-        self.select_drops_of_stream(stream).await
+        self.bounded(self.select_drops_of_stream(stream)).await
     }
 
     async fn set_drop_status(
@@ -148,7 +151,7 @@ impl DropStore for SqlStore {
         closed_reason: Option<&str>,
         fence: &Fence,
     ) -> StorageResult<()> {
-        self.write_drop_status(id, status, closed_reason, fence)
+        self.bounded(self.write_drop_status(id, status, closed_reason, fence))
             .await
     }
 
@@ -158,7 +161,7 @@ impl DropStore for SqlStore {
         claims: &[NewClaim],
         fence: &Fence,
     ) -> StorageResult<()> {
-        self.write_claims(drop, claims, fence).await
+        self.bounded(self.write_claims(drop, claims, fence)).await
     }
 
     async fn claim_by_key(
@@ -167,19 +170,20 @@ impl DropStore for SqlStore {
         user: &UserId,
         key: &str,
     ) -> StorageResult<Option<Claim>> {
-        self.select_claim_by_key(drop, user, key).await
+        self.bounded(self.select_claim_by_key(drop, user, key))
+            .await
     }
 
     async fn claim_by_id(&self, id: &ClaimId) -> StorageResult<Option<Claim>> {
-        self.select_claim_by_id(id).await
+        self.bounded(self.select_claim_by_id(id)).await
     }
 
     async fn claims_of_drop(&self, drop: &DropId) -> StorageResult<Vec<Claim>> {
-        self.select_claims_of_drop(drop).await
+        self.bounded(self.select_claims_of_drop(drop)).await
     }
 
     async fn claims_of_user(&self, tenant: &TenantId, user: &UserId) -> StorageResult<Vec<Claim>> {
-        self.select_claims_of_user(tenant, user).await
+        self.bounded(self.select_claims_of_user(tenant, user)).await
     }
 
     async fn expire_claims(
@@ -188,15 +192,16 @@ impl DropStore for SqlStore {
         now: Timestamp,
         fence: &Fence,
     ) -> StorageResult<Vec<Claim>> {
-        self.expire_due_claims(drop, now.millis(), fence).await
+        self.bounded(self.expire_due_claims(drop, now.millis(), fence))
+            .await
     }
 
     async fn mark_claim_paid(&self, id: &ClaimId, fence: &Fence) -> StorageResult<Option<Claim>> {
-        self.pay_claim(id, fence).await
+        self.bounded(self.pay_claim(id, fence)).await
     }
 
     async fn drops_to_recover(&self) -> StorageResult<Vec<Drop>> {
-        self.select_drops_to_recover().await
+        self.bounded(self.select_drops_to_recover()).await
     }
 }
 
@@ -209,7 +214,7 @@ impl ModerationStore for SqlStore {
         entry: &ModerationEntry,
         fence: &Fence,
     ) -> StorageResult<()> {
-        self.write_chat_deletion(stream, message, entry, fence)
+        self.bounded(self.write_chat_deletion(stream, message, entry, fence))
             .await
     }
 
@@ -218,11 +223,12 @@ impl ModerationStore for SqlStore {
         stream: &StreamId,
         message: &ChatId,
     ) -> StorageResult<Option<(ChatMessage, bool)>> {
-        self.select_chat_message(stream, message).await
+        self.bounded(self.select_chat_message(stream, message))
+            .await
     }
 
     async fn mute(&self, mute: &Mute, entry: &ModerationEntry, fence: &Fence) -> StorageResult<()> {
-        self.write_mute(mute, entry, fence).await
+        self.bounded(self.write_mute(mute, entry, fence)).await
     }
 
     async fn set_chat_settings(
@@ -232,7 +238,7 @@ impl ModerationStore for SqlStore {
         entry: &ModerationEntry,
         fence: &Fence,
     ) -> StorageResult<()> {
-        self.write_chat_settings(stream, settings, entry, fence)
+        self.bounded(self.write_chat_settings(stream, settings, entry, fence))
             .await
     }
 
@@ -241,11 +247,12 @@ impl ModerationStore for SqlStore {
         stream: &StreamId,
         now: Timestamp,
     ) -> StorageResult<StreamModeration> {
-        self.select_stream_moderation(stream, now).await
+        self.bounded(self.select_stream_moderation(stream, now))
+            .await
     }
 
     async fn ban(&self, ban: &Ban, entries: &[ModerationEntry]) -> StorageResult<()> {
-        self.write_ban(ban, entries).await
+        self.bounded(self.write_ban(ban, entries)).await
     }
 
     async fn unban(
@@ -254,15 +261,15 @@ impl ModerationStore for SqlStore {
         user: &UserId,
         entries: &[ModerationEntry],
     ) -> StorageResult<bool> {
-        self.delete_ban(tenant, user, entries).await
+        self.bounded(self.delete_ban(tenant, user, entries)).await
     }
 
     async fn active_bans(&self, now: Timestamp) -> StorageResult<Vec<Ban>> {
-        self.select_active_bans(now).await
+        self.bounded(self.select_active_bans(now)).await
     }
 
     async fn bans_of_tenant(&self, tenant: &TenantId, now: Timestamp) -> StorageResult<Vec<Ban>> {
-        self.select_bans_of_tenant(tenant, now).await
+        self.bounded(self.select_bans_of_tenant(tenant, now)).await
     }
 
     async fn moderation_log(
@@ -270,7 +277,8 @@ impl ModerationStore for SqlStore {
         stream: &StreamId,
         limit: u32,
     ) -> StorageResult<Vec<ModerationEntry>> {
-        self.select_moderation_log(stream, limit).await
+        self.bounded(self.select_moderation_log(stream, limit))
+            .await
     }
 
     async fn chatted_with_seller(
@@ -279,6 +287,7 @@ impl ModerationStore for SqlStore {
         seller: &UserId,
         user: &UserId,
     ) -> StorageResult<bool> {
-        self.select_chatted_with_seller(tenant, seller, user).await
+        self.bounded(self.select_chatted_with_seller(tenant, seller, user))
+            .await
     }
 }
