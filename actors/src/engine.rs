@@ -489,15 +489,16 @@ impl Engine {
         }
     }
 
-    /// Publishes a chat message; answers its seq. An author whose connection has not joined
-    /// must be the stream's broadcaster (its seller, or an admin); the stream checks.
+    /// Publishes a chat message of an author with `role`; answers its seq. An author whose
+    /// connection has not joined must be the stream's broadcaster (its seller, or an admin); the
+    /// stream checks, and applies its moderation (staff are not slowed).
     pub async fn chat(
         &self,
         tenant: &TenantId,
         stream: &StreamId,
         author: ChatAuthor,
         text: String,
-        access: ChatAccess,
+        (access, role): (ChatAccess, liveshop_engine::auth::Role),
     ) -> Result<u64, Rejection> {
         let call = Call::Chat {
             tenant: tenant.clone(),
@@ -505,6 +506,7 @@ impl Engine {
             author,
             text,
             access,
+            role,
         };
         match self.run(call, Hop::First).await? {
             Answer::Seq(seq) => Ok(seq),
@@ -695,12 +697,14 @@ impl Engine {
                 author,
                 text,
                 access,
+                role,
                 ..
             } => actor
                 .ask(|reply| StreamMsg::Chat {
                     author,
                     text,
                     access,
+                    role,
                     reply,
                 })
                 .await?

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use liveshop_engine::auth::Role;
 use liveshop_engine::drops::CloseReason;
 use liveshop_engine::ids::{ChatId, ClaimId};
 use liveshop_engine::moderation::{ChatSettings, Mute, SettingsPatch};
@@ -93,6 +94,10 @@ pub enum Call {
         text: String,
         /// Whether the author's connection joined (on its own node).
         access: ChatAccess,
+        /// The author's role (slow mode spares staff). A node of an earlier release sends none;
+        /// it reads as a viewer's.
+        #[serde(default = "viewer")]
+        role: Role,
     },
     /// Count a reaction (already validated).
     React {
@@ -305,6 +310,11 @@ struct ClaimWire {
     expires_at: Timestamp,
 }
 
+/// The role of a relayed chat's author when the sending node did not say.
+fn viewer() -> Role {
+    Role::Viewer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +350,37 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_chat_keeps_the_wire_form_of_the_previous_release_and_reads_its_calls() {
+        // What a node of the previous release sends (no role): a viewer's chat.
+        let old = r#"{"Chat":{"tenant":"t","stream":"s","author":{"id":"u","name":"U"},"text":"hi","access":"Joined"}}"#;
+        match serde_json::from_str::<Call>(old).unwrap() {
+            Call::Chat { access, role, .. } => {
+                assert_eq!(access, ChatAccess::Joined);
+                assert_eq!(role, Role::Viewer);
+            }
+            other => panic!("{other:?}"),
+        }
+        // What this release sends keeps every field the previous one reads, as it read them.
+        let new = Call::Chat {
+            tenant: TenantId::from_trusted("t"),
+            stream: StreamId::from_trusted("s"),
+            author: ChatAuthor {
+                id: UserId::from_trusted("u"),
+                name: "U".into(),
+            },
+            text: "hi".into(),
+            access: ChatAccess::NotJoined(Role::Seller),
+            role: Role::Seller,
+        };
+        let wire = serde_json::to_value(&new).unwrap();
+        assert_eq!(
+            wire["Chat"]["access"],
+            serde_json::json!({"NotJoined": "seller"})
+        );
+        assert_eq!(wire["Chat"]["role"], "seller");
     }
 
     #[test]

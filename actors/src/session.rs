@@ -217,7 +217,7 @@ impl Session {
                 let joined = self.joined.contains(&stream);
                 let tenant = self.permitted(Action::Chat { joined })?;
                 let access = if joined {
-                    ChatAccess::Joined(self.identity.role)
+                    ChatAccess::Joined
                 } else {
                     ChatAccess::NotJoined(self.identity.role)
                 };
@@ -227,7 +227,7 @@ impl Session {
                 };
                 let seq = self
                     .engine
-                    .chat(&tenant, &stream, author, text, access)
+                    .chat(&tenant, &stream, author, text, (access, self.identity.role))
                     .await?;
                 self.reply(ServerFrame::Ok {
                     r#ref,

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use liveshop_engine::auth::Role;
 use liveshop_engine::frames::{EventBody, encode_event};
 use liveshop_engine::ids::ChatId;
 use liveshop_engine::limits::Limits;
@@ -145,6 +146,8 @@ pub enum StreamMsg {
         /// Whether the author's connection joined; one that did not must be the stream's
         /// broadcaster (its seller, or an admin) to publish.
         access: ChatAccess,
+        /// The author's role (slow mode spares staff).
+        role: Role,
         /// The answer.
         reply: RpcReplyPort<Result<u64, Rejection>>,
     },
@@ -505,17 +508,11 @@ impl StreamState {
     fn chat(
         &mut self,
         myself: &ActorRef<StreamMsg>,
-        author: ChatAuthor,
-        text: String,
-        access: ChatAccess,
+        command: ChatCommand,
     ) -> Result<u64, Rejection> {
-        let command = Command::Chat(ChatCommand {
-            id: ChatId::generate(&self.caps.time.ids.unique_suffix()),
-            author,
-            text,
-            access,
-        });
-        let performed = self.apply(myself, command).inspect_err(count_moderated)?;
+        let performed = self
+            .apply(myself, Command::Chat(command))
+            .inspect_err(count_moderated)?;
         performed.seq.ok_or_else(|| {
             tracing::error!(stream_id = %self.id(), "accepted chat was not published");
             Rejection::new(ErrorCode::Internal, "chat was not published")
@@ -692,9 +689,17 @@ impl Actor for StreamActor {
                 author,
                 text,
                 access,
+                role,
                 reply,
             } => {
-                let _ = reply.send(state.chat(&myself, author, text, access));
+                let command = ChatCommand {
+                    id: ChatId::generate(&state.caps.time.ids.unique_suffix()),
+                    author,
+                    text,
+                    access,
+                    role,
+                };
+                let _ = reply.send(state.chat(&myself, command));
             }
             StreamMsg::React(emoji) => state.apply_unanswered(&myself, Command::React(emoji)),
             StreamMsg::Lifecycle { action, reply } => {

@@ -83,7 +83,8 @@ async fn chat(actor: &ActorRef<StreamMsg>, user: &str, text: &str) -> Result<u64
             |reply| StreamMsg::Chat {
                 author,
                 text,
-                access: ChatAccess::Joined(Role::Viewer),
+                access: ChatAccess::Joined,
+                role: Role::Viewer,
                 reply,
             },
             None,

@@ -119,10 +119,14 @@ impl Messages {
             id: ChatId::from_trusted(format!("msg_{n}")),
             author: self.authors[n % AUTHORS].clone(),
             text: self.text.clone(),
-            access: ChatAccess::Joined(Role::Viewer),
+            access: ChatAccess::Joined,
+            role: Role::Viewer,
         });
         // An author speaks every AUTHORS messages, AUTHORS seconds apart.
-        (command, Timestamp::from_millis(1_000_000 + n as i64 * 1_000))
+        (
+            command,
+            Timestamp::from_millis(1_000_000 + n as i64 * 1_000),
+        )
     }
 }
 

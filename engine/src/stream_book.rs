@@ -43,24 +43,17 @@ pub use snapshot::StreamSnapshot;
 /// Viewer counts are sent at most this often (milliseconds).
 pub const VIEWERS_EVERY_MS: i64 = 1_000;
 
-/// How the author of a chat message reaches the stream, and their role (staff are never slowed
-/// by slow mode).
+/// How the author of a chat message reaches the stream.
+///
+/// Its wire form travels between nodes (a relayed chat), so it stays as it was when clusters
+/// of two releases may mix: a new field goes beside it, with a default, never into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChatAccess {
     /// Their connection joined the stream.
-    Joined(Role),
+    Joined,
     /// Their connection did not join; with this role they may still publish when they are the
     /// stream's broadcaster (its seller, or an admin), see [`Action::ChatWithoutJoin`].
     NotJoined(Role),
-}
-
-impl ChatAccess {
-    /// The author's role.
-    pub fn role(self) -> Role {
-        match self {
-            Self::Joined(role) | Self::NotJoined(role) => role,
-        }
-    }
 }
 
 /// A chat message as the author sent it, with the id it gets if accepted.
@@ -74,6 +67,8 @@ pub struct ChatCommand {
     pub text: String,
     /// Whether the author joined.
     pub access: ChatAccess,
+    /// The author's role: staff (sellers, moderators, admins) are never slowed by slow mode.
+    pub role: Role,
 }
 
 /// What changes the book at once.
@@ -559,6 +554,7 @@ impl StreamBook {
             author,
             text,
             access,
+            role,
         } = chat;
         if let ChatAccess::NotJoined(role) = access {
             let caller = Identity {
@@ -575,7 +571,7 @@ impl StreamBook {
         }
         accepts_interaction(self.record.status)?;
         let text = validate_chat_text(&text)?;
-        self.rules.check(&author.id, access.role(), &text, now)?;
+        self.rules.check(&author.id, role, &text, now)?;
         self.allowances.take(&author.id, now, &self.limits)?;
         self.rules.accepted(&author.id, &id, now);
         let message = ChatMessage {

@@ -100,7 +100,8 @@ proptest! {
                         id: ChatId::from_trusted(id.as_str()),
                         author: ChatAuthor { id: UserId::from_trusted(format!("v{who}")), name: format!("v{who}") },
                         text: format!("secret text of {id}"),
-                        access: ChatAccess::Joined(Role::Viewer),
+                        access: ChatAccess::Joined,
+                role: Role::Viewer,
                     });
                     if let Ok(effects) = book.apply(command, Timestamp::from_millis(now)) {
                         sent.push(id);

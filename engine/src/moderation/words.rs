@@ -81,7 +81,12 @@ impl BlockedWords {
         // ASCII text is scanned as sent (the automaton ignores ASCII case), so the common
         // message that holds no entry is not even copied.
         let ascii = text.is_ascii();
-        if ascii && self.firsts.as_ref().is_some_and(|firsts| !firsts.is_match(text)) {
+        if ascii
+            && self
+                .firsts
+                .as_ref()
+                .is_some_and(|firsts| !firsts.is_match(text))
+        {
             return false;
         }
         let normalized = normalize(text);

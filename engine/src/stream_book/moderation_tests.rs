@@ -55,7 +55,8 @@ fn say(
                 name: who.to_owned(),
             },
             text: text.to_owned(),
-            access: ChatAccess::Joined(role),
+            access: ChatAccess::Joined,
+            role,
         }),
         now,
     )

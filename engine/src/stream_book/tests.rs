@@ -72,11 +72,15 @@ fn chat_from(id: &str, n: u32, access: ChatAccess) -> Command {
         author: author(id),
         text: format!("  hello {n}  "),
         access,
+        role: match access {
+            ChatAccess::NotJoined(role) => role,
+            ChatAccess::Joined => Role::Viewer,
+        },
     })
 }
 
 fn chat(id: &str, n: u32) -> Command {
-    chat_from(id, n, ChatAccess::Joined(Role::Viewer))
+    chat_from(id, n, ChatAccess::Joined)
 }
 
 fn snapshot_json(book: &StreamBook, viewers: u64) -> String {
@@ -139,7 +143,8 @@ fn chat_text_is_trimmed_and_checked() {
         id: ChatId::from_trusted("msg_x"),
         author: author("u1"),
         text: "   ".into(),
-        access: ChatAccess::Joined(Role::Viewer),
+        access: ChatAccess::Joined,
+        role: Role::Viewer,
     });
     assert_eq!(refusal(b.apply(blank, at(0))).0, ErrorCode::BadRequest);
     assert_eq!(b.recent_chat().len(), 0);
@@ -597,7 +602,8 @@ fn the_snapshot_is_byte_for_byte_the_json_the_actor_built_before() {
                 id: ChatId::from_trusted(format!("msg_{n}")),
                 author: author(&format!("u{n}")),
                 text: (*text).to_owned(),
-                access: ChatAccess::Joined(Role::Viewer),
+                access: ChatAccess::Joined,
+                role: Role::Viewer,
             }),
             at(n as i64),
         )
