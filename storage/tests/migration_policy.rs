@@ -273,6 +273,7 @@ fn contract_findings(dialect: &str, sql: &str) -> Vec<String> {
         .collect();
     let is_new = |table: &Option<String>| table.as_ref().is_some_and(|t| created.contains(t));
     let mut findings = Vec::new();
+    let mut altered = BTreeSet::new();
     for s in &statements {
         let text = s.join(" ");
         let first = s[0].as_str();
@@ -314,6 +315,7 @@ fn contract_findings(dialect: &str, sql: &str) -> Vec<String> {
                 if is_new(&table) {
                     continue;
                 }
+                altered.extend(table.clone());
                 // Skip `ALTER TABLE [IF EXISTS] [ONLY] name`.
                 let mut at = 2;
                 while matches!(
@@ -380,6 +382,15 @@ fn contract_findings(dialect: &str, sql: &str) -> Vec<String> {
             }
             _ => {}
         }
+    }
+    if altered.len() > 1 {
+        findings.push(format!(
+            "alters {} existing tables in one transaction ({}): with traffic on, a migration \
+             holding one table's lock while it waits for another's deadlocks with the nodes' own \
+             transactions; one existing table per migration",
+            altered.len(),
+            altered.into_iter().collect::<Vec<_>>().join(", ")
+        ));
     }
     findings
 }
@@ -544,6 +555,20 @@ fn additive_statements_pass() {
     }
     let concurrent = "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS s ON streams (x);";
     assert!(contract_findings("postgres", concurrent).is_empty());
+}
+
+#[test]
+fn altering_two_existing_tables_in_one_migration_is_caught() {
+    let two = "ALTER TABLE streams ADD COLUMN a TEXT;\nALTER TABLE claims ADD COLUMN b TEXT;";
+    let findings = contract_findings("postgres", two);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("alters 2 existing tables")),
+        "{findings:?}"
+    );
+    let one = "ALTER TABLE streams ADD COLUMN a TEXT;\nALTER TABLE streams ADD COLUMN b TEXT;";
+    assert!(contract_findings("postgres", one).is_empty());
 }
 
 #[test]
