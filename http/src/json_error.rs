@@ -58,8 +58,13 @@ fn data_problem(path: Option<&str>, message: &str) -> String {
         return format!("{}: is required", join(path, field));
     }
     if let Some(rest) = message.strip_prefix("unknown field `") {
+        // The path already ends at the unknown key (it was read before it was refused).
         let field = rest.split('`').next().unwrap_or_default();
-        return format!("{}: is not a known field", join(path, field));
+        let at = match path {
+            Some(p) if p == field || p.ends_with(&format!(".{field}")) => p.to_owned(),
+            _ => join(path, field),
+        };
+        return format!("{at}: is not a known field");
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let choices = rest.split_once("expected ").map_or("", |(_, c)| c);
@@ -151,6 +156,38 @@ mod tests {
     enum Kind {
         Small,
         Large,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        name: String,
+        #[serde(default)]
+        inner: Option<StrictInner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct StrictInner {
+        size: u32,
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_once_by_its_path() {
+        let strict = |json: &str| {
+            let de = &mut serde_json::Deserializer::from_str(json);
+            describe(&serde_path_to_error::deserialize::<_, Strict>(de).unwrap_err())
+        };
+        assert_eq!(
+            strict(r#"{"name":"n","extra":1}"#),
+            "extra: is not a known field"
+        );
+        assert_eq!(
+            strict(r#"{"name":"n","inner":{"size":1,"colour":"red"}}"#),
+            "inner.colour: is not a known field"
+        );
     }
 
     fn message(json: &str) -> String {
