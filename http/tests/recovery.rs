@@ -5,10 +5,11 @@
 #[macro_use]
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Backend, EngineProcess, TestApp, WsClient, expect_json, operator, token};
+use common::{
+    Backend, EngineProcess, ProcessRest, TestApp, WsClient, expect_json, operator, token,
+};
 use liveshop_engine::Timestamp;
 use liveshop_engine::auth::Role;
 use liveshop_storage::testing::fresh;
@@ -21,45 +22,9 @@ both! {
     a_sell_out_while_the_stream_restarts_reaches_its_viewers,
 }
 
-/// A REST client of the engine process at `addr`.
-struct Rest {
-    http: reqwest::Client,
-    addr: SocketAddr,
-}
-
-impl Rest {
-    fn new(addr: SocketAddr) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            addr,
-        }
-    }
-
-    async fn post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("http://{}{path}", self.addr))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    async fn get(&self, path: &str, token: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("http://{}{path}", self.addr))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        expect_json(r, 200).await
-    }
-}
-
 /// A tenant with a live stream and a product, made over HTTP; returns the tenant, seller and
 /// stream and product ids.
-async fn live_show(rest: &Rest, slug: &str) -> (String, String, String, String) {
+async fn live_show(rest: &ProcessRest, slug: &str) -> (String, String, String, String) {
     let tenant = rest
         .post(
             "/v1/tenants",
@@ -114,7 +79,7 @@ fn instant(value: &Value) -> Timestamp {
 async fn holds_expire_on_time_after_a_kill_9_although_nobody_touches_the_drop(backend: Backend) {
     let db = fresh(backend).await;
     let (mut server, addr) = EngineProcess::start(db.url(), &[]);
-    let rest = Rest::new(addr);
+    let rest = ProcessRest::new(addr);
     let (tenant, seller, stream, product) = live_show(&rest, "kill-holds").await;
     let drop = rest
         .post(
@@ -141,13 +106,13 @@ async fn holds_expire_on_time_after_a_kill_9_although_nobody_touches_the_drop(ba
     server.kill();
     std::mem::drop(server);
     let (server, addr) = EngineProcess::start(db.url(), &[]);
-    let rest = Rest::new(addr);
+    let rest = ProcessRest::new(addr);
     // Nobody claims, joins or reads the drop through its actor: only storage is read below.
     sleep_until(expires_at.plus_millis(1_000)).await;
-    let mine = rest.get("/v1/claims", &buyer).await;
+    let mine = rest.get_json("/v1/claims", &buyer).await;
     assert_eq!(mine["items"][0]["id"], claim["id"]);
     assert_eq!(mine["items"][0]["status"], "expired", "{mine}");
-    let counts = rest.get(&format!("/v1/drops/{drop}"), &buyer).await;
+    let counts = rest.get_json(&format!("/v1/drops/{drop}"), &buyer).await;
     assert_eq!(counts["reserved"], 0, "{counts}");
     assert_eq!(counts["remaining"], 5, "{counts}");
     std::mem::drop(server);
@@ -157,7 +122,7 @@ async fn holds_expire_on_time_after_a_kill_9_although_nobody_touches_the_drop(ba
 async fn a_drop_with_an_end_time_closes_on_time_across_a_kill_9(backend: Backend) {
     let db = fresh(backend).await;
     let (mut server, addr) = EngineProcess::start(db.url(), &[]);
-    let rest = Rest::new(addr);
+    let rest = ProcessRest::new(addr);
     let (tenant, seller, stream, product) = live_show(&rest, "kill-ends").await;
     let drop = rest
         .post(
@@ -173,10 +138,10 @@ async fn a_drop_with_an_end_time_closes_on_time_across_a_kill_9(backend: Backend
     server.kill();
     std::mem::drop(server);
     let (server, addr) = EngineProcess::start(db.url(), &[]);
-    let rest = Rest::new(addr);
+    let rest = ProcessRest::new(addr);
     sleep_until(ends_at.plus_millis(1_000)).await;
     let viewer = token(Role::Viewer, Some(&tenant), "viewer-1");
-    let stored = rest.get(&format!("/v1/drops/{id}"), &viewer).await;
+    let stored = rest.get_json(&format!("/v1/drops/{id}"), &viewer).await;
     assert_eq!(stored["status"], "closed", "{stored}");
     assert_eq!(stored["closed_reason"], "time", "{stored}");
     std::mem::drop(server);
@@ -187,7 +152,7 @@ async fn chat_is_still_stored_after_the_persister_fails(backend: Backend) {
     let db = fresh(backend).await;
     let faults = [("LIVESHOP_ENABLE_FAULT_INJECTION", Some("1"))];
     let (mut server, addr) = EngineProcess::start(db.url(), &faults);
-    let rest = Rest::new(addr);
+    let rest = ProcessRest::new(addr);
     let (tenant, _, stream, _) = live_show(&rest, "persister-crash").await;
     let viewer = token(Role::Viewer, Some(&tenant), "viewer-1");
     let mut writer = common::client_of(addr, &viewer).await;

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Backend, EngineProcess, WsClient, client_of, expect_json, operator, token};
+use common::{
+    Backend, EngineProcess, ProcessRest, WsClient, client_of, expect_json, operator, token,
+};
 use liveshop_cluster::testing::RedisServer;
 use liveshop_engine::auth::Role;
 use liveshop_storage::SqlStore;
@@ -132,53 +134,17 @@ fn assert_logged_newer(node: &mut EngineProcess) {
     );
 }
 
-/// A REST client of one node.
-#[derive(Clone)]
-struct Rest {
-    http: reqwest::Client,
-    addr: SocketAddr,
-}
-
-impl Rest {
-    fn new(addr: SocketAddr) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            addr,
-        }
-    }
-
-    async fn post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("http://{}{path}", self.addr))
-            .bearer_auth(token)
-            .json(&body)
-            .timeout(Duration::from_secs(20))
-            .send()
-            .await
-            .expect("POST is answered")
-    }
-
-    async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.http
-            .get(format!("http://{}{path}", self.addr))
-            .bearer_auth(token)
-            .timeout(Duration::from_secs(20))
-            .send()
-            .await
-            .expect("GET is answered")
-    }
-
-    async fn claim(&self, drop: &str, buyer: &str, key: &str) -> Value {
-        let body = json!({ "quantity": 1, "idempotency_key": key });
-        let claim = expect_json(
-            self.post(&format!("/v1/drops/{drop}/claims"), buyer, body)
-                .await,
-            201,
-        )
-        .await;
-        assert_eq!(claim["status"], "reserved", "{claim}");
-        claim
-    }
+/// Claims one unit of `drop` as `buyer` with the idempotency key `key`; expects `reserved`.
+async fn claim(rest: &ProcessRest, drop: &str, buyer: &str, key: &str) -> Value {
+    let body = json!({ "quantity": 1, "idempotency_key": key });
+    let claim = expect_json(
+        rest.post(&format!("/v1/drops/{drop}/claims"), buyer, body)
+            .await,
+        201,
+    )
+    .await;
+    assert_eq!(claim["status"], "reserved", "{claim}");
+    claim
 }
 
 /// A tenant with a live stream and an open drop, made over REST.
@@ -194,7 +160,7 @@ impl Show {
     }
 }
 
-async fn show(rest: &Rest, slug: &str) -> Show {
+async fn show(rest: &ProcessRest, slug: &str) -> Show {
     let body = json!({ "slug": slug, "name": "Rolling" });
     let tenant = expect_json(rest.post("/v1/tenants", &operator(), body).await, 201).await;
     let tenant = tenant["id"].as_str().expect("tenant id").to_owned();
@@ -264,12 +230,12 @@ async fn an_old_node_serves_and_restarts_on_a_database_a_newer_release_migrated(
 
     let (mut old, addr) = EngineProcess::start(db.url(), &[]);
     assert_logged_newer(&mut old);
-    let rest = Rest::new(addr);
+    let rest = ProcessRest::new(addr);
     let show = show(&rest, "rolling-old").await;
     let mut viewer = client_of(addr, &show.viewer("viewer-1")).await;
     viewer.join(&show.stream, None).await;
     say(&mut viewer, &show.stream, "hello from the old node").await;
-    let claim = rest.claim(&show.drop, &show.viewer("buyer-1"), "k1").await;
+    let first = claim(&rest, &show.drop, &show.viewer("buyer-1"), "k1").await;
     viewer.close().await;
 
     // Restarted on the same database (a crash, a scale-out, a rollback), it still starts, and what
@@ -278,7 +244,7 @@ async fn an_old_node_serves_and_restarts_on_a_database_a_newer_release_migrated(
     assert!(old.wait_exit().await.success(), "the old node drains");
     let (mut old, addr) = EngineProcess::start(db.url(), &[]);
     assert_logged_newer(&mut old);
-    let rest = Rest::new(addr);
+    let rest = ProcessRest::new(addr);
     let mut viewer = client_of(addr, &show.viewer("viewer-2")).await;
     let joined = viewer.join(&show.stream, None).await;
     assert!(
@@ -286,14 +252,14 @@ async fn an_old_node_serves_and_restarts_on_a_database_a_newer_release_migrated(
         "{joined}"
     );
     say(&mut viewer, &show.stream, "hello again").await;
-    let claims = expect_json(rest.get("/v1/claims", &show.viewer("buyer-1")).await, 200).await;
+    let claims = rest.get_json("/v1/claims", &show.viewer("buyer-1")).await;
     assert!(
         claims
             .to_string()
-            .contains(claim["id"].as_str().expect("id")),
+            .contains(first["id"].as_str().expect("id")),
         "the claim came back: {claims}"
     );
-    rest.claim(&show.drop, &show.viewer("buyer-2"), "k2").await;
+    claim(&rest, &show.drop, &show.viewer("buyer-2"), "k2").await;
 
     // The rows the old node wrote took the newer release's defaults.
     let mut conn = raw(db.url()).await;
@@ -335,7 +301,7 @@ struct Traffic {
 /// Chat and claims on `addr` until `stop`, each answered before the next is sent; panics on any
 /// refusal or error.
 async fn traffic(addr: SocketAddr, show: Arc<Show>, stop: Arc<AtomicBool>) -> Traffic {
-    let rest = Rest::new(addr);
+    let rest = ProcessRest::new(addr);
     let mut ws = client_of(addr, &show.viewer("chatter")).await;
     ws.join(&show.stream, None).await;
     let mut seen = Traffic {
@@ -352,7 +318,7 @@ async fn traffic(addr: SocketAddr, show: Arc<Show>, stop: Arc<AtomicBool>) -> Tr
         )
         .await;
         let buyer = show.viewer(&format!("rush-{round}"));
-        rest.claim(&show.drop, &buyer, "k").await;
+        claim(&rest, &show.drop, &buyer, "k").await;
         seen.rounds.push(Instant::now());
         seen.slowest = seen.slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -366,7 +332,7 @@ async fn a_newer_release_migrates_while_an_old_node_serves_and_both_serve_after(
     let db = fresh(Backend::Postgres).await;
     let redis = RedisServer::start();
     let (mut old, old_addr) = cluster_node(db.url(), &redis, "old-1");
-    let rest_old = Rest::new(old_addr);
+    let rest_old = ProcessRest::new(old_addr);
     let show = Arc::new(show(&rest_old, "rolling-cluster").await);
 
     // A chat history large enough that building an index on it takes a while.
@@ -420,7 +386,7 @@ async fn a_newer_release_migrates_while_an_old_node_serves_and_both_serve_after(
     // A node of the newer schema's database joins, and both serve, also across nodes.
     let (mut new, new_addr) = cluster_node(db.url(), &redis, "new-1");
     assert_logged_newer(&mut new);
-    let rest_new = Rest::new(new_addr);
+    let rest_new = ProcessRest::new(new_addr);
     let mut on_old = client_of(old_addr, &show.viewer("viewer-old")).await;
     on_old.join(&show.stream, None).await;
     let mut on_new = client_of(new_addr, &show.viewer("viewer-new")).await;
@@ -429,12 +395,8 @@ async fn a_newer_release_migrates_while_an_old_node_serves_and_both_serve_after(
     until_chat(&mut on_old, "from the new node").await;
     say(&mut on_old, &show.stream, "from the old node").await;
     until_chat(&mut on_new, "from the old node").await;
-    rest_new
-        .claim(&show.drop, &show.viewer("after-new"), "k")
-        .await;
-    rest_old
-        .claim(&show.drop, &show.viewer("after-old"), "k")
-        .await;
+    claim(&rest_new, &show.drop, &show.viewer("after-new"), "k").await;
+    claim(&rest_old, &show.drop, &show.viewer("after-old"), "k").await;
     on_old.close().await;
 
     // The old node restarts on the migrated database (a crash, or a rollback) and serves.
@@ -442,14 +404,12 @@ async fn a_newer_release_migrates_while_an_old_node_serves_and_both_serve_after(
     assert!(old.wait_exit().await.success(), "the old node drains");
     let (mut old, old_addr) = cluster_node(db.url(), &redis, "old-1");
     assert_logged_newer(&mut old);
-    let rest_old = Rest::new(old_addr);
+    let rest_old = ProcessRest::new(old_addr);
     let mut on_old = client_of(old_addr, &show.viewer("viewer-old-2")).await;
     on_old.join(&show.stream, None).await;
     say(&mut on_new, &show.stream, "after the restart").await;
     until_chat(&mut on_old, "after the restart").await;
-    rest_old
-        .claim(&show.drop, &show.viewer("after-restart"), "k")
-        .await;
+    claim(&rest_old, &show.drop, &show.viewer("after-restart"), "k").await;
     on_new.close().await;
     on_old.close().await;
     drop(new);

@@ -707,6 +707,52 @@ fn rand_suffix() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
+/// A REST client of an engine process ([`EngineProcess`]) at `addr`; a call not answered within
+/// twice [`WAIT`] fails the test instead of hanging it.
+#[derive(Clone)]
+pub struct ProcessRest {
+    http: reqwest::Client,
+    addr: SocketAddr,
+}
+
+impl ProcessRest {
+    /// A client of the engine listening on `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            addr,
+        }
+    }
+
+    /// `POST path` with a JSON body, as `token`.
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("http://{}{path}", self.addr))
+            .bearer_auth(token)
+            .json(&body)
+            .timeout(WAIT * 2)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("POST {path} is answered: {err}"))
+    }
+
+    /// `GET path` as `token`.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(token)
+            .timeout(WAIT * 2)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("GET {path} is answered: {err}"))
+    }
+
+    /// `GET path` as `token`, expecting 200; its JSON body.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        expect_json(self.get(path, token).await, 200).await
+    }
+}
+
 /// `liveshop serve` as a child process on port 0; killed on drop if still running.
 pub struct EngineProcess {
     child: Child,
