@@ -132,7 +132,7 @@ test("blocked words and slow mode refuse a viewer's message in its banner; a blo
 
   await byId(studio.page, "blocked-words").fill("spoiler\n  forbidden phrase \n\n");
   await byId(studio.page, "chat-settings-save").click();
-  await byId(studio.page, "moderation-status").filter({ hasText: "Chat settings saved" }).waitFor();
+  await byId(studio.page, "moderation-status").filter({ hasText: "Chat settings saved: slow mode off, 2 blocked entries." }).waitFor();
   assert.deepEqual((await byId(studio.page, "blocked-words").inputValue()).split("\n"), ["spoiler", "forbidden phrase"]);
   await logEntry(studio.page, "chat_settings").waitFor();
 
@@ -147,7 +147,8 @@ test("blocked words and slow mode refuse a viewer's message in its banner; a blo
 
   await byId(studio.page, "slow-mode-seconds").fill("30");
   await byId(studio.page, "chat-settings-save").click();
-  await byId(studio.page, "moderation-status").filter({ hasText: "Chat settings saved" }).waitFor();
+  // Each save says what was stored, so this waits for the second save, not the first one's line.
+  await byId(studio.page, "moderation-status").filter({ hasText: "Chat settings saved: slow mode 30 s, 2 blocked entries." }).waitFor();
   // The form is loaded again from the engine on a reload.
   await studio.page.reload();
   await studio.page.locator("#moderation-panel").waitFor();

@@ -182,6 +182,13 @@ export function createModeration({ fail, ok }) {
 
   // ---- chat settings ----
 
+  /** What the status line says once the engine stored the settings (each save says it anew). */
+  function settingsSaved(settings) {
+    const slow = Number(settings.slow_mode_seconds) || 0;
+    const count = (settings.blocked_words || []).length;
+    return `Chat settings saved: slow mode ${slow ? `${slow} s` : "off"}, ${count} blocked ${count === 1 ? "entry" : "entries"}.`;
+  }
+
   function fillSettings(settings) {
     $("slow-mode-seconds").value = String(Number(settings && settings.slow_mode_seconds) || 0);
     $("blocked-words").value = ((settings && settings.blocked_words) || []).join("\n");
@@ -206,13 +213,15 @@ export function createModeration({ fail, ok }) {
       return;
     }
     const words = $("blocked-words").value.split("\n").map((w) => w.trim()).filter(Boolean);
+    say("Saving chat settings…");
     try {
       const settings = await api("PATCH", `${streamPath()}/chat-settings`, { slow_mode_seconds: slow, blocked_words: words });
       fillSettings(settings);
-      say("Chat settings saved.");
+      say(settingsSaved(settings));
       ok();
       refreshLog();
     } catch (err) {
+      say("");
       fail(err);
     }
   }
