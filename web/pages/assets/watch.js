@@ -375,7 +375,8 @@ async function sendChat(ev) {
   if (!text || !view.client) return;
   try {
     await view.client.chat(streamId, text);
-    input.value = "";
+    // Clear what was sent, not what the viewer typed since (the answer can come after that).
+    if (input.value.trim() === text) input.value = "";
     const kind = byTestId("error-banner").dataset.kind;
     if (kind === "action" || kind === "muted") {
       stopMutedCountdown();
