@@ -60,11 +60,7 @@ fn data_problem(path: Option<&str>, message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         // The path already ends at the unknown key (it was read before it was refused).
         let field = rest.split('`').next().unwrap_or_default();
-        let at = match path {
-            Some(p) if p == field || p.ends_with(&format!(".{field}")) => p.to_owned(),
-            _ => join(path, field),
-        };
-        return format!("{at}: is not a known field");
+        return format!("{}: is not a known field", path.unwrap_or(field));
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let choices = rest.split_once("expected ").map_or("", |(_, c)| c);
